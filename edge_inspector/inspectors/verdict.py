@@ -1,0 +1,28 @@
+"""What an inspector decides about one frame or one sound episode.
+
+Inspectors produce :class:`Verdict` objects and know nothing about ZeroMQ; the event bus turns
+verdicts into numbered, journalled events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(slots=True)
+class Verdict:
+    source: str
+    kind: Literal["visual", "acoustic"]
+    label: str  # "ok"/"normal" or the defect type
+    score: float  # defect (anomaly) probability in [0, 1], higher = worse
+    defect: bool  # score crossed this source's threshold
+    ts: float  # capture time (epoch seconds) of the frame / episode start
+    mono: float  # monotonic capture time, for latency_ms
+    model: str  # model name
+    model_sha256: str
+    frame: int | None = None  # visual: frame index in the stream
+    bbox: list[int] | None = None  # visual: [x, y, w, h] in source-frame pixels
+    offset_s: float | None = None  # acoustic: episode start from stream start
+    duration_s: float | None = None  # acoustic: episode length
+    extra: dict[str, Any] = field(default_factory=dict)  # probs, stage timings, ...

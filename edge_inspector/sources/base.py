@@ -1,0 +1,226 @@
+"""Timestamped items, bounded queues with an explicit overflow policy, and the source thread.
+
+Every camera and microphone is a thread that reads from its device and puts items into its
+own bounded queue.  Live sources use ``drop_oldest`` so latency stays bounded when the
+inspector falls behind (every drop is counted); file and replay sources use ``block`` so no
+frame is ever skipped and results are deterministic.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Iterator, Literal, TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+QueuePolicy = Literal["drop_oldest", "block"]
+SourceState = Literal["online", "offline", "reconnecting", "ended"]
+StatusCallback = Callable[[str, str, str], None]  # (source name, state, detail)
+
+
+@dataclass(slots=True)
+class Frame:
+    """One camera image as captured."""
+
+    source: str
+    index: int  # frame index in the stream, from 0
+    ts: float  # capture time, seconds since the epoch (UTC)
+    mono: float  # time.monotonic() at capture: latency is measured against this
+    image: np.ndarray  # H x W x 3, BGR, uint8 (after the optional ROI crop)
+    origin: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the full frame, for bbox mapping
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A block of mono audio at the model's sample rate."""
+
+    source: str
+    offset_s: float  # start of this chunk in seconds from stream start
+    ts: float  # capture time of the first sample, seconds since the epoch
+    mono: float
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    discontinuity: bool = False  # True: audio before this chunk is not contiguous (reset state)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class QueueStats:
+    put: int = 0
+    dropped: int = 0
+
+
+class BoundedQueue(Generic[T]):
+    """A bounded FIFO with an overflow policy and a shared wake-up condition.
+
+    Several queues can share one ``threading.Condition`` so a single inspector thread can
+    wait for "any camera has a frame" and batch across cameras.
+    """
+
+    def __init__(
+        self, maxsize: int, policy: QueuePolicy, wakeup: threading.Condition | None = None
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self.policy = policy
+        self.wakeup = wakeup or threading.Condition()
+        self._items: collections.deque[T] = collections.deque()
+        self._closed = False
+        self.stats = QueueStats()
+
+    def put(self, item: T, stop: threading.Event | None = None) -> bool:
+        """Add ``item``; returns False only if a blocking put was abandoned because of ``stop``."""
+        with self.wakeup:
+            if self.policy == "block":
+                while len(self._items) >= self.maxsize:
+                    if stop is not None and stop.is_set():
+                        return False
+                    self.wakeup.wait(0.05)
+            elif len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.stats.dropped += 1
+            self._items.append(item)
+            self.stats.put += 1
+            self.wakeup.notify_all()
+            return True
+
+    def get_nowait(self) -> T | None:
+        with self.wakeup:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self.wakeup.notify_all()  # a blocked producer may continue
+            return item
+
+    def close(self) -> None:
+        """The producer is finished; consumers drain what is left."""
+        with self.wakeup:
+            self._closed = True
+            self.wakeup.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def exhausted(self) -> bool:
+        with self.wakeup:
+            return self._closed and not self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class SourceCounters:
+    items: int = 0
+    reconnects: int = 0
+    errors: int = 0
+    overflows: int = 0  # device-side overruns (audio input overflow)
+    last_error: str = ""
+    state: str = "offline"
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class SourceThread(threading.Thread, Generic[T]):
+    """Base for capture threads: open, read until stopped, reconnect live sources with backoff.
+
+    Subclasses implement :meth:`open`, :meth:`read_items` and :meth:`release`.  File sources
+    set ``live = False``: they end when the file ends (or loop) instead of reconnecting.
+    """
+
+    kind: str = "source"
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        queue: BoundedQueue[T],
+        on_status: StatusCallback | None = None,
+        live: bool = True,
+        backoff_s: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        super().__init__(name=f"{self.kind}:{name}", daemon=True)
+        self.source_name = name
+        self.uri = uri
+        self.queue = queue
+        self.live = live
+        self.on_status = on_status or (lambda *_: None)
+        self.backoff_s = backoff_s
+        self.stop_event = threading.Event()
+        self.counters = SourceCounters()
+        self.fatal_error: str | None = None
+
+    # -- subclass hooks --------------------------------------------------------------------
+    def open(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read_items(self) -> Iterator[T]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def release(self) -> None:
+        pass
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.counters.state:
+            self.counters.state = state
+            self.on_status(self.source_name, state, detail)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        delay = self.backoff_s[0]
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.open()
+                    self._set_state("online")
+                    delay = self.backoff_s[0]
+                    for item in self.read_items():
+                        if not self.queue.put(item, self.stop_event):
+                            break
+                        self.counters.items += 1
+                        if self.stop_event.is_set():
+                            break
+                    if not self.live:
+                        break
+                    if not self.stop_event.is_set():
+                        raise OSError("stream ended")
+                except Exception as exc:  # noqa: BLE001 - a source must never kill the daemon
+                    self.counters.errors += 1
+                    self.counters.last_error = str(exc)
+                    if not self.live:
+                        self.fatal_error = f"{self.source_name}: {exc}"
+                        log.error("source %s failed: %s", self.source_name, exc)
+                        break
+                    log.warning(
+                        "source %s lost (%s); reconnecting in %.1fs", self.source_name, exc, delay
+                    )
+                    self._set_state("offline", str(exc))
+                    self.release()
+                    if self.stop_event.wait(delay):
+                        break
+                    self._set_state("reconnecting")
+                    self.counters.reconnects += 1
+                    delay = min(delay * 2, self.backoff_s[1])
+            self.release()
+        finally:
+            self._set_state("ended")
+            self.queue.close()
+
+
+def sleep_until(deadline_mono: float, stop: threading.Event) -> bool:
+    """Sleep until a monotonic deadline; True if stopped meanwhile (used for rate limits)."""
+    remaining = deadline_mono - time.monotonic()
+    return stop.wait(remaining) if remaining > 0 else stop.is_set()
