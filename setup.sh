@@ -15,7 +15,7 @@ apt_packages=(python3-venv python3-dev portaudio19-dev ffmpeg sqlite3)
 if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
   # Real components for the tests: PulseAudio null sink, ffmpeg streams, systemd unit checks,
   # headless Chromium for the evaluation report.
-  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium)
+  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc)
 fi
 
 missing=()
