@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Train the visual defect CNN on synthetic surfaces, export it to ONNX and write its manifest.
+
+    python3 tools/train_visual.py --out engines            # full run, ~10 min on 2 CPU cores
+    python3 tools/train_visual.py --smoke                  # < 1 min end-to-end check (temp dir)
+
+Recipe: surfaces of two families (metal, painted) plus scikit-image CC0 textures (gravel,
+brick, grass) with procedurally drawn defects; the third family (cast) is never seen, so the
+evaluation can report how the model does on a surface style it was not trained on.
+Loss = cross-entropy on the class + BCE on a 32x32 heatmap against the max-pooled defect mask.
+BatchNorm is folded into the convolutions before export (opset 17, dynamic batch), ONNX
+Runtime output is checked against PyTorch, and the decision threshold is set on held-out good
+images so that at most ~1 % of good parts are rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edge_inspector.manifest import VisualModel, sha256_of  # noqa: E402
+from edge_inspector.synthetic.surfaces import LABELS, compose, make_surface, scene_from_image  # noqa: E402
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.25, 0.25, 0.25)
+TRAIN_FAMILIES = ("metal", "painted", "texture")  # "cast" is held out as an unseen style
+SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; tools/eval_visual.py uses 3 and 4
+OK_FRACTION = 0.3
+CELL = 8  # heatmap cell size in pixels (256 / 32)
+
+
+# ------------------------------------------------------------------------------------- model
+
+
+def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class VisualNet(nn.Module):
+    """Plain 3x3 conv stack to 1/8 resolution; heatmap = 1x1 conv; class head on pooled features.
+
+    Only Conv/ReLU/pooling/concat/Gemm/sigmoid/softmax, so TensorRT takes it as is.  Dilated
+    convolutions widen the receptive field (~90 px) without extra downsampling, which keeps
+    the 32x32 heatmap aligned with the image.
+    """
+
+    def __init__(self, num_classes: int = len(LABELS)) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _cbr(3, 16, 2), _cbr(16, 32, 2), _cbr(32, 32), _cbr(32, 64, 2),
+            _cbr(64, 64), _cbr(64, 64, dilation=2), _cbr(64, 64, dilation=4),
+        )
+        self.heat = nn.Conv2d(64, 1, 1)
+        self.classifier = nn.Sequential(nn.Linear(64 * 2 + 2, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
+
+    def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        heat = self.heat(f)
+        pooled = torch.cat(
+            [F.adaptive_avg_pool2d(f, 1), F.adaptive_max_pool2d(f, 1),
+             F.adaptive_avg_pool2d(heat, 1), F.adaptive_max_pool2d(heat, 1)], dim=1,
+        ).flatten(1)
+        return self.classifier(pooled), heat
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, heat = self.forward_logits(x)
+        return torch.softmax(logits, dim=1), torch.sigmoid(heat)
+
+
+def fold_batchnorm(model: VisualNet) -> VisualNet:
+    """Fold every BatchNorm into the preceding conv (export wants Conv+ReLU only)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for block in model.features:
+        block[0] = fuse_conv_bn_eval(block[0], block[1])
+        block[1] = nn.Identity()
+    return model
+
+
+# -------------------------------------------------------------------------------------- data
+
+_BANK: list[np.ndarray] = []
+
+
+def _texture_bank() -> list[np.ndarray]:
+    """scikit-image's CC0 grey textures (training only: never needed at runtime)."""
+    if not _BANK:
+        from skimage import data
+
+        _BANK.extend(getattr(data, name)() for name in ("gravel", "brick", "grass"))
+    return _BANK
+
+
+def _texture_scene(rng: np.random.Generator):
+    """A random crop of a scikit-image texture, rotated, contrast-scaled and tinted."""
+    tex = _texture_bank()[int(rng.integers(len(_texture_bank())))].astype(np.float32)
+    side = int(rng.integers(160, 512))
+    y, x = rng.integers(0, 512 - side + 1, 2)
+    crop = np.rot90(tex[y : y + side, x : x + side], int(rng.integers(4)))
+    crop = (crop - crop.mean()) * rng.uniform(0.2, 0.8) + rng.uniform(80, 180)
+    tint = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    return scene_from_image(rng, np.clip(crop[..., None] * tint, 0, 255))
+
+
+def generate_one(args: tuple[int, int, int]) -> tuple[np.ndarray, int, np.ndarray]:
+    """Sample ``index`` of split ``split``: (image BGR uint8, label index, 32x32 cell mask)."""
+    seed, split, index = args
+    rng = np.random.default_rng([seed, split, index])
+    label = "ok" if rng.random() < OK_FRACTION else str(rng.choice(LABELS[1:]))
+    family = TRAIN_FAMILIES[index % len(TRAIN_FAMILIES)]
+    if family == "texture":
+        sample = compose(rng, _texture_scene(rng), label, family)
+    else:
+        sample = make_surface(rng, family, label)
+    cells = sample.mask.reshape(32, CELL, 32, CELL).max(axis=(1, 3))
+    return sample.image, LABELS.index(label), cells
+
+
+def generate(seed: int, split: int, n: int, workers: int, desc: str) -> tuple[np.ndarray, ...]:
+    """Generate ``n`` samples (deterministic per index, whatever the worker count)."""
+    jobs = [(seed, split, i) for i in range(n)]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            out = list(tqdm(pool.imap(generate_one, jobs, chunksize=32), total=n, desc=desc))
+    else:
+        out = [generate_one(j) for j in tqdm(jobs, desc=desc)]
+    images = np.stack([o[0] for o in out])
+    labels = np.array([o[1] for o in out], np.int64)
+    cells = np.stack([o[2] for o in out]).astype(np.float32)
+    return images, labels, cells
+
+
+def to_tensor(images_bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 NHWC -> normalised RGB NCHW float32, exactly as the runtime preprocesses."""
+    x = torch.from_numpy(images_bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _augment(x: torch.Tensor, cells: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips and 90-degree turns of image and target together (defects have no orientation)."""
+    k = int(rng.integers(4))
+    x, cells = torch.rot90(x, k, (2, 3)), torch.rot90(cells, k, (1, 2))
+    if rng.random() < 0.5:
+        x, cells = torch.flip(x, (3,)), torch.flip(cells, (2,))
+    return x, cells
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int) -> None:
+    images, labels, cells = data
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(images) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    pos_weight = torch.tensor([4.0])
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(images))
+        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs}")
+        total = correct = 0
+        for start in bar:
+            idx = order[start : start + batch]
+            x, t = _augment(to_tensor(images[idx]), torch.from_numpy(cells[idx]), rng)
+            y = torch.from_numpy(labels[idx])
+            logits, heat = model.forward_logits(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=0.02) + F.binary_cross_entropy_with_logits(
+                heat[:, 0], t, pos_weight=pos_weight
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / total:.3f}")
+
+
+def export_onnx(model: VisualNet, path: Path, probe: torch.Tensor, metadata: dict[str, object] | None = None) -> float:
+    """Export with a dynamic batch axis; return the max |ORT - torch| difference on ``probe``."""
+    import onnxruntime as ort
+
+    model = fold_batchnorm(model)
+    torch.onnx.export(
+        model, (probe[:1],), str(path), input_names=["image"], output_names=["probs", "heatmap"],
+        dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "heatmap": {0: "batch"}},
+        opset_version=17, do_constant_folding=True, dynamo=False,
+    )
+    if metadata:  # the training recipe travels inside the model file (ORT: custom_metadata_map)
+        import onnx
+
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=str(value))
+        onnx.save(proto, str(path))
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(probe)]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(["probs", "heatmap"], {"image": probe.numpy()})
+    return float(max(np.abs(a - b).max() for a, b in zip(ref, got)))
+
+
+def choose_threshold(scores_good: np.ndarray, false_reject: float = 0.01) -> float:
+    """Smallest threshold rejecting at most ``false_reject`` of good parts, kept in [0.05, 0.95]."""
+    q = float(np.quantile(scores_good, 1.0 - false_reject, method="higher"))
+    return float(np.clip(np.nextafter(q, 1.0), 0.05, 0.95))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--train-size", type=int, default=4500)
+    ap.add_argument("--val-size", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--workers", type=int, default=2, help="processes generating data")
+    ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
+    ap.add_argument("--no-eval", action="store_true", help="skip tools/eval_visual.py afterwards")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.epochs, args.train_size, args.val_size, args.workers = 1, 48, 40, 1
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="visual-smoke-"))
+    out: Path = args.out or ROOT / "engines"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    t0 = time.time()
+
+    train_data = generate(args.seed, SPLIT_TRAIN, args.train_size, args.workers, "train data")
+    val_images, val_labels, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data")
+    model = VisualNet()
+    train(model, train_data, args.epochs, args.batch, args.seed)
+
+    onnx_path = out / "visual_cnn.onnx"
+    probe = to_tensor(val_images[:8])
+    recipe = {
+        "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
+        "batch": args.batch, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
+        "families": "+".join(TRAIN_FAMILIES), "torch": torch.__version__,
+    }
+    diff = export_onnx(model, onnx_path, probe, metadata=recipe)
+    print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); max |ORT - torch| = {diff:.2e}")
+    if diff > 1e-4:
+        print(f"error: ONNX Runtime output differs from PyTorch by {diff:.2e} (> 1e-4)", file=sys.stderr)
+        return 1
+
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probs = np.concatenate([sess.run(["probs"], {"image": to_tensor(val_images[i : i + 32]).numpy()})[0]
+                            for i in range(0, len(val_images), 32)])
+    scores = 1.0 - probs[:, 0]
+    threshold = choose_threshold(scores[val_labels == 0])
+    val_acc = float((probs.argmax(1) == val_labels).mean())
+    print(f"validation: accuracy {val_acc:.3f}, threshold {threshold:.4f} "
+          f"({int((val_labels == 0).sum())} good images)")
+
+    from _modelcard import update_manifest_section
+
+    section = VisualModel(
+        file=onnx_path.name, sha256=sha256_of(onnx_path), mean=MEAN, std=STD, labels=LABELS,
+        threshold=round(threshold, 6), heatmap_threshold=0.5,
+    ).model_dump(mode="json")
+    update_manifest_section(out, "visual", section)
+    print(f"wrote {out / 'manifest.toml'} [visual]; recipe {recipe}")
+    if not args.no_eval:
+        from eval_visual import evaluate
+
+        evaluate(out, smoke=args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
