@@ -168,7 +168,13 @@ class Journal:
         ``prefixes`` keeps only topics starting with one of them (ZeroMQ subscription
         semantics), so a filtered subscriber can fill its gaps without the whole stream.
         """
-        sql = "SELECT topic, payload FROM events WHERE seq > ?"
+        return [(t, p) for _, t, p in self.rows_since(seq, limit, prefixes, until)]
+
+    def rows_since(
+        self, seq: int, limit: int = 1000, prefixes: list[str] | None = None, until: int | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """Like :meth:`since` but with the seq of each row (the catch-up server pages on it)."""
+        sql = "SELECT seq, topic, payload FROM events WHERE seq > ?"
         args: list[Any] = [int(seq)]
         if until is not None:
             sql += " AND seq <= ?"
@@ -180,7 +186,7 @@ class Journal:
                 args += [len(p), p]
         sql += " ORDER BY seq LIMIT ?"
         args.append(max(0, int(limit)))
-        return [(str(t), bytes(p)) for t, p in self._read(sql, tuple(args))]
+        return [(int(n), str(t), bytes(p)) for n, t, p in self._read(sql, tuple(args))]
 
     def first_seq(self) -> int:
         """Oldest seq still retained (0 for an empty journal)."""
