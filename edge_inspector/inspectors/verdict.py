@@ -25,4 +25,5 @@ class Verdict:
     bbox: list[int] | None = None  # visual: [x, y, w, h] in source-frame pixels
     offset_s: float | None = None  # acoustic: episode start from stream start
     duration_s: float | None = None  # acoustic: episode length
-    extra: dict[str, Any] = field(default_factory=dict)  # probs, stage timings, ...
+    extra: dict[str, Any] = field(default_factory=dict)  # probs, stage timings, ... (published)
+    heatmap: Any = None  # visual: the model's defect heatmap (reports only, never published)

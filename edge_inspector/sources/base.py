@@ -17,6 +17,8 @@ from typing import Callable, Generic, Iterator, Literal, TypeVar
 
 import numpy as np
 
+from edge_inspector.errors import UserError
+
 log = logging.getLogger(__name__)
 
 QueuePolicy = Literal["drop_oldest", "block"]
@@ -200,7 +202,7 @@ class SourceThread(threading.Thread, Generic[T]):
                 except Exception as exc:  # noqa: BLE001 - a source must never kill the daemon
                     self.counters.errors += 1
                     self.counters.last_error = str(exc)
-                    if not self.live:
+                    if not self.live or isinstance(exc, UserError):  # retrying cannot fix these
                         self.fatal_error = f"{self.source_name}: {exc}"
                         log.error("source %s failed: %s", self.source_name, exc)
                         break

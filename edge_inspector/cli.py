@@ -1,0 +1,168 @@
+"""``edge-inspector`` command line.
+
+Exit codes: 0 ok, 1 runtime failure (a source or model failed, an input could not be read),
+2 usage or config error.  User mistakes are printed as one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from edge_inspector import DEFAULT_CONFIG, __version__
+from edge_inspector.errors import InputError, UserError
+
+log = logging.getLogger("edge_inspector")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def _load_checked_config(path: Path | None, check_devices: bool = True) -> Any:
+    from edge_inspector.checks import check_environment
+    from edge_inspector.config import ConfigError, load_config
+
+    cfg = load_config(path)
+    problems = check_environment(cfg, check_devices=check_devices)
+    if problems:
+        raise ConfigError(problems, path)
+    return cfg
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load_checked_config(args.config)
+    print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.microphones)} microphone(s))")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_inspector.console import StatusDisplay, setup_logging
+    from edge_inspector.service import Service
+
+    cfg = _load_checked_config(args.config)
+    setup_logging("json" if cfg.health.log_format == "json" else "text", args.verbose)
+    if args.config is None:
+        log.info("no --config given: running the embedded demo (%s)", DEFAULT_CONFIG)
+    service = Service(cfg)
+    title = f"edge-inspector {__version__} · events on {cfg.publisher.endpoint} · Ctrl-C stops"
+    with StatusDisplay(service.source_rows, title, cfg.health.status_interval_s) as display:
+        code = service.run(tick=display.tick)
+    if service.failure:
+        log.error("stopped with a failure: %s", service.failure)
+    return code
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from edge_inspector.offline import inspect_paths
+
+    return inspect_paths(args.paths, args.engines, args.backend, sys.stdout)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from edge_inspector.events.tail import run_tail
+
+    return run_tail(args.endpoint, args.topic or [""], args.json, args.catchup, args.count)
+
+
+def cmd_build_engines(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edge_inspector.runtime.build import build_all
+
+    results = build_all(args.engines, args.cache_dir, args.precision, args.max_batch, Console(stderr=True))
+    for row in results:
+        print(json.dumps(row, default=str))
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from edge_inspector.sources.recording import record_command
+
+    return record_command(args)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edge_inspector.replay import replay_command
+
+    return replay_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-inspector", description="Real-time visual and acoustic inspection daemon.")
+    parser.add_argument("--version", action="version", version=f"edge-inspector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon (no --config: the embedded synthetic demo)")
+    p.add_argument("--config", type=Path, default=None, help="TOML config file")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and exit (0 ok, 2 problems)")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("inspect", help="inspect image (PNG/JPEG/BMP) and WAV files; one JSON line each")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--engines", type=Path, default=None, help="engines directory (default: the shipped models)")
+    p.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"])
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("replay", help="run a recording (or video/WAV files) through the daemon's pipeline")
+    p.add_argument("recording", type=Path, nargs="+", help="a directory made by `record`, or video and/or WAV files")
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--speed", choices=["realtime", "max"], default="max")
+    p.add_argument("--labels", type=Path, default=None, help="CSV of ground truth: evaluate and write a report")
+    p.add_argument("--report", type=Path, default=None, help="HTML report path (with --labels)")
+    p.add_argument("--events", type=Path, default=None, help="also write every published event as JSON lines")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("record", help="record the configured cameras and microphones")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C / SIGTERM)")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("tail", help="print published events")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
+    p.add_argument("--catchup", default="tcp://127.0.0.1:5557", help="catch-up endpoint for gaps ('' to disable)")
+    p.add_argument("--topic", action="append", help="topic prefix (repeatable), e.g. defect.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, default=None, help="exit after N events")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device")
+    p.add_argument("--engines", type=Path, default=None)
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.set_defaults(func=cmd_build_engines)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "engines", "unset") is None:
+        from edge_inspector import DEFAULT_ENGINES_DIR
+
+        args.engines = DEFAULT_ENGINES_DIR
+    if getattr(args, "catchup", None) == "":
+        args.catchup = None
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 0
+    except InputError as exc:
+        print(f"edge-inspector: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except UserError as exc:
+        for line in str(exc).splitlines():
+            print(f"edge-inspector: {line}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

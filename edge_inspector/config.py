@@ -1,0 +1,245 @@
+"""Typed configuration loaded from TOML.
+
+Every section is a pydantic model that rejects unknown keys (a typo such as ``treshold`` is an
+error, not a silently ignored line).  Errors are reported one per line with the key path as a
+person would write it (``camera[1].uri: …``), and ``check-config`` adds the checks that need
+the outside world: files that exist, endpoints that can be bound, devices that are present.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_inspector import DEFAULT_CONFIG, DEFAULT_ENGINES_DIR
+from edge_inspector.errors import UserError
+from edge_inspector.tomlcompat import tomllib
+
+CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
+MICROPHONE_SCHEMES = ("pulse", "pyaudio", "file", "synthetic")
+_NAME = r"^[A-Za-z0-9_\-]+$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def uri_scheme(uri: str) -> str:
+    """``gst:…`` / ``pulse`` / ``pyaudio:2`` have no ``//``; everything else is a URL."""
+    if uri == "pulse" or uri.startswith("pulse:"):
+        return "pulse"
+    if uri.startswith("gst:"):
+        return "gst"
+    if uri.startswith("pyaudio:"):
+        return "pyaudio"
+    return urlparse(uri).scheme
+
+
+def file_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI (``file:///abs/x.mp4``; ``file://rel/x`` not allowed)."""
+    parsed = urlparse(uri)
+    return Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+
+
+class SourceConfig(_Section):
+    name: str = Field(pattern=_NAME, description="unique source name, used in topics")
+    uri: str
+    queue_size: int = Field(4, ge=1, le=1024)
+    enabled: bool = True
+
+
+class CameraConfig(SourceConfig):
+    """One camera. Live sources drop the oldest frame when behind; files never skip a frame."""
+
+    fps_limit: float = Field(0.0, ge=0.0, description="0 = no limit")
+    roi: tuple[int, int, int, int] | None = Field(None, description="[x, y, w, h] crop in pixels")
+    loop: bool = False  # file: start again at the end
+    realtime: bool = True  # file: pace at the file's frame rate (False: as fast as inspected)
+    threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the model's threshold
+    width: int | None = Field(None, ge=1)  # v4l2 capture size request
+    height: int | None = Field(None, ge=1)
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, uri: str) -> str:
+        scheme = uri_scheme(uri)
+        if scheme not in CAMERA_SCHEMES:
+            raise ValueError(
+                f"unknown camera URI scheme {scheme or uri!r}; use one of: "
+                "file:///abs/clip.mp4, v4l2:///dev/video0, rtsp://…, http://… (MJPEG), "
+                "gst:<pipeline>, synthetic://surface"
+            )
+        return uri
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] < 1 or roi[3] < 1):
+            raise ValueError("roi must be [x >= 0, y >= 0, w >= 1, h >= 1]")
+        return roi
+
+
+class MicrophoneConfig(SourceConfig):
+    """One microphone; any device rate is resampled to the model's rate."""
+
+    queue_size: int = Field(64, ge=1, le=10000)
+    channel: int | None = Field(None, ge=0, description="None = downmix all channels")
+    chunk_s: float = Field(0.1, gt=0.0, le=2.0)
+    loop: bool = False
+    realtime: bool = True
+    onset: float | None = Field(None, ge=0.0, le=1.0)
+    offset: float | None = Field(None, ge=0.0, le=1.0)
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, uri: str) -> str:
+        scheme = uri_scheme(uri)
+        if scheme not in MICROPHONE_SCHEMES:
+            raise ValueError(
+                f"unknown microphone URI scheme {scheme or uri!r}; use one of: pulse, "
+                "pyaudio:<index|name>, file:///abs/clip.wav, synthetic://machine"
+            )
+        return uri
+
+
+class RuntimeConfig(_Section):
+    backend: Literal["auto", "onnxruntime", "tensorrt"] = "auto"
+    engines_dir: Path = DEFAULT_ENGINES_DIR
+    max_batch: int = Field(8, ge=1, le=64)
+    batch_timeout_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    intra_op_threads: int = Field(0, ge=0, le=64)
+    precision: Literal["fp32", "fp16"] = "fp16"  # TensorRT only
+
+
+class PublisherConfig(_Section):
+    endpoint: str = "tcp://127.0.0.1:5556"
+    catchup_endpoint: str | None = "tcp://127.0.0.1:5557"
+    journal: Path = Field(default_factory=lambda: default_state_dir() / "journal.sqlite3")
+    retention_events: int = Field(1_000_000, ge=1000)
+    publish_verdicts: bool = False  # every inspection on verdict.<source>
+    heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
+    sndhwm: int = Field(10000, ge=1)
+    linger_ms: int = Field(1000, ge=0, le=60000)
+
+    @field_validator("endpoint", "catchup_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|ipc|inproc)://.+", value):
+            raise ValueError("must look like tcp://HOST:PORT, ipc:///path or inproc://name")
+        return value
+
+
+class HealthConfig(_Section):
+    listen: str | None = "127.0.0.1:9108"  # /metrics, /healthz, /readyz; None disables
+    log_format: Literal["auto", "text", "json"] = "auto"
+    status_interval_s: float = Field(10.0, gt=0.0)  # periodic log line when not on a terminal
+
+
+class Config(_Section):
+    camera: list[CameraConfig] = Field(default_factory=list)
+    microphone: list[MicrophoneConfig] = Field(default_factory=list)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    source_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: dict[str, str] = {}
+        for section in ("camera", "microphone"):
+            for i, src in enumerate(getattr(self, section)):
+                where = f"{section}[{i}]"
+                if src.name in seen:
+                    raise ValueError(f"{where}.name: duplicate source name {src.name!r} (also {seen[src.name]})")
+                seen[src.name] = where
+        if not self.camera and not self.microphone:
+            raise ValueError("no [[camera]] or [[microphone]] configured: nothing to inspect")
+        return self
+
+    @property
+    def cameras(self) -> list[CameraConfig]:
+        return [c for c in self.camera if c.enabled]
+
+    @property
+    def microphones(self) -> list[MicrophoneConfig]:
+        return [m for m in self.microphone if m.enabled]
+
+
+def default_state_dir() -> Path:
+    """systemd's ``StateDirectory`` when run as a unit, else the XDG state directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge-inspector"
+
+
+class ConfigError(UserError):
+    """Carries one message per problem, each starting with its key path."""
+
+    def __init__(self, problems: list[str], path: Path | None = None) -> None:
+        self.problems = problems
+        self.path = path
+        super().__init__("\n".join(problems))
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[_scheme(), str]",):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README's config reference)"
+        if not e["loc"] and re.match(r"^[a-z]+(\[\d+\])?\.\w+: ", msg):
+            problems.append(msg)  # a model-level check that already names its key
+        else:
+            problems.append(f"{_key_path(e['loc'])}: {msg}")
+    return problems
+
+
+def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Config:
+    """Validate a parsed TOML document; relative paths are resolved against the config file."""
+    try:
+        cfg = Config(**data, source_path=source_path)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err), source_path) from None
+    base = source_path.parent if source_path else Path.cwd()
+    runtime = cfg.runtime
+    if not runtime.engines_dir.is_absolute():
+        runtime.engines_dir = (base / runtime.engines_dir).resolve()
+    pub = cfg.publisher
+    pub.journal = Path(os.path.expanduser(pub.journal))
+    if not pub.journal.is_absolute():
+        pub.journal = (base / pub.journal).resolve()
+    return cfg
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load ``path`` (or the embedded demo config) and validate its structure."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"config file not found: {path}"], path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"], path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"], path) from None
+    return parse_config(data, path.resolve())

@@ -1,0 +1,92 @@
+"""What a person sees: a compact live status table on a terminal, structured logs otherwise.
+
+On a TTY, ``edge-inspector run`` redraws one small table a few times a second (rich).  Under
+systemd or with output piped, it writes one plain ``key=value`` (or JSON) log line per status
+interval instead, which journald and log shippers handle well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+STATE_STYLE = {"online": "green", "offline": "red", "reconnecting": "yellow", "ended": "dim"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(fmt: str = "auto", verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def status_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("source", "state", "inspected", "rate/s", "dropped", "defects", "last", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="right" if col not in ("source", "state", "last") else "left")
+    for r in rows:
+        style = STATE_STYLE.get(r["state"], "")
+        table.add_row(
+            r["source"], f"[{style}]{r['state']}[/]", str(r["inspected"]), f"{r['rate']:.1f}",
+            str(r["dropped"]), f"[red]{r['defects']}[/]" if r["defects"] else "0", r["last"],
+            "-" if r["p50_ms"] is None else f"{r['p50_ms']:.1f}",
+            "-" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}",
+        )
+    return table
+
+
+class StatusDisplay:
+    """Either a rich Live table (TTY) or periodic log lines; call :meth:`tick` regularly."""
+
+    def __init__(self, rows: Callable[[], list[dict[str, Any]]], title: str, interval_s: float, interactive: bool | None = None) -> None:
+        self.rows = rows
+        self.title = title
+        self.interval_s = interval_s
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self.live: Live | None = None
+        self.last_log = time.monotonic()
+        self.log = logging.getLogger("edge_inspector.status")
+
+    def __enter__(self) -> "StatusDisplay":
+        if self.interactive:
+            self.live = Live(status_table(self.rows(), self.title), console=Console(), refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(status_table(self.rows(), self.title))
+            self.live.__exit__(None, None, None)
+
+    def tick(self) -> None:
+        if self.live is not None:
+            self.live.update(status_table(self.rows(), self.title))
+            return
+        now = time.monotonic()
+        if now - self.last_log >= self.interval_s:
+            self.last_log = now
+            for r in self.rows():
+                self.log.info(
+                    "source=%s state=%s inspected=%d rate=%.1f dropped=%d defects=%d p99_ms=%s",
+                    r["source"], r["state"], r["inspected"], r["rate"], r["dropped"], r["defects"],
+                    "-" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}",
+                )

@@ -1,0 +1,201 @@
+"""The visual inspector: batches frames across cameras into one engine call per batch.
+
+One thread serves every camera.  It waits on the cameras' shared wake-up condition, takes
+frames round-robin (so a busy camera cannot starve a quiet one) until the batch is full or a
+short deadline after the first frame passes, runs the CNN once, and hands one
+:class:`~edge_inspector.inspectors.verdict.Verdict` per frame to ``on_verdict``.
+
+When every camera is a file (``lockstep``), frames are merged strictly in capture order and
+batches are always filled: the same recording gives the same batches and the same events on
+every run.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.inspectors.visual_model import VisualModelRunner
+from edge_inspector.sources.base import BoundedQueue, Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VisualStats:
+    frames: int = 0
+    batches: int = 0
+    defects: int = 0
+    batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+    infer_ms_total: float = 0.0
+    preprocess_ms_total: float = 0.0
+    queue_wait_ms_total: float = 0.0
+
+
+class VisualInspector(threading.Thread):
+    def __init__(
+        self,
+        runner: VisualModelRunner,
+        queues: dict[str, BoundedQueue[Frame]],
+        on_verdict: Callable[[Verdict], None],
+        max_batch: int = 8,
+        batch_timeout_ms: float = 5.0,
+        thresholds: dict[str, float] | None = None,
+        lockstep: bool = False,
+    ) -> None:
+        super().__init__(name="visual-inspector", daemon=True)
+        if not queues:
+            raise ValueError("the visual inspector needs at least one camera queue")
+        self.runner = runner
+        self.queues = queues
+        self.on_verdict = on_verdict
+        self.max_batch = max(1, min(max_batch, runner.engine.max_batch))
+        self.batch_timeout_s = batch_timeout_ms / 1000.0
+        self.thresholds = thresholds or {}
+        self.lockstep = lockstep
+        self.wakeup = next(iter(queues.values())).wakeup
+        if any(q.wakeup is not self.wakeup for q in queues.values()):
+            raise ValueError("camera queues must share one wake-up condition")
+        self.stop_event = threading.Event()
+        self.stats = VisualStats()
+        self.error: BaseException | None = None
+        self._order = list(queues)
+        self._rr = 0
+
+    def stop(self) -> None:
+        """Finish: inspect what is still queued, then exit."""
+        self.stop_event.set()
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    # -- batch collection -----------------------------------------------------------------
+    def _all_exhausted(self) -> bool:
+        return all(q.exhausted for q in self.queues.values())
+
+    def _take_round_robin(self, batch: list[Frame]) -> None:
+        n = len(self._order)
+        for _ in range(n):
+            if len(batch) >= self.max_batch:
+                break
+            q = self.queues[self._order[self._rr % n]]
+            self._rr += 1
+            frame = q.get_nowait()
+            if frame is not None:
+                batch.append(frame)
+
+    def _collect_live(self) -> list[Frame]:
+        batch: list[Frame] = []
+        deadline: float | None = None
+        with self.wakeup:
+            while True:
+                before = len(batch)
+                self._take_round_robin(batch)
+                if len(batch) > before:
+                    continue  # keep taking while frames are there
+                if len(batch) >= self.max_batch or self._all_exhausted():
+                    return batch
+                if batch and deadline is None:
+                    deadline = time.monotonic() + self.batch_timeout_s
+                if self.stop_event.is_set() and not batch and not any(len(q) for q in self.queues.values()):
+                    return batch
+                timeout = 0.1 if deadline is None else deadline - time.monotonic()
+                if timeout <= 0:
+                    return batch
+                self.wakeup.wait(timeout)
+
+    def _collect_lockstep(self) -> list[Frame]:
+        """Merge by capture order: wait until every unfinished camera has a frame queued."""
+        batch: list[Frame] = []
+        with self.wakeup:
+            while len(batch) < self.max_batch:
+                heads = {}
+                waiting = False
+                for name, q in self.queues.items():
+                    if len(q):
+                        heads[name] = q._items[0]
+                    elif not q.closed:
+                        waiting = True
+                if waiting:
+                    if self.stop_event.is_set() and self._stop_now():
+                        return batch
+                    self.wakeup.wait(0.1)
+                    continue
+                if not heads:
+                    return batch  # every camera finished
+                name = min(heads, key=lambda n: (heads[n].index, self._order.index(n)))
+                batch.append(self.queues[name].get_nowait())  # type: ignore[arg-type]
+        return batch
+
+    def _stop_now(self) -> bool:
+        # A stopped file camera closes its queue; until then keep waiting so nothing is lost.
+        return all(q.closed for q in self.queues.values())
+
+    # -- inference ------------------------------------------------------------------------
+    def _inspect(self, batch: Sequence[Frame]) -> None:
+        t0 = time.monotonic()
+        thresholds = [self.thresholds.get(f.source) for f in batch]
+        results, timing = self.runner.infer_timed([f.image for f in batch], thresholds)
+        done = time.monotonic()
+        self.stats.batches += 1
+        self.stats.frames += len(batch)
+        self.stats.batch_sizes[len(batch)] += 1
+        self.stats.preprocess_ms_total += timing["preprocess_ms"]
+        self.stats.infer_ms_total += timing["inference_ms"]
+        model = self.runner.model
+        for frame, result in zip(batch, results):
+            queue_wait_ms = (t0 - frame.mono) * 1000.0
+            self.stats.queue_wait_ms_total += queue_wait_ms
+            bbox = None
+            if result.bbox is not None:
+                x, y, w, h = result.bbox
+                bbox = [int(x + frame.origin[0]), int(y + frame.origin[1]), int(w), int(h)]
+            if result.defect:
+                self.stats.defects += 1
+            self.on_verdict(
+                Verdict(
+                    source=frame.source,
+                    kind="visual",
+                    label=result.label,
+                    score=float(result.score),
+                    defect=bool(result.defect),
+                    ts=frame.ts,
+                    mono=frame.mono,
+                    model=model.name,
+                    model_sha256=model.sha256,
+                    frame=frame.index,
+                    bbox=bbox,
+                    heatmap=result.heatmap,
+                    extra={
+                        "probs": result.probs,
+                        "batch": len(batch),
+                        "timing_ms": {
+                            "queue_wait": round(queue_wait_ms, 3),
+                            "preprocess": round(timing["preprocess_ms"], 3),
+                            "inference": round(timing["inference_ms"], 3),
+                            "inspect_total": round((done - t0) * 1000.0, 3),
+                        },
+                        "image_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],
+                    },
+                )
+            )
+
+    def run(self) -> None:
+        collect = self._collect_lockstep if self.lockstep else self._collect_live
+        try:
+            while True:
+                batch = collect()
+                if batch:
+                    self._inspect(batch)
+                elif self._all_exhausted() or (self.stop_event.is_set() and self._drained()):
+                    return
+        except BaseException as exc:  # surfaced by the service as a runtime failure
+            self.error = exc
+            log.exception("visual inspector failed")
+
+    def _drained(self) -> bool:
+        return not any(len(q) for q in self.queues.values())

@@ -1,0 +1,311 @@
+"""The daemon: builds sources -> inspectors -> events from a config and owns their lifecycle.
+
+Start order is events first (journal, then the publisher) so that nothing an inspector decides
+can be lost, then inspectors, then sources.  Stop order is the reverse: sources stop capturing,
+inspectors finish what is queued, the bus publishes everything journalled, sockets close.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edge_inspector.config import Config, uri_scheme
+from edge_inspector.events.bus import EventBus
+from edge_inspector.events.journal import Journal
+from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watchdog_interval_s
+from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.manifest import load_manifest
+from edge_inspector.runtime import create_engine
+from edge_inspector.sources.base import BoundedQueue, SourceThread
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceView:
+    """What the status display and metrics know about one source."""
+
+    name: str
+    kind: str  # "camera" | "microphone"
+    thread: SourceThread[Any]
+    queue: BoundedQueue[Any]
+    inspected: int = 0
+    defects: int = 0
+    last_label: str = ""
+    last_score: float = 0.0
+    latencies_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=512))
+    started_mono: float = field(default_factory=time.monotonic)
+
+
+class Service:
+    """One running daemon.  ``run()`` blocks until a signal or until every file source ended."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.on_event = on_event  # observers: replay progress, evaluation, benchmarks
+        self.on_verdict = on_verdict
+        self.stop_requested = threading.Event()
+        self.started_mono = time.monotonic()
+        self.sources: dict[str, SourceView] = {}
+        self.visual = None
+        self.acoustic = None
+        self.health: HealthServer | None = None
+        self.failure: str | None = None
+        self._engines: list[Any] = []
+        self._lock = threading.Lock()
+        self.manifest = load_manifest(cfg.runtime.engines_dir)
+        self.journal = Journal(cfg.publisher.journal, retention_events=cfg.publisher.retention_events)
+        self.bus = EventBus(
+            cfg.publisher.endpoint,
+            self.journal,
+            catchup_endpoint=cfg.publisher.catchup_endpoint,
+            sndhwm=cfg.publisher.sndhwm,
+            linger_ms=cfg.publisher.linger_ms,
+            heartbeat_s=cfg.publisher.heartbeat_s,
+            counters=self.counters,
+        )
+        try:
+            self._build_visual()
+            self._build_acoustic()
+        except BaseException:
+            self.bus.close(timeout_s=1.0)
+            self.journal.close()
+            raise
+
+    # -- construction ----------------------------------------------------------------------
+    def _engine(self, model_file: Any, max_batch: int) -> Any:
+        rt = self.cfg.runtime
+        options: dict[str, Any] = {}
+        if rt.backend in ("onnxruntime", "auto"):
+            options["intra_op_threads"] = rt.intra_op_threads
+        if rt.backend == "tensorrt":
+            options["precision"] = rt.precision
+        try:
+            engine = create_engine(model_file, rt.backend, max_batch=max_batch, **options)
+        except TypeError:  # "auto" resolved to a backend without these options
+            engine = create_engine(model_file, rt.backend, max_batch=max_batch)
+        self._engines.append(engine)
+        return engine
+
+    def _build_visual(self) -> None:
+        from edge_inspector.inspectors.visual import VisualInspector
+        from edge_inspector.inspectors.visual_model import VisualModelRunner
+        from edge_inspector.sources.camera import open_camera
+
+        cameras = self.cfg.cameras
+        if not cameras:
+            return
+        if self.manifest.visual is None:
+            raise RuntimeError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [visual] model")
+        engine = self._engine(self.manifest.path_of(self.manifest.visual), self.cfg.runtime.max_batch)
+        runner = VisualModelRunner(engine, self.manifest.visual)
+        wakeup = threading.Condition()
+        queues = {}
+        for cam in cameras:
+            live = uri_scheme(cam.uri) != "file"
+            queue: BoundedQueue[Any] = BoundedQueue(cam.queue_size, "drop_oldest" if live else "block", wakeup)
+            thread = open_camera(cam, queue, self._on_status)
+            queues[cam.name] = queue
+            self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
+        self.visual = VisualInspector(
+            runner,
+            queues,
+            self._on_verdict,
+            max_batch=self.cfg.runtime.max_batch,
+            batch_timeout_ms=self.cfg.runtime.batch_timeout_ms,
+            thresholds={c.name: c.threshold for c in cameras if c.threshold is not None},
+            lockstep=all(uri_scheme(c.uri) == "file" for c in cameras),
+        )
+
+    def _build_acoustic(self) -> None:
+        mics = self.cfg.microphones
+        if not mics:
+            return
+        from edge_inspector.inspectors.acoustic import AcousticInspector
+        from edge_inspector.sources.microphone import open_microphone
+
+        model = self.manifest.acoustic
+        if model is None:
+            raise RuntimeError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [acoustic] model")
+        engine = self._engine(self.manifest.path_of(model), max_batch=1)
+        queues = {}
+        for mic in mics:
+            live = uri_scheme(mic.uri) != "file"
+            queue: BoundedQueue[Any] = BoundedQueue(mic.queue_size, "drop_oldest" if live else "block")
+            thread = open_microphone(
+                mic.name, mic.uri, queue, self._on_status, sample_rate=model.sample_rate,
+                chunk_s=mic.chunk_s, channel=mic.channel, realtime=mic.realtime, loop=mic.loop,
+            )
+            queues[mic.name] = queue
+            self.sources[mic.name] = SourceView(mic.name, "microphone", thread, queue)
+        overrides = {
+            m.name: {k: v for k, v in (("onset", m.onset), ("offset", m.offset)) if v is not None}
+            for m in mics
+        }
+        self.acoustic = AcousticInspector(engine, model, queues, self._on_verdict, overrides=overrides)
+
+    # -- callbacks from worker threads -------------------------------------------------------
+    def _on_status(self, source: str, state: str, detail: str) -> None:
+        log.info("source %s %s%s", source, state, f": {detail}" if detail else "")
+        event = self.bus.publish_status(source, state, detail)
+        if self.on_event:
+            self.on_event(event)
+
+    def _on_verdict(self, verdict: Verdict) -> None:
+        view = self.sources.get(verdict.source)
+        events = []
+        if verdict.defect:
+            events.append(self.bus.publish_verdict(verdict, "defect"))
+        if self.cfg.publisher.publish_verdicts:
+            events.append(self.bus.publish_verdict(verdict, "verdict"))
+        if view is not None:
+            with self._lock:
+                view.inspected += 1
+                view.defects += int(verdict.defect)
+                view.last_label, view.last_score = verdict.label, verdict.score
+                if events:
+                    view.latencies_ms.append(events[0]["latency_ms"])
+        if self.on_verdict:
+            self.on_verdict(verdict)
+        if self.on_event:
+            for event in events:
+                self.on_event(event)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.cfg.health.listen:
+            self.health = HealthServer(self.cfg.health.listen, self.metrics, self.alive, self.ready)
+            self.health.start()
+        for inspector in (self.visual, self.acoustic):
+            if inspector is not None:
+                inspector.start()
+        for view in self.sources.values():
+            view.thread.start()
+        sd_notify("READY=1\nSTATUS=inspecting")
+        log.info("edge-inspector running: %d camera(s), %d microphone(s), publishing on %s",
+                 len(self.cfg.cameras), len(self.cfg.microphones), self.cfg.publisher.endpoint)
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested.set()
+
+    def finished(self) -> bool:
+        """Every source has ended and every inspector has drained its queues."""
+        inspectors = [i for i in (self.visual, self.acoustic) if i is not None]
+        return all(not i.is_alive() for i in inspectors)
+
+    def wait(self, tick: Callable[[], None] | None = None, tick_s: float = 0.5) -> None:
+        ping = watchdog_interval_s()
+        last_ping = 0.0
+        while not self.stop_requested.wait(min(tick_s, ping or tick_s)):
+            now = time.monotonic()
+            if ping and now - last_ping >= ping:
+                sd_notify("WATCHDOG=1")
+                last_ping = now
+            if tick:
+                tick()
+            if self.finished():
+                break
+
+    def stop(self, timeout_s: float = 5.0) -> int:
+        """Stop sources, drain inspectors, publish everything queued; returns the exit code."""
+        sd_notify("STOPPING=1")
+        for view in self.sources.values():
+            view.thread.stop()
+        deadline = time.monotonic() + timeout_s
+        for view in self.sources.values():
+            view.thread.join(max(0.1, deadline - time.monotonic()))
+        for inspector in (self.visual, self.acoustic):
+            if inspector is not None:
+                inspector.stop()
+                inspector.join(max(0.1, deadline - time.monotonic()))
+        self.bus.close(timeout_s=max(1.0, deadline - time.monotonic()))
+        self.journal.close()
+        if self.health:
+            self.health.close()
+        for engine in self._engines:
+            engine.close()
+        for inspector in (self.visual, self.acoustic):
+            if inspector is not None and inspector.error is not None:
+                self.failure = f"{inspector.name}: {inspector.error}"
+        fatal = [v.thread.fatal_error for v in self.sources.values() if v.thread.fatal_error]
+        if fatal and not self.failure:
+            self.failure = "; ".join(fatal)
+        return 1 if self.failure else 0
+
+    def run(self, tick: Callable[[], None] | None = None) -> int:
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self.wait(tick)
+        finally:
+            code = self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return code
+
+    # -- observability ------------------------------------------------------------------------
+    def alive(self) -> bool:
+        return all(i.is_alive() for i in (self.visual, self.acoustic) if i is not None) or self.stop_requested.is_set()
+
+    def ready(self) -> bool:
+        return all(v.thread.counters.state == "online" for v in self.sources.values())
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        now = time.monotonic()
+        with self._lock:
+            for v in self.sources.values():
+                lat = sorted(v.latencies_ms)
+                elapsed = max(1e-6, now - v.started_mono)
+                rows.append({
+                    "source": v.name, "kind": v.kind, "state": v.thread.counters.state,
+                    "captured": v.thread.counters.items, "inspected": v.inspected,
+                    "rate": v.inspected / elapsed, "dropped": v.queue.stats.dropped,
+                    "overflows": v.thread.counters.overflows, "defects": v.defects,
+                    "last": f"{v.last_label} {v.last_score:.2f}" if v.last_label else "",
+                    "p50_ms": lat[len(lat) // 2] if lat else None,
+                    "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+                    "reconnects": v.thread.counters.reconnects, "error": v.thread.counters.last_error,
+                })
+        return rows
+
+    def counters(self) -> dict[str, Any]:
+        """Compact counters carried by every heartbeat event."""
+        out: dict[str, Any] = {"uptime_s": round(time.monotonic() - self.started_mono, 1)}
+        for row in self.source_rows():
+            out[row["source"]] = {k: row[k] for k in ("state", "inspected", "dropped", "defects")}
+        if self.visual is not None:
+            out["visual_batches"] = dict(self.visual.stats.batch_sizes)
+        return out
+
+    def metrics(self) -> MetricSnapshot:
+        rows = self.source_rows()
+
+        def per_source(key: str) -> dict[tuple[tuple[str, str], ...], float]:
+            return {(("source", r["source"]), ("kind", r["kind"])): float(r[key]) for r in rows}
+
+        snap: MetricSnapshot = {
+            "edge_inspector_captured": ("items captured per source", "counter", per_source("captured")),
+            "edge_inspector_inspected": ("items inspected per source", "counter", per_source("inspected")),
+            "edge_inspector_dropped": ("items dropped because the inspector was behind", "counter", per_source("dropped")),
+            "edge_inspector_defects": ("defect verdicts per source", "counter", per_source("defects")),
+            "edge_inspector_reconnects": ("source reconnects", "counter", per_source("reconnects")),
+            "edge_inspector_source_online": ("1 when the source is online", "gauge", {
+                (("source", r["source"]), ("kind", r["kind"])): float(r["state"] == "online") for r in rows}),
+            "edge_inspector_uptime_seconds": ("seconds since start", "gauge", {(): time.monotonic() - self.started_mono}),
+        }
+        if self.visual is not None:
+            snap["edge_inspector_visual_batches"] = ("engine calls by batch size", "counter", {
+                (("size", str(k)),): float(n) for k, n in self.visual.stats.batch_sizes.items()})
+        return snap

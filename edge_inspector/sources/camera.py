@@ -1,0 +1,201 @@
+"""Camera capture threads: OpenCV for files, V4L2, RTSP, HTTP MJPEG and GStreamer; synthetic surfaces.
+
+Each camera is a :class:`~edge_inspector.sources.base.SourceThread` that stamps every frame
+with its wall-clock and monotonic capture time and its index in the stream.  Live cameras
+(v4l2, rtsp, http, gst, synthetic) reconnect with backoff when they fail; file cameras end
+with the file (or loop) and never skip a frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import numpy as np
+
+from edge_inspector.config import CameraConfig, file_path, uri_scheme
+from edge_inspector.errors import SourceError, UserError
+from edge_inspector.sources.base import BoundedQueue, Frame, SourceThread, StatusCallback
+
+log = logging.getLogger(__name__)
+
+
+def opencv_has_gstreamer() -> bool:
+    info = cv2.getBuildInformation()
+    for line in info.splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+class _Pacer:
+    """Frame-rate limit / real-time pacing against the monotonic clock (no drift)."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self.next_due = 0.0
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Sleep until the next frame is due; True when stopped."""
+        if not self.period:
+            return stop.is_set()
+        now = time.monotonic()
+        if self.next_due == 0.0 or now - self.next_due > 1.0:  # first frame, or far behind
+            self.next_due = now
+        elif stop.wait(max(0.0, self.next_due - now)):
+            return True
+        self.next_due += self.period
+        return False
+
+    def skip(self) -> bool:
+        """For a rate-limited live camera: True if this frame comes too early and is skipped."""
+        if not self.period:
+            return False
+        now = time.monotonic()
+        if now < self.next_due:
+            return True
+        self.next_due = max(self.next_due + self.period, now - self.period)
+        return False
+
+
+class CameraSource(SourceThread[Frame]):
+    """An OpenCV ``VideoCapture`` (file, v4l2, rtsp, http, gst) in its own thread."""
+
+    kind = "camera"
+
+    def __init__(self, cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> None:
+        self.cfg = cfg
+        self.scheme = uri_scheme(cfg.uri)
+        live = self.scheme != "file"
+        super().__init__(cfg.name, cfg.uri, queue, on_status, live=live)
+        self.cap: cv2.VideoCapture | None = None
+        self.next_index = 0
+        self.file_fps = 0.0
+        self.decode_ms_total = 0.0
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        scheme, uri = self.scheme, self.cfg.uri
+        if scheme == "file":
+            path = file_path(uri)
+            if not path.is_file():
+                raise UserError(f"camera {self.cfg.name}: video file not found: {path}")
+            return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if scheme == "v4l2":
+            device = urlparse(uri).path or "/dev/video0"
+            cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
+            if self.cfg.width:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
+            if self.cfg.height:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
+            return cap
+        if scheme == "gst":
+            if not opencv_has_gstreamer():
+                raise UserError(
+                    f"camera {self.cfg.name}: this OpenCV build has no GStreamer support "
+                    "(pip's opencv-python-headless never has it); use JetPack's system OpenCV "
+                    "(python3-opencv) or a file/rtsp/http/v4l2 URI"
+                )
+            return cv2.VideoCapture(uri[len("gst:"):], cv2.CAP_GSTREAMER)
+        # rtsp / http(s): FFmpeg backend; short timeouts so a dead stream is noticed quickly
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+
+    def open(self) -> None:
+        self.release()
+        cap = self._open_capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.cfg.uri}")
+        self.cap = cap
+        self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+
+    def release(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+    def _crop(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        if self.cfg.roi is None:
+            return image, (0, 0)
+        x, y, w, h = self.cfg.roi
+        crop = image[y : y + h, x : x + w]
+        if crop.size == 0:
+            raise UserError(f"camera {self.cfg.name}: roi {list(self.cfg.roi)} lies outside the {image.shape[1]}x{image.shape[0]} frame")
+        return crop, (x, y)
+
+    def read_items(self) -> Iterator[Frame]:
+        assert self.cap is not None
+        pacing_fps = self.cfg.fps_limit or (self.file_fps if not self.live and self.cfg.realtime else 0.0)
+        pacer = _Pacer(pacing_fps)
+        while not self.stop_event.is_set():
+            if not self.live and pacer.wait(self.stop_event):
+                return
+            t0 = time.monotonic()
+            ok, image = self.cap.read()
+            if not ok or image is None:
+                if not self.live and self.cfg.loop and self.next_index > 0:
+                    self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    continue
+                if not self.live:
+                    return  # end of file: every frame was delivered
+                raise SourceError("no frame from camera (disconnected?)")
+            mono = time.monotonic()
+            ts = time.time()
+            self.decode_ms_total += (mono - t0) * 1000.0
+            if self.live and pacer.skip():
+                continue
+            index = self.next_index
+            self.next_index += 1
+            crop, origin = self._crop(image)
+            yield Frame(self.source_name, index, ts, mono, crop, origin)
+
+
+class SyntheticCamera(SourceThread[Frame]):
+    """``synthetic://surface?seed=1&fps=10&defect_rate=0.2``: procedural parts on a conveyor."""
+
+    kind = "camera"
+
+    def __init__(self, cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> None:
+        super().__init__(cfg.name, cfg.uri, queue, on_status, live=True)
+        self.cfg = cfg
+        query = {k: v[-1] for k, v in parse_qs(urlparse(cfg.uri).query).items()}
+        try:
+            self.seed = int(query.get("seed", 0))
+            self.fps = float(query.get("fps", 10))
+            self.defect_rate = float(query.get("defect_rate", 0.2))
+            self.size = int(query.get("size", 256))
+        except ValueError as exc:
+            raise UserError(f"camera {cfg.name}: bad synthetic URI parameter in {cfg.uri!r}: {exc}") from None
+        self.next_index = 0
+        self.truth: dict[int, str] = {}  # frame index -> generated label (for demos and tests)
+
+    def open(self) -> None:
+        from edge_inspector.synthetic.surfaces import sample_stream
+
+        self._samples = sample_stream(self.seed, defect_rate=self.defect_rate, size=self.size)
+
+    def read_items(self) -> Iterator[Frame]:
+        pacer = _Pacer(self.cfg.fps_limit or self.fps)
+        while not self.stop_event.is_set():
+            if pacer.wait(self.stop_event):
+                return
+            sample = next(self._samples)
+            index = self.next_index
+            self.next_index += 1
+            if len(self.truth) < 100_000:
+                self.truth[index] = sample.label
+            yield Frame(self.source_name, index, time.time(), time.monotonic(), sample.image)
+
+
+def open_camera(cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> SourceThread[Frame]:
+    """Pick the capture class for the camera's URI scheme."""
+    if uri_scheme(cfg.uri) == "synthetic":
+        kind = urlparse(cfg.uri).netloc
+        if kind != "surface":
+            raise UserError(f"camera {cfg.name}: unknown synthetic camera {kind!r} (use synthetic://surface)")
+        return SyntheticCamera(cfg, queue, on_status)
+    return CameraSource(cfg, queue, on_status)
