@@ -220,7 +220,8 @@ def _spot(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
     ca, sa = math.cos(angle), math.sin(angle)
     u = ((xx - cx) * ca + (yy - cy) * sa) / (radius * rng.uniform(0.6, 1.0))
     v = (-(xx - cx) * sa + (yy - cy) * ca) / (radius * rng.uniform(0.6, 1.0))
-    r = np.sqrt(u * u + v * v) + rng.uniform(0.0, 0.35) * _smooth_noise(rng, size, max(1.5, radius / 3))
+    rr = np.sqrt(u * u + v * v)  # irregular edge: perturb radially, so the centre stays inside
+    r = rr * (1.0 + rng.uniform(0.0, 0.35) * np.clip(_smooth_noise(rng, size, max(1.5, radius / 3)), -2, 2))
     softness = rng.uniform(0.08, 0.45)
     alpha = np.clip((1.0 - r) / softness, 0.0, 1.0)
     alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.5, 2.0))
