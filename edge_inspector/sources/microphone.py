@@ -1,0 +1,396 @@
+"""Microphone sources: PortAudio devices, WAV files and the synthetic machine.
+
+Every source delivers :class:`Chunk` objects of ``chunk_s`` seconds of mono float32 audio at
+the model's sample rate.  ``offset_s`` counts seconds from stream start and keeps counting
+across gaps (so it stays comparable with wall time); ``discontinuity=True`` on the first
+chunk after any gap (start, device overflow, ring overrun, reconnect, loop restart) tells
+the inspector to reset its streaming state.
+
+URIs: ``pulse`` · ``pyaudio:<index|name>`` · ``file:///abs/clip.wav`` ·
+``synthetic://machine[?seed=3&fault_rate=0.2]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import numpy as np
+
+from edge_inspector.errors import SourceError, UserError
+from edge_inspector.sources.audio_devices import (
+    check_device_uri,
+    device_spec,
+    find_device,
+    input_devices,
+    list_input_devices,
+    new_pyaudio,
+    pyaudio_module,
+    terminate_pyaudio,
+)
+from edge_inspector.sources.audio_dsp import AudioRing, Chunker, RingRead, StreamResampler, to_mono
+from edge_inspector.sources.base import BoundedQueue, Chunk, SourceThread, StatusCallback, sleep_until
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FileMicrophone",
+    "PyAudioMicrophone",
+    "SyntheticMicrophone",
+    "check_microphone_uri",
+    "list_input_devices",
+    "open_microphone",
+]
+
+
+class PyAudioMicrophone(SourceThread[Chunk]):
+    """A PortAudio input device in callback mode, drained from a ring buffer.
+
+    The callback only timestamps and copies into a preallocated :class:`AudioRing`; this
+    thread mixes, resamples and chunks.  A stream error or no callback for ``stall_s``
+    raises inside :meth:`read_items`, so the base class reports ``offline`` and reopens
+    with backoff — each open starts a new PortAudio session, which is what lets it recover
+    after the sound server restarts.
+    """
+
+    kind = "microphone"
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        queue: BoundedQueue[Chunk],
+        on_status: StatusCallback | None = None,
+        sample_rate: int = 16000,
+        chunk_s: float = 0.1,
+        channel: int | None = None,
+        device_rate: int | None = None,
+        device_channels: int | None = None,
+        ring_s: float = 2.0,
+        stall_s: float = 2.0,
+        start_grace_s: float = 5.0,
+        backoff_s: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        super().__init__(name, uri, queue, on_status, live=True, backoff_s=backoff_s)
+        self.device = device_spec(uri)
+        self.sample_rate = int(sample_rate)
+        self.channel = channel
+        self.device_rate = device_rate
+        self.device_channels = device_channels
+        self.ring_s = ring_s
+        self.stall_s = stall_s
+        self.start_grace_s = start_grace_s
+        self.chunker = Chunker(name, sample_rate, chunk_s)
+        self.device_info: dict[str, Any] = {}
+        self._pa: Any = None
+        self._stream: Any = None
+        self._ring: AudioRing | None = None
+        self._resampler: StreamResampler | None = None
+        self._callback_error = ""
+        self._opened_mono = 0.0
+        self._has_audio = False  # a stream has delivered audio before (offsets continue)
+        self._counted = (0, 0, 0)  # ring events already added to counters.overflows
+
+    # -- PortAudio side ---------------------------------------------------------------------
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict[str, float],
+                  status_flags: int) -> tuple[None, int]:
+        pyaudio = pyaudio_module()
+        ring = self._ring
+        try:
+            now = time.time()
+            adc = float(time_info.get("input_buffer_adc_time", 0.0) or 0.0)
+            cur = float(time_info.get("current_time", 0.0) or 0.0)
+            lag = cur - adc
+            ts = now - lag if adc > 0 and cur > 0 and 0.0 <= lag < 5.0 else now - frame_count / ring.rate
+            frames = np.frombuffer(in_data or b"", dtype=np.float32).reshape(-1, ring.channels)
+            ring.write(frames, ts, overflow=bool(status_flags & pyaudio.paInputOverflow))
+        except Exception as exc:  # noqa: BLE001 - never raise into PortAudio's thread
+            self._callback_error = f"audio callback failed: {exc}"
+            return (None, pyaudio.paAbort)
+        return (None, pyaudio.paContinue)
+
+    def open(self) -> None:
+        pyaudio = pyaudio_module()
+        self._callback_error = ""
+        try:
+            self._pa = new_pyaudio()
+        except OSError as exc:
+            raise SourceError(f"cannot initialise PortAudio: {exc}") from exc
+        try:
+            dev = find_device(self.device, input_devices(self._pa))
+        except LookupError as exc:
+            raise SourceError(str(exc)) from exc
+        rate = int(self.device_rate or dev["default_rate"])
+        if self.device_channels:
+            channels = int(self.device_channels)
+        elif self.channel is not None:
+            channels = self.channel + 1
+        else:
+            channels = min(2, dev["channels"])
+        if channels > dev["channels"]:
+            raise UserError(
+                f"microphone {self.source_name}: device {dev['index']}: {dev['name']} has "
+                f"{dev['channels']} input channel(s); channel {channels - 1} does not exist"
+            )
+        self.device_info = {**dev, "rate": rate, "open_channels": channels}
+        self._ring = AudioRing(int(self.ring_s * rate), channels, rate)
+        self._counted = (0, 0, 0)
+        if self._resampler is None or self._resampler.in_rate != rate:
+            self._resampler = StreamResampler(rate, self.sample_rate)
+        self._resampler.reset()
+        try:
+            self._stream = self._pa.open(
+                format=pyaudio.paFloat32,
+                channels=channels,
+                rate=rate,
+                input=True,
+                input_device_index=dev["index"],
+                frames_per_buffer=max(64, rate // 50),
+                stream_callback=self._callback,
+                start=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise SourceError(
+                f"cannot open input device {dev['index']}: {dev['name']} at {rate} Hz, "
+                f"{channels} ch: {exc}"
+            ) from exc
+        self._opened_mono = time.monotonic()
+
+    def _count_overflows(self, ring: AudioRing) -> None:
+        events = (ring.device_overflows, ring.overrun_events, ring.overruns)
+        old = self._counted
+        self.counters.overflows += (events[0] - old[0]) + (events[1] - old[1])
+        extra = self.counters.extra
+        extra["overrun_frames"] = extra.get("overrun_frames", 0.0) + (events[2] - old[2])
+        self._counted = events
+
+    def _check_alive(self, ring: AudioRing) -> None:
+        if self._callback_error:
+            raise SourceError(self._callback_error)
+        if self._stream is not None and not self._stream.is_active():
+            raise SourceError("audio stream stopped (device lost or sound server gone)")
+        now = time.monotonic()
+        if ring.writes == 0:
+            if now - self._opened_mono > self.start_grace_s:
+                raise SourceError(f"no audio from the device {self.start_grace_s:.0f} s after opening it")
+        elif now - ring.last_write_mono > self.stall_s:
+            raise SourceError(f"no audio from the device for {self.stall_s:.1f} s")
+
+    def _begin_segment(self, read: RingRead) -> None:
+        """New contiguous run: offsets continue by the wall-clock length of the gap."""
+        offset = 0.0
+        if self._has_audio:
+            offset = self.chunker.end_offset + max(0.0, read.ts - self.chunker.end_ts)
+        self.chunker.start_segment(offset, read.ts)
+        assert self._resampler is not None
+        self._resampler.reset()
+        self._has_audio = True
+
+    def read_items(self) -> Iterator[Chunk]:
+        ring, resampler = self._ring, self._resampler
+        assert ring is not None and resampler is not None
+        first = True
+        while not self.stop_event.is_set():
+            read = ring.read(0.1)
+            self._count_overflows(ring)
+            if read is None:
+                self._check_alive(ring)
+                continue
+            if first or read.gap:
+                self._begin_segment(read)
+                first = False
+            mono = to_mono(read.frames, self.channel)
+            yield from self.chunker.push(resampler.process(mono))
+            self._check_alive(ring)
+
+    def release(self) -> None:
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError as exc:
+                log.debug("closing %s: %s", self.source_name, exc)
+        if pa is not None:
+            terminate_pyaudio(pa)
+
+
+class FileMicrophone(SourceThread[Chunk]):
+    """A WAV file as a microphone: paced like a live one (``realtime``) or as fast as the
+    (blocking) queue accepts, optionally looped; ``ts`` is replay start plus ``offset_s``."""
+
+    kind = "microphone"
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        queue: BoundedQueue[Chunk],
+        on_status: StatusCallback | None = None,
+        sample_rate: int = 16000,
+        chunk_s: float = 0.1,
+        realtime: bool = True,
+        loop: bool = False,
+    ) -> None:
+        super().__init__(name, uri, queue, on_status, live=False)
+        self.path = file_path(uri)
+        self.sample_rate = int(sample_rate)
+        self.realtime = realtime
+        self.loop = loop
+        self.chunk_s = chunk_s
+        self.samples = np.zeros(0, dtype=np.float32)
+        self.original_rate = 0
+        self.channels = 0
+
+    def open(self) -> None:
+        from edge_inspector.features import load_wav
+
+        self.samples, self.original_rate, self.channels = load_wav(self.path, self.sample_rate)
+
+    def read_items(self) -> Iterator[Chunk]:
+        chunker = Chunker(self.source_name, self.sample_rate, self.chunk_s)
+        start_wall, start_mono = time.time(), time.monotonic()
+        offset = 0.0
+        while not self.stop_event.is_set():
+            chunker.start_segment(offset, start_wall + offset)
+            for chunk in chunker.push(self.samples, final=True):
+                if self.realtime:
+                    end = chunk.offset_s + len(chunk.samples) / self.sample_rate
+                    if sleep_until(start_mono + end, self.stop_event):
+                        return
+                chunk.mono = start_mono + chunk.offset_s
+                yield chunk
+            offset = chunker.end_offset
+            if not self.loop:
+                return
+
+
+class SyntheticMicrophone(SourceThread[Chunk]):
+    """The synthetic machine (``synthetic.machines.machine_stream``) paced in real time."""
+
+    kind = "microphone"
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        queue: BoundedQueue[Chunk],
+        on_status: StatusCallback | None = None,
+        sample_rate: int = 16000,
+        chunk_s: float = 0.1,
+        seed: int = 0,
+        fault_rate: float = 0.1,
+    ) -> None:
+        super().__init__(name, uri, queue, on_status, live=True)
+        self.sample_rate = int(sample_rate)
+        self.chunk_s = chunk_s
+        self.seed = seed
+        self.fault_rate = fault_rate
+        self._offset = 0.0
+
+    def open(self) -> None:
+        from edge_inspector.synthetic.machines import machine_stream
+
+        self._blocks = machine_stream(self.seed, self.chunk_s, self.fault_rate, self.sample_rate)
+
+    def read_items(self) -> Iterator[Chunk]:
+        chunker = Chunker(self.source_name, self.sample_rate, self.chunk_s)
+        start_wall, start_mono = time.time(), time.monotonic()
+        base = self._offset  # a reopened stream continues the offsets
+        chunker.start_segment(base, start_wall)
+        for block in self._blocks:
+            for chunk in chunker.push(block):
+                end = chunk.offset_s - base + len(chunk.samples) / self.sample_rate
+                if sleep_until(start_mono + end, self.stop_event):
+                    return
+                chunk.mono = start_mono + (chunk.offset_s - base)
+                self._offset = chunk.offset_s + len(chunk.samples) / self.sample_rate
+                yield chunk
+
+
+# -- URIs -----------------------------------------------------------------------------------
+def file_path(uri: str) -> str:
+    """``file:///abs/clip.wav`` -> ``/abs/clip.wav`` (percent-decoded; must be absolute)."""
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not path.startswith("/"):
+        raise UserError(f"microphone URI {uri!r}: use file:///absolute/path/clip.wav")
+    return path
+
+
+def synthetic_params(uri: str) -> dict[str, float | int]:
+    """``synthetic://machine?seed=3&fault_rate=0.2`` -> ``{"seed": 3, "fault_rate": 0.2}``."""
+    parts = urlsplit(uri)
+    if parts.scheme != "synthetic" or parts.netloc != "machine" or parts.path not in ("", "/"):
+        raise UserError(f"unknown synthetic microphone {uri!r}; use synthetic://machine")
+    out: dict[str, float | int] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        try:
+            if key == "seed":
+                out["seed"] = int(value)
+            elif key == "fault_rate":
+                out["fault_rate"] = float(value)
+                if not 0.0 <= out["fault_rate"] <= 1.0:
+                    raise ValueError
+            else:
+                raise UserError(f"microphone URI {uri!r}: unknown option {key!r} (use seed, fault_rate)")
+        except ValueError:
+            raise UserError(
+                f"microphone URI {uri!r}: invalid {key}={value!r} "
+                "(seed: integer, fault_rate: number in [0, 1])"
+            ) from None
+    return out
+
+
+def check_microphone_uri(uri: str) -> str | None:
+    """None if the microphone URI can be opened now, else a one-line message (check-config)."""
+    try:
+        if uri == "pulse" or uri.startswith("pyaudio:"):
+            return check_device_uri(uri)
+        if uri.startswith("file:"):
+            path = file_path(uri)
+            from pathlib import Path
+
+            return None if Path(path).is_file() else f"{path}: file not found"
+        if uri.startswith("synthetic:"):
+            synthetic_params(uri)
+            return None
+    except UserError as exc:
+        return str(exc)
+    return f"unknown microphone URI {uri!r}; use pulse, pyaudio:<index|name>, file:///abs/clip.wav or synthetic://machine"
+
+
+def open_microphone(
+    name: str,
+    uri: str,
+    queue: BoundedQueue[Chunk],
+    on_status: StatusCallback | None,
+    sample_rate: int = 16000,
+    chunk_s: float = 0.1,
+    channel: int | None = None,
+    realtime: bool = True,
+    loop: bool = False,
+    **device_options: Any,
+) -> SourceThread[Chunk]:
+    """The source thread (not started) for a microphone URI; ``UserError`` for a bad URI.
+
+    ``device_options`` go to :class:`PyAudioMicrophone` (``device_rate``, ``device_channels``,
+    ``ring_s``, ``stall_s``, ``start_grace_s``, ``backoff_s``).
+    """
+    if uri == "pulse" or uri.startswith("pyaudio:"):
+        return PyAudioMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, channel, **device_options)
+    if device_options:
+        raise UserError(f"microphone {name}: options {sorted(device_options)} apply to devices only")
+    if uri.startswith("file:"):
+        if channel is not None:
+            log.warning("microphone %s: WAV files are downmixed; channel=%d is ignored", name, channel)
+        return FileMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, realtime, loop)
+    if uri.startswith("synthetic:"):
+        params = synthetic_params(uri)
+        return SyntheticMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, **params)  # type: ignore[arg-type]
+    raise UserError(
+        f"microphone {name}: unknown URI {uri!r}; use pulse, pyaudio:<index|name>, "
+        "file:///abs/clip.wav or synthetic://machine"
+    )
