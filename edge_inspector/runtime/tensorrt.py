@@ -142,7 +142,7 @@ def check_feeds(
             if batch is None:
                 batch = (name, arr.shape[axis])
             elif arr.shape[axis] != batch[1]:
-                raise UserError(f"input {name!r}: batch {arr.shape[axis]} differs from {batch[0]!r}'s batch {batch[1]}")
+                raise UserError(f"input {name!r}: batch {arr.shape[axis]} differs from the batch of {batch[0]!r} ({batch[1]})")
         arrays[name] = np.ascontiguousarray(arr)
     return arrays
 
