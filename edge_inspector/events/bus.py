@@ -33,7 +33,6 @@ from edge_inspector.errors import UserError
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.schema import (
     UNASSIGNED_SEQ,
-    encode,
     event_from_verdict,
     heartbeat_event,
     status_event,
@@ -191,8 +190,7 @@ class EventBus:
             if self._stopping:
                 raise RuntimeError("event bus is closed")
             event = build()
-            self.journal.append(topic, event)  # assigns event["seq"], commits
-            payload = encode(event)
+            _, payload = self.journal.append_encoded(topic, event)  # assigns event["seq"], commits
             with self._cond:
                 if len(self._queue) >= self._max_queued:
                     self._queue.popleft()  # still in the journal: subscribers catch up

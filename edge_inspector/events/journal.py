@@ -138,6 +138,10 @@ class Journal:
         Returning only after the commit is the "journal before publish" rule: an event a
         subscriber can see is always an event catch-up can serve.
         """
+        return self.append_encoded(topic, event)[0]
+
+    def append_encoded(self, topic: str, event: dict[str, Any]) -> tuple[int, bytes]:
+        """:meth:`append`, also returning the stored payload bytes (published as they are)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("journal is closed")
@@ -152,7 +156,7 @@ class Journal:
             except sqlite3.Error as err:
                 raise UserError(f"journal path {self.path}: write failed ({err})") from None
             self._last_seq = seq
-            return seq
+            return seq, payload
 
     def payload_of(self, seq: int) -> bytes | None:
         """The stored payload bytes of one event (what was published), or None."""
