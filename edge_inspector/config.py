@@ -129,6 +129,8 @@ class PublisherConfig(_Section):
     @field_validator("endpoint", "catchup_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # catchup_endpoint = "" disables catch-up
         if value is not None and not re.match(r"^(tcp|ipc|inproc)://.+", value):
             raise ValueError("must look like tcp://HOST:PORT, ipc:///path or inproc://name")
         return value

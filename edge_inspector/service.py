@@ -209,7 +209,7 @@ class Service:
         last_ping = 0.0
         while not self.stop_requested.wait(min(tick_s, ping or tick_s)):
             now = time.monotonic()
-            if ping and now - last_ping >= ping:
+            if ping and now - last_ping >= ping and self.alive():  # a dead inspector stops the pings
                 sd_notify("WATCHDOG=1")
                 last_ping = now
             if tick:
