@@ -118,6 +118,20 @@ def test_prune_keeps_newest_and_numbering(tmp_path: Path) -> None:
     j.close()
 
 
+def test_bus_prunes_journal_beyond_retention(tmp_path: Path) -> None:
+    bus = EventBus(ANY, Journal(tmp_path / "j.db", retention_events=50), None, heartbeat_s=0)
+    try:
+        for i in range(300):
+            bus.publish_verdict(visual(frame=i))
+        deadline = time.monotonic() + 5
+        while bus.journal.first_seq() != 251 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bus.journal.first_seq() == 251 and bus.journal.last_seq == 300
+    finally:
+        bus.close()
+        bus.journal.close()
+
+
 def test_corrupt_journal_is_refused_and_untouched(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     garbage = b"this is not sqlite\n" * 300
@@ -188,7 +202,8 @@ def test_heartbeat_carries_counters(tmp_path: Path, ctx: zmq.Context) -> None:
 def test_slow_joiner_fetches_missed_events_via_catchup(tmp_path: Path, ctx: zmq.Context) -> None:
     bus = make_bus(tmp_path)
     try:
-        early = [bus.publish_verdict(visual(frame=i)) for i in range(20)]  # nobody listening
+        # nobody listening; 1200 events span three 500-event reply batches
+        early = [bus.publish_verdict(visual(frame=i)) for i in range(1200)]
         sub = subscribe(ctx, bus, b"defect.")
         live = bus.publish_verdict(visual(frame=99))
         _, ev = recv(sub)
@@ -197,7 +212,7 @@ def test_slow_joiner_fetches_missed_events_via_catchup(tmp_path: Path, ctx: zmq.
         missed = fetch_since(ctx, bus.catchup_endpoint, 0, ev["seq"] - 1, ["defect."])
         assert [decode(p)["seq"] for _, p in missed] == [e["seq"] for e in early]
         assert all(t == "defect.visual.cam0" for t, _ in missed)
-        assert [decode(p)["frame"] for _, p in missed] == list(range(20))
+        assert [decode(p)["frame"] for _, p in missed] == list(range(1200))
         assert bus.counters()["catchup_requests"] == 1
         # a malformed request gets an error reply, not silence
         dealer = ctx.socket(zmq.DEALER)

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CATCHUP_BATCH = 500
 CATCHUP_DEFAULT_LIMIT = 10_000
 CATCHUP_MAX_LIMIT = 100_000
+PRUNE_INTERVAL_S = 1.0  # journal retention is enforced in one batch per interval, off the hot path
 CATCHUP_SEND_TIMEOUT_MS = 2000  # a catch-up client that stops reading is abandoned after this
 _ENDPOINT_HINT = "expected tcp://host:port, ipc:///path or inproc://name"
 
@@ -228,11 +229,12 @@ class EventBus:
         """Owns the PUB socket: sends queued events, heartbeats, prunes the journal when idle."""
         hb_on = self._heartbeat_s > 0
         next_hb = time.monotonic() + (self._heartbeat_s if hb_on else 3600.0)
+        next_prune = time.monotonic() + PRUNE_INTERVAL_S
         try:
             while True:
                 with self._cond:
                     while not self._queue and not self._stopping:
-                        wait = next_hb - time.monotonic()
+                        wait = min(next_hb, next_prune) - time.monotonic()
                         if wait <= 0:
                             break
                         self._cond.wait(wait)
@@ -250,7 +252,9 @@ class EventBus:
                 if hb_on and now >= next_hb:
                     next_hb = now + self._heartbeat_s
                     self._heartbeat()
-                    self.journal.prune(max_batches=1)
+                if now >= next_prune:
+                    next_prune = now + PRUNE_INTERVAL_S
+                    self.journal.prune(max_batches=1)  # one batch: sending waits at most ~10 ms
         except Exception:
             log.exception("event publisher thread failed")
         finally:
