@@ -183,7 +183,9 @@ def test_plan_cache_hits_only_on_the_exact_key_and_an_intact_plan(tmp_path: Path
     assert build.find_cached_plan(cache, parts) is None
     payload = os.urandom(4096)
     plan, sidecar = build.plan_paths(cache, parts)
-    build._write_cache_entry(plan, sidecar, payload, parts, {"effective_precision": "fp16"})
+    plan.parent.mkdir()
+    plan.write_bytes(payload)
+    build.write_sidecar(plan, sidecar, parts, build_seconds=1.5)
     assert build.find_cached_plan(cache, parts) == plan
     assert plan.name.startswith("visual_cnn-") and plan.suffix == ".plan"
     meta = json.loads(sidecar.read_text())
@@ -231,7 +233,8 @@ def test_check_feeds_names_the_problem(tmp_path: Path, feeds: dict, message: str
 # ----------------------------------------------------------------------------- CPU: no device
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run in a child so that a crash (segfault) shows as a failed test, not a dead test run."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **env}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=60)
 
 

@@ -57,15 +57,10 @@ class CudaUnavailable(Exception):
 
 def probe_cuda_device(index: int = 0) -> CudaDevice:
     """Ask the CUDA driver (``libcuda``) directly; raises :class:`CudaUnavailable` with a reason."""
-    lib = None
-    for name in ("libcuda.so.1", "libcuda.so"):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    if lib is None:
-        raise CudaUnavailable("no CUDA device (libcuda.so.1 not found: no NVIDIA driver installed)")
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")  # the driver; on Jetson it lives in /usr/lib/aarch64-linux-gnu/tegra
+    except OSError:
+        raise CudaUnavailable("no CUDA device (libcuda.so.1 not found: no NVIDIA driver installed)") from None
 
     def check(rc: int, what: str) -> None:
         if rc != 0:
@@ -139,13 +134,8 @@ class ShapeProfile:
     default_extra: Range = DEFAULT_EXTRA_RANGE
 
     @classmethod
-    def for_batch(
-        cls,
-        max_batch: int,
-        opt_batch: int | None = None,
-        extra: Mapping[str, Range] | None = None,
-        default_extra: Range = DEFAULT_EXTRA_RANGE,
-    ) -> "ShapeProfile":
+    def for_batch(cls, max_batch: int, opt_batch: int | None = None, extra: Mapping[str, Range] | None = None,
+                  default_extra: Range = DEFAULT_EXTRA_RANGE) -> "ShapeProfile":
         """Batch 1..max_batch tuned for ``opt_batch`` (default: max_batch, the busy case)."""
         if max_batch < 1:
             raise UserError(f"max_batch must be >= 1, got {max_batch}")
@@ -227,24 +217,16 @@ def plan_key_parts(
     """Everything a plan depends on; equal parts <=> interchangeable plans."""
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return {
-        "schema": PLAN_SCHEMA,
-        "model": Path(onnx_path).name,
-        "model_sha256": sha256_of(Path(onnx_path)),
-        "tensorrt": trt_version,
-        "gpu": gpu_name,
-        "compute_capability": compute_capability,
-        "precision": precision,
-        "profile": profile.as_dict(),
-    }
+    return {"schema": PLAN_SCHEMA, "model": Path(onnx_path).name, "model_sha256": sha256_of(Path(onnx_path)),
+            "tensorrt": trt_version, "gpu": gpu_name, "compute_capability": compute_capability,
+            "precision": precision, "profile": profile.as_dict()}
 
 
 def plan_cache_key(
     onnx_path: Path, trt_version: str, gpu_name: str, compute_capability: str, precision: str, profile: ShapeProfile
 ) -> str:
     """sha256 (hex) of the model file's hash and every other part of :func:`plan_key_parts`."""
-    parts = plan_key_parts(onnx_path, trt_version, gpu_name, compute_capability, precision, profile)
-    return _key_of(parts)
+    return _key_of(plan_key_parts(onnx_path, trt_version, gpu_name, compute_capability, precision, profile))
 
 
 def _key_of(parts: Mapping[str, Any]) -> str:
@@ -279,19 +261,6 @@ def find_cached_plan(cache_dir: Path, parts: Mapping[str, Any]) -> Path | None:
     if meta.get("plan_bytes") != plan.stat().st_size or meta.get("plan_sha256") != sha256_of(plan):
         return None  # truncated or overwritten: rebuild rather than feed TensorRT garbage
     return plan
-
-
-def _write_cache_entry(plan: Path, sidecar: Path, data: bytes, parts: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-    """Write plan then sidecar, each atomically, so a crash never leaves a matching half-file."""
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    for path, payload in (
-        (plan, data),
-        (sidecar, json.dumps({"key": _key_of(parts), "parts": dict(parts), "plan_bytes": len(data),
-                              "plan_sha256": hashlib.sha256(data).hexdigest(), **info}, indent=2).encode()),
-    ):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- building
@@ -341,23 +310,18 @@ def _make_progress_monitor(trt: ModuleType, progress: Progress) -> Any:
 
 
 def build_plan(
-    onnx_path: Path,
-    out_path: Path | None,
-    precision: str,
-    profile: ShapeProfile,
-    progress: bool = True,
-    workspace_mb: int = 1024,
-    console: Console | None = None,
-) -> tuple[bytes, dict[str, Any]]:
-    """Compile ``onnx_path`` with TensorRT's builder; write the plan to ``out_path`` if given.
+    onnx_path: Path, out_path: Path, precision: str, profile: ShapeProfile, progress: bool = True,
+    workspace_mb: int = 1024, console: Console | None = None,
+) -> Path:
+    """Compile ``onnx_path`` with TensorRT's builder and write the plan (atomically) to ``out_path``.
 
-    Returns the serialized plan and build facts (seconds, effective precision).  fp16 is only
-    enabled where the GPU has fast fp16 (every Jetson Orin and recent dGPU does); otherwise the
-    plan is fp32 and the sidecar says so.
+    fp16 is enabled only where the GPU has fast fp16 (every Jetson Orin and recent dGPU does);
+    elsewhere the plan is fp32 and a warning says so.
     """
     trt, _device = require_tensorrt()
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    console = console or Console(stderr=True)
     ranges = resolve_inputs(onnx_path, profile)
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -368,33 +332,42 @@ def build_plan(
         raise UserError(f"{onnx_path}: TensorRT's ONNX parser rejected the model: {problems}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    effective = "fp32"
     if precision == "fp16" and getattr(builder, "platform_has_fast_fp16", True):
         config.set_flag(trt.BuilderFlag.FP16)
-        effective = "fp16"
+    elif precision == "fp16":
+        console.print(f"[yellow]{Path(onnx_path).name}: this GPU has no fast fp16; building fp32[/yellow]")
     opt_profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        rng = ranges.get(tensor.name)
-        if rng is None:
-            raise UserError(f"{onnx_path}: TensorRT sees input {tensor.name!r} that ONNX Runtime does not")
-        opt_profile.set_shape(tensor.name, rng.min, rng.opt, rng.max)
+        name = network.get_input(i).name
+        if name not in ranges:
+            raise UserError(f"{onnx_path}: TensorRT sees input {name!r} that ONNX Runtime does not")
+        opt_profile.set_shape(name, ranges[name].min, ranges[name].opt, ranges[name].max)
     config.add_optimization_profile(opt_profile)
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console or Console(stderr=True), transient=False, disable=not progress)
-    started = time.monotonic()
+                    console=console, disable=not progress)
     with bars:
         if progress:
             config.progress_monitor = _make_progress_monitor(trt, bars)
         serialized = builder.build_serialized_network(network, config)
-    seconds = time.monotonic() - started
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT could not build a plan: {'; '.join(logger.errors) or 'no reason given'}")
-    data = bytes(serialized)
-    if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_bytes(data)
-    return data, {"build_seconds": round(seconds, 2), "effective_precision": effective, "built_at": time.time()}
+    _write_atomic(Path(out_path), memoryview(serialized))
+    return Path(out_path)
+
+
+def _write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write to a temporary name and rename, so no reader ever sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_sidecar(plan: Path, sidecar: Path, parts: Mapping[str, Any], build_seconds: float) -> None:
+    """Record the key, its parts and the plan's size and hash beside the plan (after the plan)."""
+    meta = {"key": _key_of(parts), "parts": dict(parts), "plan_bytes": plan.stat().st_size,
+            "plan_sha256": sha256_of(plan), "build_seconds": round(build_seconds, 2), "built_at": time.time()}
+    _write_atomic(sidecar, json.dumps(meta, indent=2).encode())
 
 
 def key_parts_for_device(onnx_path: Path, precision: str, profile: ShapeProfile) -> dict[str, Any]:
@@ -404,90 +377,63 @@ def key_parts_for_device(onnx_path: Path, precision: str, profile: ShapeProfile)
 
 
 def load_or_build(
-    onnx_path: Path,
-    cache_dir: Path | None = None,
-    precision: str = "fp16",
-    profile: ShapeProfile | None = None,
-    max_batch: int = 8,
-    workspace_mb: int = 1024,
-    progress: bool = True,
-    console: Console | None = None,
+    onnx_path: Path, cache_dir: Path | None = None, precision: str = "fp16", profile: ShapeProfile | None = None,
+    max_batch: int = 8, workspace_mb: int = 1024, progress: bool = True, console: Console | None = None,
 ) -> Path:
     """The cached plan for this model, device, TensorRT, precision and profile; built on a miss."""
-    return _load_or_build(onnx_path, cache_dir, precision, profile, max_batch, workspace_mb, progress, console)[0]
-
-
-def _load_or_build(
-    onnx_path: Path,
-    cache_dir: Path | None,
-    precision: str,
-    profile: ShapeProfile | None,
-    max_batch: int,
-    workspace_mb: int,
-    progress: bool,
-    console: Console | None,
-) -> tuple[Path, bool, dict[str, Any]]:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    profile = profile or default_profile(onnx_path, max_batch)
-    parts = key_parts_for_device(onnx_path, precision, profile)
+    parts = key_parts_for_device(onnx_path, precision, profile or default_profile(onnx_path, max_batch))
     hit = find_cached_plan(cache, parts)
     if hit is not None:
-        return hit, True, json.loads(hit.with_suffix(".json").read_text())
+        return hit
     plan, sidecar = plan_paths(cache, parts)
     try:
-        plan.parent.mkdir(parents=True, exist_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"plan cache {cache} is not writable ({exc}); set EDGE_INSPECTOR_CACHE") from exc
-    data, info = build_plan(onnx_path, None, precision, profile, progress, workspace_mb, console)
-    _write_cache_entry(plan, sidecar, data, parts, info)
-    return plan, False, json.loads(sidecar.read_text())
+    started = time.monotonic()
+    build_plan(onnx_path, plan, precision, profile or default_profile(onnx_path, max_batch), progress, workspace_mb, console)
+    write_sidecar(plan, sidecar, parts, time.monotonic() - started)
+    return plan
 
 
 def build_all(
-    engines_dir: Path,
-    cache_dir: Path | None = None,
-    precision: str = "fp16",
-    max_batch: int = 8,
+    engines_dir: Path, cache_dir: Path | None = None, precision: str = "fp16", max_batch: int = 8,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
     """Compile every ``engines_dir/*.onnx`` for this device (``edge-inspector build-engines``).
 
     Returns one dict per model: model, onnx, plan, cached, seconds, precision, key, size_mb.
-    Raises :class:`UserError` when TensorRT cannot run here, or (after trying all models) naming
-    every model that failed, so the command exits non-zero.
+    Raises :class:`UserError` when TensorRT cannot run here, or (after trying every model)
+    naming each model that failed, so the command exits non-zero.
     """
     _, device = require_tensorrt()
-    engines = Path(engines_dir)
+    engines, cache = Path(engines_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
     models = sorted(engines.glob("*.onnx"))
     if not models:
         raise UserError(f"no *.onnx models in {engines} (train them with tools/train_*.py)")
     if (engines / "manifest.toml").is_file():
         load_manifest(engines, verify=True)  # refuse to compile a model the runtime would refuse
     console = console or Console(stderr=True)
-    console.print(f"Building TensorRT plans for {device.name} (sm {device.compute_capability}), "
-                  f"precision {precision}, batch 1..{max_batch}")
+    console.print(f"TensorRT plans for {device.name} (compute capability {device.compute_capability}), "
+                  f"{precision}, batch 1..{max_batch}, cache {cache}")
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     for model in models:
         started = time.monotonic()
+        parts = None
         try:
-            plan, cached, meta = _load_or_build(model, cache_dir, precision, None, max_batch, 1024, True, console)
+            parts = key_parts_for_device(model, precision, default_profile(model, max_batch))
+            cached = find_cached_plan(cache, parts) is not None
+            plan = load_or_build(model, cache, precision, None, max_batch, console=console)
         except UserError as exc:
             failures.append(str(exc))
-            console.print(f"[red]{model.name}: failed[/red]: {exc}")
+            console.print(f"[red]{model.name}: failed: {exc}[/red]")
             continue
-        row = {
-            "model": model.name,
-            "onnx": str(model),
-            "plan": str(plan),
-            "cached": cached,
-            "seconds": round(time.monotonic() - started, 2),
-            "precision": meta.get("effective_precision", precision),
-            "key": meta["key"][:20],
-            "size_mb": round(plan.stat().st_size / 1e6, 2),
-        }
-        results.append(row)
-        console.print(f"{model.name}: {'cached' if cached else 'built'} {plan} ({row['seconds']} s)")
+        results.append({"model": model.name, "onnx": str(model), "plan": str(plan), "cached": cached,
+                        "seconds": round(time.monotonic() - started, 2), "precision": precision,
+                        "key": _key_of(parts)[:20], "size_mb": round(plan.stat().st_size / 1e6, 2)})
+        console.print(f"{model.name}: {'cached' if cached else 'built'} {plan} ({results[-1]['seconds']} s)")
     if failures:
         raise UserError(f"{len(failures)} of {len(models)} model(s) failed to build: " + " | ".join(failures))
     return results
