@@ -6,6 +6,9 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -140,6 +143,18 @@ def test_corrupt_journal_is_refused_and_untouched(tmp_path: Path) -> None:
         Journal(path)
     assert path.read_bytes() == garbage
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE recipes (id INTEGER PRIMARY KEY)")
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="something else"):
+        Journal(path)
+    assert path.read_bytes() == before
 
 
 def test_journal_path_that_is_a_directory(tmp_path: Path) -> None:
@@ -283,9 +298,14 @@ def test_bind_conflict_names_endpoint(tmp_path: Path) -> None:
     assert bad and "'localhost:5556'" in bad
 
 
-def test_curve_encrypted_stream(tmp_path: Path, ctx: zmq.Context) -> None:
-    server_public, server_secret = zmq.curve_keypair()
-    bus = make_bus(tmp_path, curve_server_secret=server_secret.decode())
+@pytest.mark.parametrize("as_file", [False, True])
+def test_curve_encrypted_stream(tmp_path: Path, ctx: zmq.Context, as_file: bool) -> None:
+    from zmq.auth import create_certificates, load_certificate
+
+    _, secret_file = create_certificates(str(tmp_path), "server")
+    server_public, server_secret = load_certificate(secret_file)
+    key = secret_file if as_file else server_secret.decode()
+    bus = make_bus(tmp_path, curve_server_secret=key)
     assert bus.curve_public_key == server_public.decode()
     sub = ctx.socket(zmq.SUB)
     sub.curve_serverkey = server_public
@@ -386,3 +406,22 @@ def test_run_tail_fetches_live_gaps(tmp_path: Path) -> None:
     evs = [json.loads(line) for line in text.splitlines()]
     assert rc == 0 and [e["seq"] for e in evs] == list(range(evs[0]["seq"], evs[0]["seq"] + 12))
     assert any(e["frame"] < 0 for e in evs), "no gap was filled from the journal"
+
+
+def test_tail_ctrl_c_exits_zero(tmp_path: Path) -> None:
+    bus = make_bus(tmp_path)
+    code = ("import sys; from edge_inspector.events.tail import run_tail; "
+            f"print('ready', flush=True); sys.exit(run_tail({bus.endpoint!r}, [], False, None))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # inside run_tail's receive loop by now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        bus.close()
+        bus.journal.close()
+    assert proc.returncode == 0 and "Traceback" not in err

@@ -100,7 +100,13 @@ class Journal:
         db = self._connect(self._db_uri(read_only=False))
         try:
             # Read first: on a file that is not SQLite this fails before anything is written.
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "events" not in tables:
+                db.close()
+                raise UserError(
+                    f"journal path {self.path} is an SQLite database of something else "
+                    f"(tables: {', '.join(sorted(tables)[:5])}); choose another path"
+                )
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise UserError(f"journal path {self.path}: cannot enable WAL mode (got {mode})")
