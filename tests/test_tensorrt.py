@@ -208,6 +208,8 @@ def test_check_feeds_accepts_valid_batches(tmp_path: Path) -> None:
     mel = np.zeros((3, 50, 8), np.float32)[:, ::-1]  # a non-contiguous view is made contiguous
     out = check_feeds({"mel": mel, "h_in": np.zeros((1, 3, 6), np.float32)}, ranges, dtypes)
     assert out["mel"].flags.c_contiguous and out["mel"].shape == (3, 50, 8)
+    with pytest.raises(UserError, match="'mel': batch axis is 3, this engine accepts 1..2"):
+        check_feeds({"mel": mel, "h_in": np.zeros((1, 3, 6), np.float32)}, ranges, dtypes, max_batch=2)
 
 
 @pytest.mark.parametrize(
@@ -375,6 +377,14 @@ def test_build_all_builds_once_then_hits_the_cache(tmp_path: Path) -> None:
     second = build.build_all(engines, tmp_path / "plans", "fp16", 4)
     assert [r["cached"] for r in first] == [False, False] and [r["cached"] for r in second] == [True, True]
     assert [r["plan"] for r in first] == [r["plan"] for r in second]
+    from edge_inspector.runtime import create_engine
+
+    with create_engine(engines / "visual_cnn.onnx", "tensorrt", max_batch=2, cache_dir=tmp_path / "plans") as eng:
+        assert eng.max_batch == 2  # served by the batch-4 plan: nothing new was compiled
+        assert eng.run({"image": np.zeros((2, 3, 16, 16), np.float32)})["probs"].shape == (2, 3)
+        with pytest.raises(UserError, match="batch axis is 3, this engine accepts 1..2"):
+            eng.run({"image": np.zeros((3, 3, 16, 16), np.float32)})
+    assert len(list((tmp_path / "plans").glob("*.plan"))) == 2
     device = build.probe_cuda_device()
     meta = json.loads(Path(first[0]["plan"]).with_suffix(".json").read_text())
     assert meta["parts"]["gpu"] == device.name and meta["parts"]["compute_capability"] == device.compute_capability

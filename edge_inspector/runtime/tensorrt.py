@@ -32,7 +32,10 @@ from edge_inspector.runtime.base import TensorSpec
 from edge_inspector.runtime.build import (
     InputRange,
     ShapeProfile,
+    default_cache_dir,
     default_profile,
+    find_cached_plan,
+    key_parts_for_device,
     load_or_build,
     make_logger,
     require_tensorrt,
@@ -117,9 +120,13 @@ class _Buffer:
 
 
 def check_feeds(
-    feeds: Mapping[str, np.ndarray], ranges: Mapping[str, InputRange], dtypes: Mapping[str, np.dtype]
+    feeds: Mapping[str, np.ndarray], ranges: Mapping[str, InputRange], dtypes: Mapping[str, np.dtype],
+    max_batch: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Validate names, dtypes, ranks, shape ranges and a common batch size; one clear line per problem."""
+    """Validate names, dtypes, ranks, shape ranges and a common batch size; one clear line per problem.
+
+    ``max_batch`` can be below the plan's batch maximum (a larger cached plan serves a smaller engine).
+    """
     missing = [n for n in ranges if n not in feeds]
     unknown = [n for n in feeds if n not in ranges]
     if missing or unknown:
@@ -134,6 +141,8 @@ def check_feeds(
         if arr.ndim != len(rng.max):
             raise UserError(f"input {name!r}: shape {arr.shape} has {arr.ndim} axes, expected {len(rng.max)} (max {rng.max})")
         for axis, (size, lo, hi) in enumerate(zip(arr.shape, rng.min, rng.max)):
+            if axis in rng.batch_axes and max_batch is not None:
+                hi = min(hi, max_batch)
             if not lo <= size <= hi:
                 accepted = f"exactly {lo}" if lo == hi else f"{lo}..{hi}"
                 role = "batch axis" if axis in rng.batch_axes else f"axis {axis}"
@@ -145,6 +154,20 @@ def check_feeds(
                 raise UserError(f"input {name!r}: batch {arr.shape[axis]} differs from the batch of {batch[0]!r} ({batch[1]})")
         arrays[name] = np.ascontiguousarray(arr)
     return arrays
+
+
+def _cached_plan_covering(onnx_path: Path, cache: Path, precision: str, max_batch: int) -> tuple[Path | None, ShapeProfile]:
+    """A cached plan for ``max_batch`` or, failing that, one built for a larger batch.
+
+    ``build-engines`` builds for batch 1..8 by default; an inspector that asks for batch 1..2 can
+    use that plan instead of compiling another one at start-up.
+    """
+    for batch in [max_batch, *(b for b in (8, 16, 32, 64) if b > max_batch)]:
+        profile = default_profile(onnx_path, batch)
+        plan = find_cached_plan(cache, key_parts_for_device(onnx_path, precision, profile))
+        if plan is not None:
+            return plan, profile
+    return None, default_profile(onnx_path, max_batch)
 
 
 class TensorRTEngine:
@@ -165,10 +188,15 @@ class TensorRTEngine:
     ) -> None:
         trt, device = require_tensorrt()  # probes the CUDA device before any TensorRT object exists
         self.model_path = str(model_path)
-        self._profile = profile or default_profile(Path(model_path), max_batch)
-        self.max_batch = self._profile.batch[2]
+        self.max_batch = max_batch
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        plan: Path | None = None
+        if profile is None:
+            plan, profile = _cached_plan_covering(Path(model_path), cache, precision, max_batch)
+        self._profile = profile
+        if plan is None:
+            plan = load_or_build(Path(model_path), cache, precision, self._profile, max_batch, workspace_mb, progress, console)
         self._ranges = resolve_inputs(Path(model_path), self._profile)
-        plan = load_or_build(Path(model_path), cache_dir, precision, self._profile, max_batch, workspace_mb, progress, console)
         self._lock = threading.Lock()
         self._buffers: dict[str, _Buffer] = {}
         self._stream: Any = None
@@ -209,7 +237,7 @@ class TensorRTEngine:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Copy in, execute, copy out; outputs are fresh numpy arrays the caller may keep."""
-        arrays = check_feeds(feeds, self._ranges, {n: self._dtypes[n] for n in self._ranges})
+        arrays = check_feeds(feeds, self._ranges, {n: self._dtypes[n] for n in self._ranges}, self.max_batch)
         with self._lock:
             if self._stream is None:
                 raise RuntimeError(f"{self.model_path}: TensorRT engine used after close()")
