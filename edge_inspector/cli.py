@@ -64,7 +64,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from edge_inspector.events.tail import run_tail
 
-    return run_tail(args.endpoint, args.topic or [""], args.json, args.catchup, args.count)
+    return run_tail(args.endpoint, args.topic or [""], args.json, args.catchup, args.count,
+                    since=args.since, curve_server_public=args.curve_server_key)
 
 
 def cmd_build_engines(args: argparse.Namespace) -> int:
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", action="append", help="topic prefix (repeatable), e.g. defect.")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=None, help="exit after N events")
+    p.add_argument("--since", type=int, default=None, help="first replay every journalled event after this seq")
+    p.add_argument("--curve-server-key", default=None, help="the daemon's CURVE public key (Z85) when CURVE is on")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device")

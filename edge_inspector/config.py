@@ -125,6 +125,8 @@ class PublisherConfig(_Section):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     sndhwm: int = Field(10000, ge=1)
     linger_ms: int = Field(1000, ge=0, le=60000)
+    journal_sync: Literal["NORMAL", "FULL"] = "NORMAL"  # FULL: survives power loss, slower commits
+    curve_secret_key: str | None = None  # Z85 secret or a zmq certificate file: encrypt + authenticate
 
     @field_validator("endpoint", "catchup_endpoint")
     @classmethod

@@ -65,7 +65,11 @@ class Service:
         self._engines: list[Any] = []
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
-        self.journal = Journal(cfg.publisher.journal, retention_events=cfg.publisher.retention_events)
+        self.journal = Journal(
+            cfg.publisher.journal,
+            retention_events=cfg.publisher.retention_events,
+            synchronous=cfg.publisher.journal_sync,
+        )
         self.bus = EventBus(
             cfg.publisher.endpoint,
             self.journal,
@@ -74,6 +78,7 @@ class Service:
             linger_ms=cfg.publisher.linger_ms,
             heartbeat_s=cfg.publisher.heartbeat_s,
             counters=self.counters,
+            curve_server_secret=cfg.publisher.curve_secret_key,
         )
         try:
             self._build_visual()
