@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Benchmark edge-inspector against its own parts and against the naive OpenCV loop, in one run.
+
+Measures on this machine, on the same 1280x720 clip and the shipped models:
+
+1. engine throughput (ONNX Runtime; TensorRT where available) at batch 1 and runtime.max_batch
+2. decode-only throughput (``cv2.VideoCapture`` read loop)
+3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false)
+4. the naive tutorial loop (read, resize, normalise, batch-1 ONNX Runtime, print)
+5. latency at 30 fps into a real ZeroMQ subscriber, per stage
+6. 1, 2, 4 live HTTP MJPEG cameras (ffmpeg, 1280x720, 30 fps): rate, drops, CPU per thread
+7. audio real-time factor and event bus throughput
+
+Prints a table and PASS/FAIL lines for the product targets, writes JSON (with commit, machine
+and versions, to track figures across commits) and a PNG chart next to it.
+
+    python3 tools/bench.py                      # full run, a few minutes
+    python3 tools/bench.py --quick              # under a minute
+    python3 tools/bench.py --only engine,decode --out /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import ROOT, make_clips, machine_info  # noqa: E402
+from edge_inspector.config import RuntimeConfig  # noqa: E402
+
+SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus")
+
+# quick / full: seconds per engine batch, decode seconds, clip frames, latency seconds,
+# scale seconds per camera count (+ warm-up), audio repeats, bus events
+PLANS: dict[str, dict[str, Any]] = {
+    "quick": {"engine_s": 1.0, "decode_s": 1.0, "frames": 90, "distinct": 6, "latency_s": 4.0,
+              "scale_s": 3.0, "scale_warmup_s": 1.5, "scale_counts": [1, 2, 4], "audio_repeats": 1, "bus_events": 500},
+    "full": {"engine_s": 4.0, "decode_s": 3.0, "frames": 300, "distinct": 24, "latency_s": 20.0,
+             "scale_s": 12.0, "scale_warmup_s": 3.0, "scale_counts": [1, 2, 4], "audio_repeats": 5, "bus_events": 5000},
+}
+
+
+def _parse_only(text: str | None) -> list[str]:
+    if not text:
+        return list(SCENARIOS)
+    wanted = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"bench.py: error: --only: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    return wanted
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from bench_daemon import live_latency, replay_max, scale_live
+    from bench_parts import audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop
+    from bench_report import evaluate_targets, print_report, write_chart
+    from edge_inspector.errors import UserError
+    from edge_inspector.manifest import load_manifest
+    from edge_inspector.runtime import available_backends
+
+    console = Console(stderr=True)
+    plan = PLANS["quick" if args.quick else "full"]
+    only = _parse_only(args.only)
+    engines = args.engines.resolve()
+    try:
+        manifest = load_manifest(engines)
+    except UserError as exc:
+        raise SystemExit(f"bench.py: error: {exc}") from None
+    vis = manifest.visual
+    needs_visual = set(only) - {"audio", "bus"}
+    if needs_visual and vis is None:
+        raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no [visual] model")
+    results: dict[str, Any] = {
+        "machine": machine_info(), "mode": "quick" if args.quick else "full", "scenarios": only,
+        "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "intra_op_threads": 0},
+        "models": {k: {"file": m.file, "sha256": m.sha256[:12]} for k, m in (("visual", vis), ("acoustic", manifest.acoustic)) if m},
+    }
+    t_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("preparing", total=len(only))
+
+        def step(text: str) -> None:
+            progress.update(task, description=text)
+
+        clips = None
+        if needs_visual:
+            step(f"encoding the {plan['frames']}-frame 1280x720 test clip")
+            clips = make_clips(Path(tmp), plan["frames"], distinct=plan["distinct"])
+            results["clip"] = {"width": clips.width, "height": clips.height, "fps": clips.fps, "frames": clips.frames,
+                               "h264_bytes": clips.h264.stat().st_size, "mjpeg_bytes": clips.mjpeg.stat().st_size}
+        model_path = manifest.path_of(vis) if vis else None
+        for name in only:
+            if name == "engine":
+                backends = [b for b in ("onnxruntime", "tensorrt") if b in available_backends()]
+                results["engine"] = {b: engine_throughput(model_path, b, [1, args.max_batch], plan["engine_s"], progress=step)
+                                     for b in backends}
+            elif name == "decode":
+                results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
+            elif name == "daemon":
+                results["daemon_replay"] = replay_max(clips.h264, engines, args.max_batch, progress=step)
+            elif name == "naive":
+                results["naive"] = naive_loop(clips.h264, model_path, vis.mean, vis.std, vis.input_shape[1:], vis.labels, progress=step)
+            elif name == "latency":
+                results["latency"] = live_latency(clips.h264, engines, args.max_batch, plan["latency_s"], clips.fps, progress=step)
+            elif name == "scale":
+                results["scale"] = scale_live(clips.mjpeg, engines, args.max_batch, plan["scale_counts"], clips.fps,
+                                              plan["scale_s"], plan["scale_warmup_s"], progress=step)
+            elif name == "audio":
+                results["audio"] = audio_rtf(engines, 10.0, plan["audio_repeats"], progress=step)
+            elif name == "bus":
+                results["bus"] = bus_throughput(plan["bus_events"], progress=step)
+            progress.advance(task)
+        step("done")
+    results["targets"] = evaluate_targets(results, args.max_batch)
+    results["duration_s"] = round(time.monotonic() - t_start, 1)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    chart = write_chart(results, out.with_suffix(".png")) if not args.no_chart else "chart skipped"
+    print_report(results, Console())
+    console.print(f"results written to {out}; {chart}; {results['duration_s']} s")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short clips, fewer repetitions (under a minute)")
+    ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "bench.json", help="JSON output (PNG written next to it)")
+    ap.add_argument("--engines", type=Path, default=ROOT / "engines", help="engines directory with manifest.toml")
+    ap.add_argument("--max-batch", type=int, default=RuntimeConfig().max_batch,
+                    help="the configured runtime.max_batch (default: the config default)")
+    ap.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    args = ap.parse_args(argv)
+    if args.max_batch < 1:
+        ap.error("--max-batch must be >= 1")
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Benchmarks of the daemon itself: replay at max speed, latency at 30 fps, cameras at scale.
+
+All three run :class:`edge_inspector.service.Service` in-process with a config built here, so
+what is measured is exactly the pipeline ``edge-inspector run`` / ``replay`` builds (camera
+threads, batching inspector, journal, ZeroMQ PUB); only the observers are the benchmark's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from bench_common import CpuMeter, free_port, percentiles
+
+Progress = Callable[[str], None]
+
+
+def _config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int, port: int) -> Any:
+    from edge_inspector.config import parse_config
+
+    return parse_config({
+        "camera": cameras,
+        "runtime": {"backend": "onnxruntime", "engines_dir": str(engines), "max_batch": max_batch},
+        "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "catchup_endpoint": None,
+                      "journal": str(tmp / "journal.sqlite3"), "publish_verdicts": True},
+        "health": {"listen": None},
+    })
+
+
+def _stage_summary(verdicts: list[Any]) -> dict[str, Any]:
+    """Per-frame stage timings carried in ``Verdict.extra["timing_ms"]``."""
+    timing = [v.extra.get("timing_ms", {}) for v in verdicts]
+    out = {k: percentiles(t[k] for t in timing if k in t) for k in ("queue_wait", "preprocess", "inference", "inspect_total")}
+    out["batch"] = percentiles(v.extra.get("batch", 1) for v in verdicts)
+    return out
+
+
+def replay_max(clip: Path, engines: Path, max_batch: int, progress: Progress | None = None) -> dict[str, Any]:
+    """``replay --speed max``: one file camera (realtime = false), every frame inspected, verdicts/s."""
+    from edge_inspector.service import Service
+
+    if progress:
+        progress("daemon end to end (replay --speed max)")
+    stamps: list[float] = []
+    verdicts: list[Any] = []
+
+    def on_verdict(v: Any) -> None:
+        stamps.append(time.monotonic())
+        verdicts.append(v)
+
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
+                      max_batch, free_port())
+        svc = Service(cfg, on_verdict=on_verdict)
+        meter = CpuMeter()
+        t0 = time.monotonic()
+        code = svc.run()
+        cpu = meter.stop()
+        stats = svc.visual.stats if svc.visual is not None else None
+    if code != 0 or not stamps:
+        raise RuntimeError(f"daemon replay failed (exit {code}): {svc.failure}")
+    elapsed = stamps[-1] - t0
+    return {
+        "fps": round(len(stamps) / elapsed, 1), "verdicts": len(stamps), "seconds": round(elapsed, 3),
+        "batch_sizes": {str(k): n for k, n in sorted(stats.batch_sizes.items())} if stats else {},
+        "ms_per_frame": {
+            "preprocess": round(stats.preprocess_ms_total / max(1, stats.frames), 3) if stats else None,
+            "inference": round(stats.infer_ms_total / max(1, stats.frames), 3) if stats else None,
+        },
+        "stages": _stage_summary(verdicts), "cpu": cpu,
+    }
+
+
+class _Sub(threading.Thread):
+    """A real ZeroMQ SUB socket that stamps each ``verdict.`` event with its receive wall time."""
+
+    def __init__(self, endpoint: str) -> None:
+        import zmq
+
+        super().__init__(name="bench-sub", daemon=True)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"verdict.")
+        self.sock.connect(endpoint)
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            if self.sock.poll(50):
+                _topic, payload = self.sock.recv_multipart()
+                self.events.append((time.time(), json.loads(payload)))
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.join(2.0)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def live_latency(clip: Path, engines: Path, max_batch: int, seconds: float, fps: int,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """A 30 fps paced camera -> daemon -> a real SUB: capture-to-receive and per-stage times.
+
+    The first second is warm-up and is not counted.  ``ts`` has millisecond resolution
+    (floored), so capture-to-receive reads up to 1 ms high.
+    """
+    from edge_inspector.service import Service
+
+    if progress:
+        progress(f"latency at {fps} fps ({seconds:.0f} s)")
+    port = free_port()
+    sub = _Sub(f"tcp://127.0.0.1:{port}")
+    sub.start()
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": True, "loop": True}],
+                      max_batch, port)
+        svc = Service(cfg)
+        svc.start()
+        try:
+            time.sleep(seconds + 1.0)
+        finally:
+            cam = svc.sources["cam0"].thread
+            decode_ms = cam.decode_ms_total / max(1, cam.counters.items)
+            captured = cam.counters.items
+            svc.stop()
+            time.sleep(0.2)
+            sub.close()
+    events = [(t, e) for t, e in sub.events if e.get("frame", 0) >= fps]
+    if not events:
+        raise RuntimeError("no verdict events reached the subscriber")
+    c2r = [(t - _epoch(e["ts"])) * 1000.0 for t, e in events]
+    timing = [e.get("extra", {}).get("timing_ms", {}) for _, e in events]
+    publish = [c - tm.get("queue_wait", 0.0) - tm.get("inspect_total", 0.0) for c, tm in zip(c2r, timing)]
+    work = [decode_ms + tm.get("preprocess", 0.0) + tm.get("inference", 0.0) for tm in timing]
+    return {
+        "fps": fps, "seconds": seconds, "events": len(events), "captured": captured,
+        "capture_to_receive_ms": percentiles(c2r),
+        "capture_to_publish_ms": percentiles(e["latency_ms"] for _, e in events),
+        "stages_ms": {
+            "decode": {"mean": round(decode_ms, 3), "note": "camera thread, mean per frame (before the capture stamp)"},
+            "queue_wait": percentiles(tm.get("queue_wait", 0.0) for tm in timing),
+            "preprocess": percentiles(tm.get("preprocess", 0.0) for tm in timing),
+            "inference": percentiles(tm.get("inference", 0.0) for tm in timing),
+            "publish": percentiles(publish),
+        },
+        "decode_preprocess_inference_ms": percentiles(work),
+        "batch": percentiles(e.get("extra", {}).get("batch", 1) for _, e in events),
+    }
+
+
+def _serve_mjpeg(clip: Path, port: int) -> subprocess.Popen[bytes]:
+    """A live HTTP MJPEG camera: ffmpeg paces the clip at its frame rate, stream copy (no re-encode)."""
+    return subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(clip),
+         "-c:v", "copy", "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def scale_live(mjpeg: Path, engines: Path, max_batch: int, counts: list[int], fps: int, seconds: float,
+               warmup_s: float, progress: Progress | None = None) -> dict[str, Any]:
+    """N live HTTP MJPEG cameras at ``fps``: inspected rate, drops, latency and CPU per thread."""
+    results = []
+    for n in counts:
+        if progress:
+            progress(f"scale: {n} live camera(s) at {fps} fps")
+        results.append(_scale_one(mjpeg, engines, max_batch, n, fps, seconds, warmup_s))
+    sustained = [r["cameras"] for r in results if r["sustained"]]
+    best = max(sustained) if sustained else 0
+    limiting = next((r["limiting_stage"] for r in results if not r["sustained"]), None)
+    return {"fps": fps, "seconds": seconds, "runs": results, "max_sustained_cameras": best, "limiting_stage": limiting}
+
+
+def _scale_one(mjpeg: Path, engines: Path, max_batch: int, n: int, fps: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+    from edge_inspector.service import Service
+
+    ports = [free_port() for _ in range(n)]
+    servers = [_serve_mjpeg(mjpeg, p) for p in ports]
+    verdicts: list[tuple[float, Any]] = []
+    recording = threading.Event()
+
+    def on_verdict(v: Any) -> None:
+        if recording.is_set():
+            verdicts.append((time.monotonic(), v))
+
+    try:
+        time.sleep(0.5)  # let ffmpeg bind before the cameras connect (they retry anyway)
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            cams = [{"name": f"cam{i}", "uri": f"http://127.0.0.1:{p}/"} for i, p in enumerate(ports)]
+            svc = Service(_config(Path(tmp), engines, cams, max_batch, free_port()), on_verdict=on_verdict)
+            svc.start()
+            try:
+                time.sleep(warmup_s)
+                before = {r["source"]: r for r in svc.source_rows()}
+                dec0 = {k: v.thread.decode_ms_total for k, v in svc.sources.items()}
+                meter = CpuMeter({f"ffmpeg server {i}": s.pid for i, s in enumerate(servers)})
+                recording.set()
+                t0 = time.monotonic()
+                time.sleep(seconds)
+                recording.clear()
+                elapsed = time.monotonic() - t0
+                cpu = meter.stop()
+                after = {r["source"]: r for r in svc.source_rows()}
+                dec1 = {k: v.thread.decode_ms_total for k, v in svc.sources.items()}
+                backlog = {k: len(v.queue) for k, v in svc.sources.items()}
+            finally:
+                svc.stop()
+    finally:
+        for s in servers:
+            s.terminate()
+        for s in servers:
+            try:
+                s.wait(5)
+            except subprocess.TimeoutExpired:
+                s.kill()
+    per_cam = {}
+    for name, a in after.items():
+        b = before[name]
+        captured = a["captured"] - b["captured"]
+        per_cam[name] = {
+            "captured_fps": round(captured / elapsed, 2),
+            "inspected_fps": round((a["inspected"] - b["inspected"]) / elapsed, 2),
+            "dropped": a["dropped"] - b["dropped"], "dropped_total": a["dropped"],
+            "read_ms_per_frame": round((dec1[name] - dec0[name]) / max(1, captured), 3),
+            "queue_backlog": backlog[name], "state": a["state"],
+        }
+    lat = [(t - v.mono) * 1000.0 for t, v in verdicts]
+    ok = all(c["dropped"] == 0 and c["inspected_fps"] >= 0.95 * fps and c["captured_fps"] >= 0.95 * fps
+             for c in per_cam.values())
+    stages = _stage_summary([v for _, v in verdicts])
+    return {"cameras": n, "sustained": ok, "per_camera": per_cam,
+            "inspected_fps_total": round(sum(c["inspected_fps"] for c in per_cam.values()), 1),
+            "dropped": sum(c["dropped"] for c in per_cam.values()),
+            "capture_to_verdict_ms": percentiles(lat), "stages_ms": stages, "cpu": cpu,
+            "limiting_stage": None if ok else _limiting_stage(per_cam, stages, cpu, elapsed, fps)}
+
+
+def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[str, Any], elapsed: float, fps: int) -> str:
+    """Name the stage that bounds the rate, from the shares of CPU and of the inspector's time."""
+    shares = cpu["percent_of_one_core"]
+    cores = cpu["cores"] or 1
+    total = sum(shares.values())
+    decode = sum(v for k, v in shares.items() if k == "camera")
+    inspector = shares.get("visual-inspector", 0.0)
+    native = shares.get("native", 0.0)
+    servers = sum(v for k, v in shares.items() if k.startswith("ffmpeg"))
+    batch = stages["batch"]["mean"] or 1.0
+    pre = (stages["preprocess"]["mean"] or 0.0) / batch
+    inf = (stages["inference"]["mean"] or 0.0) / batch
+    rate = sum(c["inspected_fps"] for c in per_cam.values())
+    busy = rate * (pre + inf) / 10.0  # % of the inspector thread's wall time spent in the model
+    parts = {"decode (camera threads)": decode, "inference (ONNX Runtime incl. its pool)": inf * rate / 10.0,
+             "preprocess": pre * rate / 10.0, "inspector thread other (postprocess, journal, publish)":
+             max(0.0, inspector - (pre + inf) * rate / 10.0)}
+    top = max(parts, key=lambda k: parts[k])
+    saturated = total >= 0.9 * 100.0 * cores
+    return (f"{top}: CPU {'saturated' if saturated else 'not saturated'} ({total:.0f}% of {100 * cores}%, "
+            f"of which ffmpeg servers {servers:.0f}%, camera decode {decode:.0f}%, inspector thread {inspector:.0f}%, "
+            f"native pools {native:.0f}%); model busy {busy:.0f}% of the inspector thread; "
+            f"per frame: preprocess {pre:.1f} ms, inference {inf:.1f} ms")
+

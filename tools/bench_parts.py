@@ -1,0 +1,205 @@
+"""Benchmarks of the parts on their own: engine, decode, the naive tutorial loop, audio, event bus.
+
+Each function returns a plain dict (JSON-ready).  They are the yardsticks the daemon's end to
+end figures are judged against, so they measure the parts the same way the daemon uses them:
+the same engine factory, the same clip, the same model files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench_common import percentiles
+
+Progress = Callable[[str], None]
+
+
+def engine_throughput(model_path: Path, backend: str, batches: list[int], seconds: float,
+                      intra_op_threads: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+    """Frames/s of bare ``engine.run`` at each batch size on a fixed, already-normalised input."""
+    from edge_inspector.runtime import create_engine
+
+    options: dict[str, Any] = {"intra_op_threads": intra_op_threads} if backend == "onnxruntime" else {}
+    engine = create_engine(model_path, backend, max_batch=max(batches), **options)
+    spec = engine.inputs[0]
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"backend": backend, "model": str(model_path), "batches": {}}
+    try:
+        for batch in batches:
+            if progress:
+                progress(f"engine {backend} batch {batch}")
+            x = rng.standard_normal((batch, *spec.shape)).astype(np.float32)
+            for _ in range(3):  # warm-up: first calls allocate arenas / pick kernels
+                engine.run({spec.name: x})
+            calls: list[float] = []
+            t_end = time.perf_counter() + seconds
+            while time.perf_counter() < t_end or len(calls) < 5:
+                t0 = time.perf_counter()
+                engine.run({spec.name: x})
+                calls.append((time.perf_counter() - t0) * 1000.0)
+            total_s = sum(calls) / 1000.0
+            out["batches"][str(batch)] = {
+                "fps": round(batch * len(calls) / total_s, 1),
+                "ms_per_call": percentiles(calls),
+                "ms_per_frame": round(sum(calls) / (batch * len(calls)), 3),
+                "calls": len(calls),
+            }
+    finally:
+        engine.close()
+    return out
+
+
+def decode_throughput(clip: Path, seconds: float, progress: Progress | None = None) -> dict[str, Any]:
+    """Frames/s of a bare ``cv2.VideoCapture.read`` loop (rewinding until ``seconds`` passed)."""
+    import cv2
+
+    if progress:
+        progress("decode only")
+    per_frame: list[float] = []
+    t_start = time.perf_counter()
+    while time.perf_counter() - t_start < seconds or not per_frame:
+        cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                ok, _ = cap.read()
+                if not ok:
+                    break
+                per_frame.append((time.perf_counter() - t0) * 1000.0)
+        finally:
+            cap.release()
+    total_s = sum(per_frame) / 1000.0
+    return {"fps": round(len(per_frame) / total_s, 1), "frames": len(per_frame),
+            "ms_per_frame": percentiles(per_frame), "clip": clip.name}
+
+
+def naive_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple[float, ...],
+               size: tuple[int, int], labels: tuple[str, ...], progress: Progress | None = None) -> dict[str, Any]:
+    """The loop from the tutorials: read, resize, normalise, run at batch 1, print JSON.
+
+    One ``InferenceSession`` with default options, one frame at a time, results printed
+    (to /dev/null) as each frame is done.  This is the baseline the daemon must beat.
+    """
+    import cv2
+    import onnxruntime as ort
+
+    if progress:
+        progress("naive OpenCV + ONNX Runtime loop")
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    m = np.asarray(mean, np.float32)
+    s = np.asarray(std, np.float32)
+    h, w = size
+    cap = cv2.VideoCapture(str(clip))
+    frames = 0
+    with open(os.devnull, "w") as sink:
+        t0 = time.perf_counter()
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            img = cv2.cvtColor(cv2.resize(frame, (w, h)), cv2.COLOR_BGR2RGB)
+            x = ((img.astype(np.float32) / 255.0 - m) / s).transpose(2, 0, 1)[None]
+            probs, _heat = sess.run(None, {input_name: np.ascontiguousarray(x)})
+            k = int(np.argmax(probs[0]))
+            print(json.dumps({"frame": frames, "label": labels[k], "score": float(1.0 - probs[0][0])}), file=sink)
+            frames += 1
+        elapsed = time.perf_counter() - t0
+    cap.release()
+    return {"fps": round(frames / elapsed, 1), "frames": frames, "seconds": round(elapsed, 3)}
+
+
+def audio_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Seconds of compute per second of audio: log-mel features + streaming GRU, 0.1 s chunks."""
+    from edge_inspector.inspectors.acoustic_model import AcousticStreamRunner
+    from edge_inspector.manifest import load_manifest
+    from edge_inspector.runtime import create_engine
+    from edge_inspector.synthetic.machines import make_clip
+
+    if progress:
+        progress("audio real-time factor")
+    manifest = load_manifest(engines_dir)
+    if manifest.acoustic is None:
+        return {"skipped": f"{engines_dir}/manifest.toml has no [acoustic] model"}
+    model = manifest.acoustic
+    engine = create_engine(manifest.path_of(model), "onnxruntime", max_batch=1)
+    clip = make_clip(np.random.default_rng(3), duration_s=seconds_of_audio, label="bearing"
+                     if "bearing" in model.labels else None, sample_rate=model.sample_rate)
+    chunk = int(round(0.1 * model.sample_rate))
+    runner = AcousticStreamRunner(engine, model)
+    runs: list[float] = []
+    infer_ms: list[float] = []
+    try:
+        for _ in range(repeats + 1):  # the first pass warms up
+            runner.reset()
+            runner.inference_ms = 0.0
+            t0 = time.perf_counter()
+            for a in range(0, clip.samples.size, chunk):
+                runner.push(clip.samples[a : a + chunk])
+            runs.append(time.perf_counter() - t0)
+            infer_ms.append(runner.inference_ms)
+    finally:
+        engine.close()
+    best = float(np.median(runs[1:]))
+    inference_s = float(np.median(infer_ms[1:])) / 1000.0
+    return {"audio_s": seconds_of_audio, "chunk_s": 0.1, "compute_s": round(best, 4),
+            "rtf": round(best / seconds_of_audio, 5), "inference_rtf": round(inference_s / seconds_of_audio, 5),
+            "features_rtf": round((best - inference_s) / seconds_of_audio, 5), "repeats": repeats}
+
+
+def bus_throughput(n_events: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Events/s through EventBus (SQLite journal + PUB) to a SUB on loopback, first to last."""
+    import zmq
+
+    from edge_inspector.events.bus import EventBus
+    from edge_inspector.events.journal import Journal
+    from edge_inspector.inspectors.verdict import Verdict
+
+    if progress:
+        progress("event bus")
+    with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
+        journal = Journal(Path(tmp) / "journal.sqlite3")
+        bus = EventBus("tcp://127.0.0.1:*", journal, catchup_endpoint=None, heartbeat_s=60.0, linger_ms=0)
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"verdict.")
+        sub.connect(bus.endpoint)
+        try:
+            probe = Verdict("bench", "visual", "ok", 0.01, False, time.time(), time.monotonic(), "visual_cnn", "0" * 64, frame=0)
+            deadline = time.monotonic() + 5.0
+            while not sub.poll(50):  # slow joiner: publish until the subscription is live
+                bus.publish_verdict(probe, "verdict")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("subscriber never connected to the event bus")
+            while sub.poll(50):
+                sub.recv_multipart()
+            extra = {"probs": {"ok": 0.99, "scratch": 0.01}, "batch": 8,
+                     "timing_ms": {"queue_wait": 1.0, "preprocess": 2.0, "inference": 10.0}}
+            received = 0
+            t0 = time.perf_counter()
+            for i in range(n_events):
+                bus.publish_verdict(Verdict("bench", "visual", "ok", 0.01, False, time.time(), time.monotonic(),
+                                            "visual_cnn", "0" * 64, frame=i, extra=extra), "verdict")
+                while sub.poll(0):
+                    sub.recv_multipart()
+                    received += 1
+            t_pub = time.perf_counter() - t0
+            while received < n_events and sub.poll(1000):
+                sub.recv_multipart()
+                received += 1
+            t_all = time.perf_counter() - t0
+        finally:
+            sub.close(0)
+            ctx.term()
+            bus.close(timeout_s=2.0)
+            journal.close()
+    return {"events": n_events, "received": received, "publish_per_s": round(n_events / t_pub, 1),
+            "events_per_s": round(received / t_all, 1), "seconds": round(t_all, 3)}

@@ -1,0 +1,173 @@
+"""Turning benchmark results into targets (PASS/FAIL), a rich table and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
+    """The four product targets, each with its measured value, its bound and PASS/FAIL/SKIP."""
+    out: list[dict[str, Any]] = []
+    e2e = _get(r, "daemon_replay", "fps")
+    engine_b = _get(r, "engine", "onnxruntime", "batches", str(max_batch), "fps")
+    decode = _get(r, "decode", "fps")
+    naive = _get(r, "naive", "fps")
+
+    def add(name: str, value: float | None, bound: float | None, detail: str, ok_if_le: bool = False) -> None:
+        if value is None or bound is None:
+            out.append({"target": name, "status": "SKIP", "detail": "not measured in this run"})
+            return
+        ok = value <= bound if ok_if_le else value >= bound
+        out.append({"target": name, "status": "PASS" if ok else "FAIL", "value": round(value, 2),
+                    "bound": round(bound, 2), "detail": detail})
+
+    bound1 = 0.9 * min(engine_b, decode) if engine_b and decode else None
+    add("pipeline efficiency", e2e, bound1,
+        f"daemon {e2e} fps >= 0.9 x min(engine@{max_batch} {engine_b}, decode {decode}) fps")
+    add("daemon vs naive loop", e2e, 3.0 * naive if naive else None, f"daemon {e2e} fps >= 3 x naive {naive} fps")
+    p99 = _get(r, "latency", "capture_to_receive_ms", "p99")
+    work = _get(r, "latency", "decode_preprocess_inference_ms", "p50")
+    add("p99 latency at 30 fps", p99, 2.0 * work if work else None,
+        f"p99 capture->receive {p99} ms <= 2 x median(decode+preprocess+inference) {work} ms", ok_if_le=True)
+    runs = _get(r, "scale", "runs") or []
+    four = next((x for x in runs if x["cameras"] == 4), None)
+    if four is None:
+        out.append({"target": "4 cameras 720p30, zero drops", "status": "SKIP", "detail": "not measured in this run"})
+    else:
+        best = r["scale"]["max_sustained_cameras"]
+        detail = f"max sustained: {best} camera(s); 4 cameras: {four['inspected_fps_total']} fps inspected, {four['dropped']} dropped"
+        if not four["sustained"]:
+            detail += f"; limited by {four['limiting_stage']}"
+        out.append({"target": "4 cameras 720p30, zero drops", "status": "PASS" if four["sustained"] else "FAIL",
+                    "value": best, "bound": 4, "detail": detail})
+    return out
+
+
+def print_report(r: dict[str, Any], console: Console) -> None:
+    m = r["machine"]
+    console.print(f"[bold]edge-inspector bench[/] {m['date']}  commit {str(m['git_commit'])[:10]}"
+                  f"{' (dirty)' if m['git_dirty'] else ''}  {m['cpu_model']} x{m['cpu_cores']}")
+    t = Table(title="Throughput (frames/s, same clip, same machine)")
+    t.add_column("measurement")
+    t.add_column("frames/s", justify="right")
+    t.add_column("detail")
+    for backend, e in (r.get("engine") or {}).items():
+        for b, v in e["batches"].items():
+            t.add_row(f"engine {backend} batch {b}", f"{v['fps']:.1f}", f"{v['ms_per_call']['p50']} ms/call p50")
+    if r.get("decode"):
+        t.add_row("decode only (VideoCapture)", f"{r['decode']['fps']:.1f}", f"{r['decode']['ms_per_frame']['p50']} ms/frame p50")
+    if r.get("daemon_replay"):
+        d = r["daemon_replay"]
+        t.add_row("daemon end to end (replay max)", f"{d['fps']:.1f}", f"{d['verdicts']} verdicts, batches {d['batch_sizes']}")
+    if r.get("naive"):
+        t.add_row("naive tutorial loop", f"{r['naive']['fps']:.1f}", f"{r['naive']['frames']} frames, batch 1")
+    console.print(t)
+    if r.get("latency"):
+        lt = r["latency"]
+        t = Table(title=f"Latency at {lt['fps']} fps, {lt['events']} events (ms)")
+        for col in ("stage", "p50", "p95", "p99", "mean"):
+            t.add_column(col, justify="right" if col != "stage" else "left")
+        t.add_row("decode (camera)", "", "", "", f"{lt['stages_ms']['decode']['mean']}")
+        for k in ("queue_wait", "preprocess", "inference", "publish"):
+            s = lt["stages_ms"][k]
+            t.add_row(k, *(str(s[q]) for q in ("p50", "p95", "p99", "mean")))
+        for label, key in (("capture -> publish (latency_ms)", "capture_to_publish_ms"),
+                           ("capture -> subscriber receive", "capture_to_receive_ms")):
+            s = lt[key]
+            t.add_row(f"[bold]{label}[/]", *(str(s[q]) for q in ("p50", "p95", "p99", "mean")))
+        console.print(t)
+    if r.get("scale"):
+        t = Table(title=f"Live cameras (HTTP MJPEG 1280x720 @ {r['scale']['fps']} fps)")
+        for col in ("cameras", "inspected fps/cam", "captured fps/cam", "dropped", "p99 ms", "CPU %", "sustained"):
+            t.add_column(col, justify="right")
+        for x in r["scale"]["runs"]:
+            cams = x["per_camera"].values()
+            t.add_row(str(x["cameras"]), " ".join(f"{c['inspected_fps']:.1f}" for c in cams),
+                      " ".join(f"{c['captured_fps']:.1f}" for c in cams), str(x["dropped"]),
+                      str(x["capture_to_verdict_ms"]["p99"]), f"{x['cpu']['daemon_total_percent']:.0f}",
+                      "yes" if x["sustained"] else "[red]no[/]")
+        console.print(t)
+    if r.get("audio") and "rtf" in r["audio"]:
+        a = r["audio"]
+        console.print(f"audio: real-time factor {a['rtf']} ({a['compute_s']} s compute for {a['audio_s']} s of audio; "
+                      f"features {a['features_rtf']}, GRU {a['inference_rtf']})")
+    if r.get("bus"):
+        b = r["bus"]
+        console.print(f"event bus: {b['events_per_s']:.0f} events/s journal -> PUB -> SUB ({b['received']}/{b['events']} received)")
+    for tgt in r.get("targets", []):
+        colour = {"PASS": "green", "FAIL": "red"}.get(tgt["status"], "yellow")
+        console.print(f"[{colour}]{tgt['status']}[/] {tgt['target']}: {tgt['detail']}")
+
+
+def write_chart(r: dict[str, Any], path: Path) -> str:
+    """A four-panel PNG; matplotlib when importable, else nothing (returns what happened)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: no chart"
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    m = r["machine"]
+    fig.suptitle(f"edge-inspector bench - {m['cpu_model']} ({m['cpu_cores']} cores) - "
+                 f"{str(m['git_commit'])[:10]} - {m['date']}", fontsize=10)
+    ax = axes[0][0]
+    names, vals = [], []
+    for backend, e in (r.get("engine") or {}).items():
+        for b, v in e["batches"].items():
+            names.append(f"{backend[:4]} b{b}")
+            vals.append(v["fps"])
+    for label, key in (("decode", "decode"), ("daemon", "daemon_replay"), ("naive", "naive")):
+        if r.get(key):
+            names.append(label)
+            vals.append(r[key]["fps"])
+    palette = {"decode": "#6a9", "daemon": "#36c", "naive": "#c63"}
+    bars = ax.bar(names, vals, color=[palette.get(n, "#888") for n in names])
+    ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ax.set_title("throughput, frames/s (1280x720 clip)", fontsize=10)
+    ax = axes[0][1]
+    lt = r.get("latency")
+    if lt:
+        stages = ["queue_wait", "preprocess", "inference", "publish"]
+        p50 = [lt["stages_ms"]["decode"]["mean"]] + [lt["stages_ms"][s]["p50"] for s in stages]
+        ax.barh(["decode (mean)"] + stages, p50, color="#36c")
+        for q, col in (("p50", "#6a9"), ("p95", "#ca3"), ("p99", "#c33")):
+            ax.axvline(lt["capture_to_receive_ms"][q], color=col, ls="--", label=f"capture->receive {q} {lt['capture_to_receive_ms'][q]} ms")
+        ax.legend(fontsize=8)
+        ax.set_title(f"latency at {lt['fps']} fps: stage medians (ms)", fontsize=10)
+    ax = axes[1][0]
+    sc = r.get("scale")
+    if sc:
+        xs = [x["cameras"] for x in sc["runs"]]
+        ax.plot(xs, [min(c["inspected_fps"] for c in x["per_camera"].values()) for x in sc["runs"]], "o-", label="inspected fps (slowest camera)")
+        ax.plot(xs, [x["dropped"] / max(1e-9, sc["seconds"]) for x in sc["runs"]], "s-", color="#c33", label="dropped frames/s")
+        ax.axhline(sc["fps"], color="#888", ls=":", label=f"{sc['fps']} fps target")
+        ax.set_xticks(xs)
+        ax.set_xlabel("live HTTP MJPEG cameras (1280x720)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"scale: max sustained {sc['max_sustained_cameras']} camera(s)", fontsize=10)
+    ax = axes[1][1]
+    ax.axis("off")
+    lines = [f"{t['status']}  {t['target']}: {t.get('value', '-')} vs {t.get('bound', '-')}" for t in r.get("targets", [])]
+    if r.get("audio") and "rtf" in r["audio"]:
+        lines.append(f"audio real-time factor: {r['audio']['rtf']}")
+    if r.get("bus"):
+        lines.append(f"event bus: {r['bus']['events_per_s']:.0f} events/s")
+    ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart written to {path}"
