@@ -14,6 +14,7 @@ creating a TensorRT runtime or builder without a usable device can crash the pro
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -288,19 +289,22 @@ def _make_progress_monitor(trt: ModuleType, progress: Progress) -> Any:
             self.tasks: dict[str, Any] = {}
             self.depth: dict[str, int] = {}
 
+        # Called from inside TensorRT's C++ builder: an exception must not escape, and a display
+        # problem must never cancel a build, hence the suppress() around each body.
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            depth = self.depth.get(parent_phase or "", -1) + 1
-            self.depth[phase_name] = depth
-            self.tasks[phase_name] = progress.add_task("  " * depth + phase_name, total=max(num_steps, 1))
+            with contextlib.suppress(Exception):
+                depth = self.depth.get(parent_phase or "", -1) + 1
+                self.depth[phase_name] = depth
+                self.tasks[phase_name] = progress.add_task("  " * depth + phase_name, total=max(num_steps, 1))
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            if phase_name in self.tasks:
+            with contextlib.suppress(Exception):
                 progress.update(self.tasks[phase_name], completed=step + 1)
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
-            task = self.tasks.pop(phase_name, None)
-            if task is not None:
+            with contextlib.suppress(Exception):
+                task = self.tasks.pop(phase_name)
                 if self.depth.get(phase_name, 0) > 0:
                     progress.remove_task(task)
                 else:
