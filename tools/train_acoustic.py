@@ -204,14 +204,15 @@ def export_onnx(net: AcousticGRU, path: Path, n_mels: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=18)
+    ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--train-size", type=int, default=3200)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--crop", type=int, default=300, help="training sequence length in frames")
+    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--crop", type=int, default=250, help="training sequence length in frames")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse generated training features")
     ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation afterwards")
     args = ap.parse_args(argv)
@@ -223,10 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # decaying GRU gradients otherwise hit slow denormal arithmetic
     params = LogMelParams()
     t0 = time.time()
 
-    data = make_dataset(args.seed, args.train_size, params, desc="train data")
+    cache = args.cache / f"acoustic-train-{args.seed}-{args.train_size}.npz" if args.cache else None
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            data = Dataset(**{k: z[k] for k in Dataset.__dataclass_fields__})
+    else:
+        data = make_dataset(args.seed, args.train_size, params, desc="train data")
+        if cache is not None:
+            args.cache.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, **data.__dict__)
     mean, std = float(data.mel.mean()), float(data.mel.std())
     print(f"train data: {args.train_size} clips x {data.mel.shape[1]} frames in {time.time() - t0:.0f}s")
     net = AcousticGRU(params.n_mels, args.hidden, args.layers, len(LABELS))

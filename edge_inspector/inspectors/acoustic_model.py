@@ -56,23 +56,33 @@ def anomaly_scores(probs: np.ndarray) -> np.ndarray:
     return (1.0 - probs[..., 0]).astype(np.float32)
 
 
-def _top_frames(frame_probs: np.ndarray, model: AcousticModel) -> np.ndarray:
-    """Indices of the frames that define the clip score (top decile after warm-up)."""
-    start = warmup_frames(model)
-    if frame_probs.shape[0] <= start:  # shorter than the warm-up: score what there is
-        start = 0
-    scores = anomaly_scores(frame_probs[start:])
+def top_fraction_probs(frame_probs: np.ndarray, n_labels: int) -> np.ndarray:
+    """Mean class probabilities over the top decile of frames by anomaly score (no warm-up
+    handling: the caller passes only frames that may be scored)."""
+    if frame_probs.shape[0] == 0:
+        out = np.zeros(n_labels, dtype=np.float32)
+        out[0] = 1.0
+        return out
+    scores = anomaly_scores(frame_probs)
     k = max(1, int(math.ceil(TOP_FRACTION * scores.size)))
-    return start + np.argsort(scores, kind="stable")[-k:]
+    return frame_probs[np.argsort(scores, kind="stable")[-k:]].mean(axis=0)
+
+
+def decide(probs: np.ndarray, threshold: float, labels: tuple[str, ...]) -> tuple[float, str]:
+    """``(score, label)`` from aggregated class probabilities: a defect label when
+    ``1 - p(normal) >= threshold``, the good class otherwise."""
+    score = float(np.clip(1.0 - probs[0], 0.0, 1.0))
+    if score >= threshold:
+        return score, labels[1 + int(np.argmax(probs[1:]))]
+    return score, labels[0]
 
 
 def clip_probs(frame_probs: np.ndarray, model: AcousticModel) -> np.ndarray:
-    """Class probabilities of a clip: the mean over the frames that define its score."""
-    if frame_probs.shape[0] == 0:
-        out = np.zeros(len(model.labels), dtype=np.float32)
-        out[0] = 1.0
-        return out
-    return frame_probs[_top_frames(frame_probs, model)].mean(axis=0)
+    """Class probabilities of a clip: the mean over the top decile of post-warm-up frames."""
+    start = warmup_frames(model)
+    if frame_probs.shape[0] <= start:  # shorter than the warm-up: score what there is
+        start = 0
+    return top_fraction_probs(frame_probs[start:], len(model.labels))
 
 
 def clip_score(frame_probs: np.ndarray, model: AcousticModel) -> tuple[float, str]:
@@ -82,11 +92,7 @@ def clip_score(frame_probs: np.ndarray, model: AcousticModel) -> tuple[float, st
     after warm-up); ``label`` is the most probable defect class when ``score >= threshold``,
     else the good class.
     """
-    probs = clip_probs(frame_probs, model)
-    score = float(np.clip(1.0 - probs[0], 0.0, 1.0))
-    if score >= model.threshold:
-        return score, model.labels[1 + int(np.argmax(probs[1:]))]
-    return score, model.labels[0]
+    return decide(clip_probs(frame_probs, model), model.threshold, model.labels)
 
 
 class AcousticStreamRunner:
