@@ -207,6 +207,8 @@ class TensorRTEngine:
         if self._engine is None:
             raise UserError(f"{plan}: TensorRT cannot load this plan ({'; '.join(self._logger.errors) or 'unknown reason'}); delete it to rebuild")
         self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise RuntimeError(f"{plan}: TensorRT could not create an execution context: {self._last_error()}")
         try:
             self._setup(trt)
         except BaseException:
