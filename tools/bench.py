@@ -7,7 +7,7 @@ Measures on this machine, on the same 1280x720 clip and the shipped models:
 2. decode-only throughput (``cv2.VideoCapture`` read loop)
 3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false)
 4. the naive tutorial loop (read, resize, normalise, batch-1 ONNX Runtime, print)
-5. latency at 30 fps into a real ZeroMQ subscriber, per stage
+5. latency of a live 30 fps HTTP MJPEG camera into a real ZeroMQ subscriber, per stage
 6. 1, 2, 4 live HTTP MJPEG cameras (ffmpeg, 1280x720, 30 fps): rate, drops, CPU per thread
 7. audio real-time factor and event bus throughput
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif name == "naive":
                 results["naive"] = naive_loop(clips.h264, model_path, vis.mean, vis.std, vis.input_shape[1:], vis.labels, progress=step)
             elif name == "latency":
-                results["latency"] = live_latency(clips.h264, engines, args.max_batch, plan["latency_s"], clips.fps, progress=step)
+                results["latency"] = live_latency(clips.mjpeg, engines, args.max_batch, plan["latency_s"], clips.fps, progress=step)
             elif name == "scale":
                 results["scale"] = scale_live(clips.mjpeg, engines, args.max_batch, plan["scale_counts"], clips.fps,
                                               plan["scale_s"], plan["scale_warmup_s"], progress=step)

@@ -109,34 +109,43 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def live_latency(clip: Path, engines: Path, max_batch: int, seconds: float, fps: int,
+def live_latency(mjpeg: Path, engines: Path, max_batch: int, seconds: float, fps: int,
                  progress: Progress | None = None) -> dict[str, Any]:
-    """A 30 fps paced camera -> daemon -> a real SUB: capture-to-receive and per-stage times.
+    """A live 30 fps HTTP MJPEG camera -> daemon -> a real SUB: capture-to-receive, per stage.
 
-    The first second is warm-up and is not counted.  ``ts`` has millisecond resolution
-    (floored), so capture-to-receive reads up to 1 ms high.
+    A live source (not a file camera) because file cameras are inspected in lockstep batches
+    for deterministic replay, which is not how a line camera behaves.  The first second is
+    warm-up and is not counted.  ``ts`` has millisecond resolution (floored), so
+    capture-to-receive reads up to 1 ms high.  Decode is the camera thread's CPU time per
+    frame (its wall time would include waiting for the next frame from the network).
     """
     from edge_inspector.service import Service
 
     if progress:
-        progress(f"latency at {fps} fps ({seconds:.0f} s)")
-    port = free_port()
+        progress(f"latency: live camera at {fps} fps ({seconds:.0f} s)")
+    port, cam_port = free_port(), free_port()
+    server = _serve_mjpeg(mjpeg, cam_port)
     sub = _Sub(f"tcp://127.0.0.1:{port}")
     sub.start()
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": True, "loop": True}],
-                      max_batch, port)
-        svc = Service(cfg)
-        svc.start()
-        try:
-            time.sleep(seconds + 1.0)
-        finally:
-            cam = svc.sources["cam0"].thread
-            decode_ms = cam.decode_ms_total / max(1, cam.counters.items)
-            captured = cam.counters.items
-            svc.stop()
-            time.sleep(0.2)
-            sub.close()
+    try:
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+            cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"http://127.0.0.1:{cam_port}/"}], max_batch, port)
+            svc = Service(cfg)
+            meter = CpuMeter()
+            svc.start()
+            try:
+                time.sleep(seconds + 1.0)
+            finally:
+                cam = svc.sources["cam0"]
+                cpu = meter.stop()
+                captured, dropped = cam.thread.counters.items, cam.queue.stats.dropped
+                svc.stop()
+                time.sleep(0.2)
+    finally:
+        sub.close()
+        _terminate([server])
+    decode_ms = cpu["percent_of_one_core"].get("camera", 0.0) * 10.0 * cpu["elapsed_s"] / max(1, captured)
     events = [(t, e) for t, e in sub.events if e.get("frame", 0) >= fps]
     if not events:
         raise RuntimeError("no verdict events reached the subscriber")
@@ -145,11 +154,12 @@ def live_latency(clip: Path, engines: Path, max_batch: int, seconds: float, fps:
     publish = [c - tm.get("queue_wait", 0.0) - tm.get("inspect_total", 0.0) for c, tm in zip(c2r, timing)]
     work = [decode_ms + tm.get("preprocess", 0.0) + tm.get("inference", 0.0) for tm in timing]
     return {
-        "fps": fps, "seconds": seconds, "events": len(events), "captured": captured,
+        "fps": fps, "seconds": seconds, "events": len(events), "captured": captured, "dropped": dropped,
+        "source": "HTTP MJPEG 1280x720 (ffmpeg -re, stream copy)",
         "capture_to_receive_ms": percentiles(c2r),
         "capture_to_publish_ms": percentiles(e["latency_ms"] for _, e in events),
         "stages_ms": {
-            "decode": {"mean": round(decode_ms, 3), "note": "camera thread, mean per frame (before the capture stamp)"},
+            "decode": {"mean": round(decode_ms, 3), "note": "camera thread CPU per frame (before the capture stamp)"},
             "queue_wait": percentiles(tm.get("queue_wait", 0.0) for tm in timing),
             "preprocess": percentiles(tm.get("preprocess", 0.0) for tm in timing),
             "inference": percentiles(tm.get("inference", 0.0) for tm in timing),
@@ -157,7 +167,19 @@ def live_latency(clip: Path, engines: Path, max_batch: int, seconds: float, fps:
         },
         "decode_preprocess_inference_ms": percentiles(work),
         "batch": percentiles(e.get("extra", {}).get("batch", 1) for _, e in events),
+        "cpu": cpu,
     }
+
+
+def _terminate(servers: list[subprocess.Popen[bytes]]) -> None:
+    for s in servers:
+        s.terminate()
+    for s in servers:
+        try:
+            s.wait(5)
+        except subprocess.TimeoutExpired:
+            s.kill()
+            s.wait()
 
 
 def _serve_mjpeg(clip: Path, port: int) -> subprocess.Popen[bytes]:
@@ -218,13 +240,7 @@ def _scale_one(mjpeg: Path, engines: Path, max_batch: int, n: int, fps: int, sec
             finally:
                 svc.stop()
     finally:
-        for s in servers:
-            s.terminate()
-        for s in servers:
-            try:
-                s.wait(5)
-            except subprocess.TimeoutExpired:
-                s.kill()
+        _terminate(servers)
     per_cam = {}
     for name, a in after.items():
         b = before[name]

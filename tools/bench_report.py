@@ -73,7 +73,8 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         t.add_row("daemon end to end (replay max)", f"{d['fps']:.1f}", f"{d['verdicts']} verdicts, batches {d['batch_sizes']}")
     if r.get("naive"):
         t.add_row("naive tutorial loop", f"{r['naive']['fps']:.1f}", f"{r['naive']['frames']} frames, batch 1")
-    console.print(t)
+    if t.row_count:
+        console.print(t)
     if r.get("latency"):
         lt = r["latency"]
         t = Table(title=f"Latency at {lt['fps']} fps, {lt['events']} events (ms)")

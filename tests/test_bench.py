@@ -1,0 +1,85 @@
+"""tools/bench.py: a quick run finishes and writes JSON with the keys tracked across commits.
+
+Speed is never asserted here (the figures depend on the machine); the structure, the target
+logic and the error handling are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "tools" / "bench.py"
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def _has_visual_model() -> bool:
+    manifest = ROOT / "engines" / "manifest.toml"
+    return manifest.is_file() and "[visual]" in manifest.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_visual_model(), reason="engines/manifest.toml has no [visual] model yet")
+def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
+    out = tmp_path / "res" / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--only", "engine,decode,bus", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    machine = data["machine"]
+    for key in ("date", "git_commit", "cpu_model", "cpu_cores", "versions", "command"):
+        assert key in machine, key
+    assert machine["versions"]["onnxruntime"] and machine["versions"]["opencv"]
+    assert data["scenarios"] == ["engine", "decode", "bus"]
+    batches = data["engine"]["onnxruntime"]["batches"]
+    assert set(batches) == {"1", str(data["config"]["max_batch"])}
+    for b in batches.values():
+        assert b["fps"] > 0 and b["calls"] >= 5
+    assert data["decode"]["fps"] > 0 and data["decode"]["frames"] >= data["clip"]["frames"]
+    assert data["bus"]["received"] == data["bus"]["events"]  # loopback SUB, nothing lost
+    statuses = {t["target"]: t["status"] for t in data["targets"]}
+    assert len(statuses) == 4 and set(statuses.values()) == {"SKIP"}  # daemon scenarios not run
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert "engine onnxruntime batch 1" in proc.stdout
+
+
+def test_unknown_scenario_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH), "--only", "engine,warp", "--out", str(tmp_path / "b.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "unknown scenario(s) warp" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_targets_pass_and_fail_on_the_measured_numbers() -> None:
+    from bench_report import evaluate_targets
+
+    results = {
+        "engine": {"onnxruntime": {"batches": {"8": {"fps": 200.0}}}},
+        "decode": {"fps": 400.0},
+        "daemon_replay": {"fps": 185.0},
+        "naive": {"fps": 70.0},
+        "latency": {"capture_to_receive_ms": {"p99": 50.0}, "decode_preprocess_inference_ms": {"p50": 20.0}},
+        "scale": {"max_sustained_cameras": 2, "runs": [
+            {"cameras": 4, "sustained": False, "inspected_fps_total": 90.0, "dropped": 120,
+             "limiting_stage": "inference"}]},
+    }
+    got = {t["target"]: t for t in evaluate_targets(results, 8)}
+    assert got["pipeline efficiency"]["status"] == "PASS"  # 185 >= 0.9 * min(200, 400)
+    assert got["pipeline efficiency"]["bound"] == 180.0
+    assert got["daemon vs naive loop"]["status"] == "FAIL"  # 185 < 210
+    assert got["p99 latency at 30 fps"]["status"] == "FAIL"  # 50 > 40
+    assert got["4 cameras 720p30, zero drops"]["status"] == "FAIL"
+    assert "limited by inference" in got["4 cameras 720p30, zero drops"]["detail"]
+    results["daemon_replay"]["fps"] = 150.0
+    results["latency"]["capture_to_receive_ms"]["p99"] = 40.0
+    got = {t["target"]: t for t in evaluate_targets(results, 8)}
+    assert got["pipeline efficiency"]["status"] == "FAIL"
+    assert got["p99 latency at 30 fps"]["status"] == "PASS"
