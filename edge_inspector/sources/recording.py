@@ -202,7 +202,8 @@ class Recorder:
         for cam in cfg.cameras:
             live = uri_scheme(cam.uri) != "file"
             queue: BoundedQueue[Frame] = BoundedQueue(max(cam.queue_size, 64), "drop_oldest" if live else "block")
-            thread = open_camera(cam, queue, self._on_status)
+            full = cam.model_copy(update={"roi": None})  # full frames: replay applies the ROI again
+            thread = open_camera(full, queue, self._on_status)
             self.recorders.append(SourceRecorder("camera", cam.name, thread, queue, out, self._on_error,
                                                  codec=codec, fps=cam.fps_limit))
         for mic in cfg.microphones:
