@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, urlparse
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from edge_inspector.config import CameraConfig, file_path, uri_scheme
 from edge_inspector.errors import SourceError, UserError
-from edge_inspector.sources.base import BoundedQueue, Frame, SourceThread, StatusCallback
+from edge_inspector.sources.base import BoundedQueue, Frame, SourceThread, StatusCallback, sleep_until
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,31 @@ def opencv_has_gstreamer() -> bool:
         if line.strip().startswith("GStreamer:"):
             return "YES" in line.split(":", 1)[1]
     return False
+
+
+def recorded_timestamps(video: Path) -> list[tuple[float, float]]:
+    """``(ts, mono)`` per frame from ``<video stem>.timestamps.csv`` written by ``record``, or [].
+
+    A replayed recording keeps each frame's original capture time (events carry yesterday's
+    ``ts``) and, at real time, its original spacing.  The sidecar format is
+    ``index,ts,mono`` (see ``sources/recording_files.py``); a row cut short by a hard stop is
+    ignored.
+    """
+    sidecar = video.with_name(video.stem + ".timestamps.csv")
+    try:
+        lines = sidecar.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not lines or lines[0].strip() != "index,ts,mono":
+        return []
+    out = []
+    for line in lines[1:]:
+        parts = line.split(",")
+        try:
+            out.append((float(parts[1]), float(parts[2])))
+        except (IndexError, ValueError):
+            break
+    return out
 
 
 class _Pacer:
@@ -76,6 +102,7 @@ class CameraSource(SourceThread[Frame]):
         self.next_index = 0
         self.file_fps = 0.0
         self.decode_ms_total = 0.0
+        self.recorded: list[tuple[float, float]] = []  # (ts, mono) per frame from `record`'s sidecar
 
     def _open_capture(self) -> cv2.VideoCapture:
         scheme, uri = self.scheme, self.cfg.uri
@@ -112,6 +139,8 @@ class CameraSource(SourceThread[Frame]):
             raise SourceError(f"cannot open {self.cfg.uri}")
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if not self.live:
+            self.recorded = recorded_timestamps(file_path(self.cfg.uri))
 
     def release(self) -> None:
         if self.cap is not None:
@@ -129,22 +158,29 @@ class CameraSource(SourceThread[Frame]):
 
     def read_items(self) -> Iterator[Frame]:
         assert self.cap is not None
-        pacing_fps = self.cfg.fps_limit or (self.file_fps if not self.live and self.cfg.realtime else 0.0)
+        recorded = self.recorded if self.cfg.realtime and not self.cfg.fps_limit else []
+        pacing_fps = self.cfg.fps_limit or (self.file_fps if not self.live and self.cfg.realtime and not recorded else 0.0)
         pacer = _Pacer(pacing_fps)
+        position, start_mono = 0, time.monotonic()  # frame in the file, for recorded timing
         while not self.stop_event.is_set():
             if not self.live and pacer.wait(self.stop_event):
                 return
+            if position < len(recorded):  # pace as recorded (sleep_until returns True when stopped)
+                if sleep_until(start_mono + recorded[position][1] - recorded[0][1], self.stop_event):
+                    return
             t0 = time.monotonic()
             ok, image = self.cap.read()
             if not ok or image is None:
                 if not self.live and self.cfg.loop and self.next_index > 0:
                     self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    position, start_mono = 0, time.monotonic()
                     continue
                 if not self.live:
                     return  # end of file: every frame was delivered
                 raise SourceError("no frame from camera (disconnected?)")
             mono = time.monotonic()
-            ts = time.time()
+            ts = self.recorded[position][0] if position < len(self.recorded) else time.time()
+            position += 1
             self.decode_ms_total += (mono - t0) * 1000.0
             if self.live and pacer.skip():
                 continue
