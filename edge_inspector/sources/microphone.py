@@ -217,9 +217,26 @@ class PyAudioMicrophone(SourceThread[Chunk]):
             terminate_pyaudio(pa)
 
 
+def recorded_start(wav_path: str) -> float | None:
+    """Capture time of the first sample from ``<stem>.chunks.csv`` written by ``record``, or None.
+
+    A replayed recording keeps its original capture times, so its events carry the ``ts`` of
+    the day it was recorded (format ``sample,ts,mono,discontinuity``; see
+    ``sources/recording_files.py``).
+    """
+    stem = wav_path[:-4] if wav_path.lower().endswith(".wav") else wav_path
+    try:
+        with open(stem + ".chunks.csv", encoding="ascii") as fh:
+            header, first = fh.readline(), fh.readline().split(",")
+        return float(first[1]) if header.startswith("sample,ts,") else None
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        return None
+
+
 class FileMicrophone(SourceThread[Chunk]):
     """A WAV file as a microphone: paced like a live one (``realtime``) or as fast as the
-    (blocking) queue accepts, optionally looped; ``ts`` is replay start plus ``offset_s``."""
+    (blocking) queue accepts, optionally looped; ``ts`` is the recorded start
+    (:func:`recorded_start`) or else the replay start, plus ``offset_s``."""
 
     kind = "microphone"
 
@@ -251,7 +268,7 @@ class FileMicrophone(SourceThread[Chunk]):
 
     def read_items(self) -> Iterator[Chunk]:
         chunker = Chunker(self.source_name, self.sample_rate, self.chunk_s)
-        start_wall, start_mono = time.time(), time.monotonic()
+        start_wall, start_mono = recorded_start(self.path) or time.time(), time.monotonic()
         offset = 0.0
         while not self.stop_event.is_set():
             chunker.start_segment(offset, start_wall + offset)
