@@ -69,6 +69,16 @@ class StreamResampler:
         self._buf = np.zeros(self._taps - 1, dtype=np.float64)
 
     @property
+    def n_in(self) -> int:
+        """Input samples received since the last reset."""
+        return self._n_in
+
+    @property
+    def n_out(self) -> int:
+        """Output samples produced since the last reset."""
+        return self._n_next
+
+    @property
     def identity(self) -> bool:
         return self.up == self.down
 
@@ -125,11 +135,11 @@ class AudioRing:
     """Fixed-capacity frame ring written by the PortAudio callback, read by the source thread.
 
     When the reader falls behind the oldest frames are overwritten and counted (``overruns``);
-    a device-side overflow is recorded with :meth:`mark_gap`.  Reads never span a gap, so the
+    a device-side overflow (``write(..., overflow=True)``) is recorded as a gap.  Reads never span a gap, so the
     reader can reset its resampler exactly where the audio stops being contiguous.
     """
 
-    def __init__(self, capacity: int, channels: int, rate: int) -> None:
+    def __init__(self, capacity: int, channels: int, rate: int, origin_window: int = 64) -> None:
         self.capacity = int(capacity)
         self.channels = int(channels)
         self.rate = int(rate)
@@ -137,6 +147,7 @@ class AudioRing:
         self._write = 0  # absolute index of the next frame to write
         self._read = 0  # absolute index of the next frame to read
         self._anchors: collections.deque[tuple[int, float]] = collections.deque()
+        self._origins: collections.deque[float] = collections.deque(maxlen=origin_window)
         self._gaps: list[tuple[int, int]] = []  # (absolute index, frames lost), sorted
         self.cond = threading.Condition()
         self.overruns = 0  # frames overwritten before they were read
@@ -157,6 +168,11 @@ class AudioRing:
                     lost = max(0, round((ts - a_ts) * self.rate) - (self._write - a_idx))
                 self._gaps.append((self._write, lost))
                 self._gaps.sort()
+                self._origins.clear()  # the device clock restarted: forget the old origin
+            # Per-callback times jitter (and the driver's latency report can be off by a few
+            # hundred ms for a callback); the median origin of recent callbacks is robust.
+            self._origins.append(ts - self._write / self.rate)
+            ts = float(np.median(self._origins)) + self._write / self.rate
             if n > self.capacity:
                 frames = frames[-self.capacity :]
                 skipped = n - self.capacity
@@ -229,8 +245,8 @@ class Chunker:
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
         self._seg_offset = 0.0
-        self._seg_ts = 0.0
         self._seg_done = 0  # samples of this segment already emitted
+        self._anchors: list[tuple[int, float]] = []  # (sample index in segment, wall time)
         self._discontinuity = True
 
     @property
@@ -240,15 +256,20 @@ class Chunker:
 
     @property
     def end_ts(self) -> float:
-        return self._seg_ts + (self._seg_done + self._pending_n) / self.rate
+        a_idx, a_ts = self._anchors[-1]
+        return a_ts + (self._seg_done + self._pending_n - a_idx) / self.rate
 
     def start_segment(self, offset_s: float, ts: float) -> None:
         self._pending, self._pending_n = [], 0
-        self._seg_offset, self._seg_ts, self._seg_done = offset_s, ts, 0
+        self._seg_offset, self._seg_done = offset_s, 0
+        self._anchors = [(0, ts)]
         self._discontinuity = True
 
-    def push(self, samples: np.ndarray, final: bool = False) -> Iterator[Chunk]:
-        """Add samples; yield every complete chunk (and the remainder when ``final``)."""
+    def push(self, samples: np.ndarray, ts: float | None = None, final: bool = False) -> Iterator[Chunk]:
+        """Add samples (``ts``: wall time of ``samples[0]`` if known, else extrapolated from
+        the segment start); yield every complete chunk (and the remainder when ``final``)."""
+        if ts is not None and len(samples):
+            self._anchors.append((self._seg_done + self._pending_n, ts))
         if len(samples):
             self._pending.append(samples)
             self._pending_n += len(samples)
@@ -259,7 +280,10 @@ class Chunker:
             self._pending = [rest] if len(rest) else []
             self._pending_n = len(rest)
             start = self._seg_done / self.rate
-            ts = self._seg_ts + start
+            while len(self._anchors) > 1 and self._anchors[1][0] <= self._seg_done:
+                self._anchors.pop(0)
+            a_idx, a_ts = self._anchors[0]
+            ts = a_ts + (self._seg_done - a_idx) / self.rate
             self._seg_done += n
             yield Chunk(
                 source=self.source,

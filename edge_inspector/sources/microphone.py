@@ -35,6 +35,8 @@ from edge_inspector.sources.base import BoundedQueue, Chunk, SourceThread, Statu
 
 log = logging.getLogger(__name__)
 
+MAX_EXTRA_LAG_S = 0.1  # most driver buffering trusted beyond one block (see _callback)
+
 __all__ = [
     "FileMicrophone",
     "PyAudioMicrophone",
@@ -89,6 +91,7 @@ class PyAudioMicrophone(SourceThread[Chunk]):
         self._ring: AudioRing | None = None
         self._resampler: StreamResampler | None = None
         self._callback_error = ""
+        self._pa_flags = (0, 0, 2)  # paInputOverflow, paContinue, paAbort (set in open)
         self._opened_mono = 0.0
         self._has_audio = False  # a stream has delivered audio before (offsets continue)
         self._counted = (0, 0, 0)  # ring events already added to counters.overflows
@@ -96,23 +99,27 @@ class PyAudioMicrophone(SourceThread[Chunk]):
     # -- PortAudio side ---------------------------------------------------------------------
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict[str, float],
                   status_flags: int) -> tuple[None, int]:
-        pyaudio = pyaudio_module()
         ring = self._ring
         try:
             now = time.time()
+            block_s = frame_count / ring.rate
             adc = float(time_info.get("input_buffer_adc_time", 0.0) or 0.0)
             cur = float(time_info.get("current_time", 0.0) or 0.0)
-            lag = cur - adc
-            ts = now - lag if adc > 0 and cur > 0 and 0.0 <= lag < 5.0 else now - frame_count / ring.rate
+            # The first frame is at least one block old when the callback runs; PulseAudio's
+            # ALSA plugin reports the (virtual) source latency, up to seconds, so the lag is
+            # bounded by MAX_EXTRA_LAG_S beyond that.  No time info: arrival time.
+            lag = cur - adc if adc > 0 and cur > 0 else block_s
+            ts = now - min(max(lag, block_s), block_s + MAX_EXTRA_LAG_S)
             frames = np.frombuffer(in_data or b"", dtype=np.float32).reshape(-1, ring.channels)
-            ring.write(frames, ts, overflow=bool(status_flags & pyaudio.paInputOverflow))
+            ring.write(frames, ts, overflow=bool(status_flags & self._pa_flags[0]))
         except Exception as exc:  # noqa: BLE001 - never raise into PortAudio's thread
             self._callback_error = f"audio callback failed: {exc}"
-            return (None, pyaudio.paAbort)
-        return (None, pyaudio.paContinue)
+            return (None, self._pa_flags[2])
+        return (None, self._pa_flags[1])
 
     def open(self) -> None:
         pyaudio = pyaudio_module()
+        self._pa_flags = (pyaudio.paInputOverflow, pyaudio.paContinue, pyaudio.paAbort)
         self._callback_error = ""
         try:
             self._pa = new_pyaudio()
@@ -202,7 +209,9 @@ class PyAudioMicrophone(SourceThread[Chunk]):
                 self._begin_segment(read)
                 first = False
             mono = to_mono(read.frames, self.channel)
-            yield from self.chunker.push(resampler.process(mono))
+            # output n of this segment is input time n / out_rate: time its first new sample
+            out_ts = read.ts + resampler.n_out / self.sample_rate - resampler.n_in / resampler.in_rate
+            yield from self.chunker.push(resampler.process(mono), ts=out_ts)
             self._check_alive(ring)
 
     def release(self) -> None:
