@@ -39,6 +39,7 @@ from edge_inspector.errors import InputError, UserError
 from edge_inspector.events.schema import encode
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.sources.recording_files import (
+    AUDIO_TIMESTAMPS,
     FRAME_HEADER,
     FRAME_TIMESTAMPS,
     MANIFEST,
@@ -156,6 +157,9 @@ def prepare_wavs(inputs: list[ReplayInput], workdir: Path) -> None:
             sub = workdir / f"wav-{inp.name}"
             sub.mkdir(exist_ok=True)
             inp.uri_path = inp.wav.repaired_copy(sub)
+            sidecar = inp.path.with_name(inp.path.stem + AUDIO_TIMESTAMPS)
+            if sidecar.is_file():  # the copy keeps the recorded start time
+                shutil.copy(sidecar, sub / sidecar.name)
 
 
 def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: bool, workdir: Path) -> Config:
