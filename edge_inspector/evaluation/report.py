@@ -25,8 +25,8 @@ header{background:#1f2a44;color:#fff;padding:18px 32px}header h1{margin:0;font-s
 header p{margin:4px 0 0;opacity:.8}main{padding:20px 32px;max-width:1200px}
 section{background:#fff;border-radius:8px;padding:16px 20px;margin:0 0 18px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:17px;margin:0 0 12px}.cards{display:flex;flex-wrap:wrap;gap:12px}
-.card{flex:1 1 150px;border:1px solid #e3e6ea;border-radius:6px;padding:10px 14px}
-.card b{display:block;font-size:22px}.card span{color:#57606a;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card{flex:1 1 130px;border:1px solid #e3e6ea;border-radius:6px;padding:10px 14px}
+.card b{display:block;font-size:22px}.card small{display:block;font-size:12px;font-weight:400;color:#57606a}.card span{color:#57606a;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 table{border-collapse:collapse}td,th{padding:5px 10px;border-bottom:1px solid #eaecef;text-align:right}
 th{background:#f6f8fa;font-weight:600}td:first-child,th:first-child{text-align:left}
 table.cm td{min-width:52px;text-align:center;border:1px solid #fff}table.cm th{text-align:center}
@@ -79,9 +79,11 @@ def histogram_svg(good: list[int], bad: list[int], threshold: float | None, widt
         parts.append(f'<text x="{x + (-4 if anchor == "end" else 4):.1f}" y="{top + 12}" font-size="12" fill="{THRESH}" '
                      f'text-anchor="{anchor}">threshold {threshold:.3f}</text>')
     for j, (name, colour, n) in enumerate((("good parts", GOOD, sum(good)), ("defective parts", BAD, sum(bad)))):
-        lx = left + 200 * j
+        lx = left + 170 * j
         parts.append(f'<rect x="{lx}" y="6" width="12" height="12" fill="{colour}" fill-opacity="0.55"/>')
-        parts.append(f'<text x="{lx + 18}" y="16" font-size="12">{name} ({n}, share of own class)</text>')
+        parts.append(f'<text x="{lx + 18}" y="16" font-size="12">{name} ({n})</text>')
+    parts.append(f'<text x="{left + pw}" y="16" font-size="11" text-anchor="end" fill="#57606a">'
+                 'bar height: share of that class</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -111,7 +113,11 @@ def per_class_html(per_class: dict[str, dict[str, Any]]) -> str:
 
 
 def _cards(items: list[tuple[str, str]]) -> str:
-    return '<div class="cards">' + "".join(f'<div class="card"><span>{html.escape(k)}</span><b>{html.escape(v)}</b></div>'
+    def value(v: str) -> str:  # "12 (3.4 %)" -> big 12, small (3.4 %)
+        main, _, rest = v.partition(" (")
+        return html.escape(main) + (f"<small>({html.escape(rest)}</small>" if rest else "")
+
+    return '<div class="cards">' + "".join(f'<div class="card"><span>{html.escape(k)}</span><b>{value(v)}</b></div>'
                                            for k, v in items) + "</div>"
 
 
@@ -124,7 +130,7 @@ def _latency(lat: dict[str, Any]) -> str:
 def _latency_cards(lat: dict[str, Any]) -> list[tuple[str, str]]:
     if not lat["count"]:
         return [("latency", "–")]
-    return [("latency p50", f"{lat['p50']:.1f} ms"), ("latency p95 / p99", f"{lat['p95']:.0f} / {lat['p99']:.0f} ms")]
+    return [("latency p50 / p95 / p99", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} ms")]
 
 
 def _thumbs(thumbs: list[dict[str, Any]], kind: str, total: int) -> str:
