@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,8 +97,7 @@ class VideoWriter:
             source = ["-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-framerate", rate,
                       "-i", "pipe:0", "-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1", "-pix_fmt", "bgr0"]
         cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", *source, "-f", "matroska", "-y", str(path)]
-        self.stderr_path = path.with_name(f".{path.name}.ffmpeg.log")
-        self._stderr = open(self.stderr_path, "w+b")
+        self._stderr = tempfile.TemporaryFile()  # not next to the video: that disk may be the full one
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._stderr, start_new_session=True)
 
     def _failure(self) -> RecordingError:
@@ -144,7 +144,6 @@ class VideoWriter:
                 raise self._failure()
         finally:
             self._stderr.close()
-            self.stderr_path.unlink(missing_ok=True)
 
 
 def wav_header(rate: int, data_bytes: int) -> bytes:
