@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 
@@ -23,11 +23,13 @@ from edge_inspector.errors import SourceError, UserError
 from edge_inspector.sources.audio_devices import (
     check_device_uri,
     device_spec,
+    file_path,
     find_device,
     input_devices,
     list_input_devices,
     new_pyaudio,
     pyaudio_module,
+    synthetic_params,
     terminate_pyaudio,
 )
 from edge_inspector.sources.audio_dsp import AudioRing, Chunker, RingRead, StreamResampler, to_mono
@@ -337,39 +339,6 @@ class SyntheticMicrophone(SourceThread[Chunk]):
 
 
 # -- URIs -----------------------------------------------------------------------------------
-def file_path(uri: str) -> str:
-    """``file:///abs/clip.wav`` -> ``/abs/clip.wav`` (percent-decoded; must be absolute)."""
-    parts = urlsplit(uri)
-    path = unquote(parts.path)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not path.startswith("/"):
-        raise UserError(f"microphone URI {uri!r}: use file:///absolute/path/clip.wav")
-    return path
-
-
-def synthetic_params(uri: str) -> dict[str, float | int]:
-    """``synthetic://machine?seed=3&fault_rate=0.2`` -> ``{"seed": 3, "fault_rate": 0.2}``."""
-    parts = urlsplit(uri)
-    if parts.scheme != "synthetic" or parts.netloc != "machine" or parts.path not in ("", "/"):
-        raise UserError(f"unknown synthetic microphone {uri!r}; use synthetic://machine")
-    out: dict[str, float | int] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        try:
-            if key == "seed":
-                out["seed"] = int(value)
-            elif key == "fault_rate":
-                out["fault_rate"] = float(value)
-                if not 0.0 <= out["fault_rate"] <= 1.0:
-                    raise ValueError
-            else:
-                raise UserError(f"microphone URI {uri!r}: unknown option {key!r} (use seed, fault_rate)")
-        except ValueError:
-            raise UserError(
-                f"microphone URI {uri!r}: invalid {key}={value!r} "
-                "(seed: integer, fault_rate: number in [0, 1])"
-            ) from None
-    return out
-
-
 def check_microphone_uri(uri: str) -> str | None:
     """None if the microphone URI can be opened now, else a one-line message (check-config)."""
     try:
@@ -377,8 +346,6 @@ def check_microphone_uri(uri: str) -> str | None:
             return check_device_uri(uri)
         if uri.startswith("file:"):
             path = file_path(uri)
-            from pathlib import Path
-
             return None if Path(path).is_file() else f"{path}: file not found"
         if uri.startswith("synthetic:"):
             synthetic_params(uri)
