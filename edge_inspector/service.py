@@ -130,7 +130,9 @@ class Service:
             max_batch=self.cfg.runtime.max_batch,
             batch_timeout_ms=self.cfg.runtime.batch_timeout_ms,
             thresholds={c.name: c.threshold for c in cameras if c.threshold is not None},
-            lockstep=all(uri_scheme(c.uri) == "file" for c in cameras),
+            # files read as fast as inspected: deterministic merge and full batches;
+            # real-time files behave like live cameras (partial batches, bounded latency)
+            lockstep=all(uri_scheme(c.uri) == "file" and not c.realtime for c in cameras),
         )
 
     def _build_acoustic(self) -> None:
