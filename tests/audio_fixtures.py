@@ -7,6 +7,7 @@ the foreground as our child (no pid file, no autospawn) so tests can kill and re
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -22,6 +23,14 @@ import scipy.io.wavfile
 
 SINK = "line0"
 RATE = 48000
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGKILL if the test process dies without its teardown."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class PulseServer:
@@ -54,7 +63,7 @@ class PulseServer:
                     "--load=module-native-protocol-unix",
                     f"--load=module-null-sink sink_name={SINK} rate={RATE} channels=2",
                 ],
-                env=self._env(), stdout=log, stderr=log,
+                env=self._env(), stdout=log, stderr=log, preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + 10
         while self.pactl("info").returncode != 0:
