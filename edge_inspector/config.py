@@ -99,6 +99,8 @@ class MicrophoneConfig(SourceConfig):
     @classmethod
     def _scheme(cls, uri: str) -> str:
         scheme = uri_scheme(uri)
+        if uri.startswith("pulse:"):
+            raise ValueError("use plain 'pulse' (the PulseAudio default source) or pyaudio:<index|name>")
         if scheme not in MICROPHONE_SCHEMES:
             raise ValueError(
                 f"unknown microphone URI scheme {scheme or uri!r}; use one of: pulse, "

@@ -129,7 +129,7 @@ class SourceCounters:
     errors: int = 0
     overflows: int = 0  # device-side overruns (audio input overflow)
     last_error: str = ""
-    state: str = "offline"
+    state: str = "starting"  # so a source that is missing at start-up still reports "offline"
     extra: dict[str, float] = field(default_factory=dict)
 
 
