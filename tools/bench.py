@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import ROOT, make_clips, machine_info  # noqa: E402
+from bench_common import ROOT, first_frame, make_clips, machine_info  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
 SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus")
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from bench_daemon import live_latency, replay_max, scale_live
-    from bench_parts import audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop
+    from bench_parts import (audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop,
+                             preprocess_cost)
     from bench_report import evaluate_targets, print_report, write_chart
     from edge_inspector.errors import UserError
     from edge_inspector.manifest import load_manifest
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 backends = [b for b in ("onnxruntime", "tensorrt") if b in available_backends()]
                 results["engine"] = {b: engine_throughput(model_path, b, [1, args.max_batch], plan["engine_s"], progress=step)
                                      for b in backends}
+                results["preprocess_ms_per_frame"] = preprocess_cost(engines, first_frame(clips.h264), args.max_batch,
+                                                                     plan["engine_s"] / 2, progress=step)
             elif name == "decode":
                 results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
             elif name == "daemon":

@@ -76,6 +76,18 @@ def make_clips(out_dir: Path, frames: int, width: int = 1280, height: int = 720,
     return Clips(h264, mjpeg, width, height, fps, frames)
 
 
+def first_frame(video: Path) -> np.ndarray:
+    """The first decoded frame of ``video`` (BGR), for per-frame cost measurements."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    ok, frame = cap.read()
+    cap.release()
+    if not ok:
+        raise RuntimeError(f"cannot decode {video}")
+    return frame
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -203,3 +203,50 @@ def bus_throughput(n_events: int, progress: Progress | None = None) -> dict[str,
             journal.close()
     return {"events": n_events, "received": received, "publish_per_s": round(n_events / t_pub, 1),
             "events_per_s": round(received / t_all, 1), "seconds": round(t_all, 3)}
+
+
+def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: float,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Where the daemon's preprocessing time goes for one frame size (ms per frame).
+
+    ``runner_preprocess`` is :meth:`VisualModelRunner.preprocess` exactly as the inspector
+    calls it; the other rows split it into its resize and its normalise/layout passes, and
+    ``resize_linear`` is what the naive loop does instead of an area resize.
+    """
+    import cv2
+
+    from edge_inspector.inspectors.visual_model import VisualModelRunner
+    from edge_inspector.manifest import load_manifest
+    from edge_inspector.runtime import create_engine
+
+    if progress:
+        progress("preprocess cost breakdown")
+    manifest = load_manifest(engines_dir)
+    engine = create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=batch)
+    runner = VisualModelRunner(engine, manifest.visual)
+    h, w = runner.height, runner.width
+    frames = [frame] * batch
+    small = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)] * batch)
+
+    def normalise() -> np.ndarray:
+        return runner.preprocess(list(small))  # already model-sized: no resize happens
+
+    def per_frame(fn: Callable[[], object], n_frames: int) -> float:
+        fn()
+        calls, t_end = 0, time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        while time.perf_counter() < t_end or calls < 3:
+            fn()
+            calls += 1
+        return round((time.perf_counter() - t0) * 1000.0 / (calls * n_frames), 3)
+
+    try:
+        return {
+            "frame": [int(frame.shape[1]), int(frame.shape[0])], "batch": batch,
+            "runner_preprocess": per_frame(lambda: runner.preprocess(frames), batch),
+            "resize_area": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), 1),
+            "resize_linear": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), 1),
+            "normalise_layout": per_frame(normalise, batch),
+        }
+    finally:
+        engine.close()

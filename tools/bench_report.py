@@ -73,6 +73,11 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         t.add_row("daemon end to end (replay max)", f"{d['fps']:.1f}", f"{d['verdicts']} verdicts, batches {d['batch_sizes']}")
     if r.get("naive"):
         t.add_row("naive tutorial loop", f"{r['naive']['fps']:.1f}", f"{r['naive']['frames']} frames, batch 1")
+    pp = r.get("preprocess_ms_per_frame")
+    if pp:
+        t.add_row("preprocess (runner, ms/frame)", f"{1000.0 / max(1e-9, pp['runner_preprocess']):.1f}",
+                  f"{pp['runner_preprocess']} ms/frame = resize INTER_AREA {pp['resize_area']} + normalise/layout "
+                  f"{pp['normalise_layout']} (INTER_LINEAR resize: {pp['resize_linear']})")
     if t.row_count:
         console.print(t)
     if r.get("latency"):
@@ -154,7 +159,7 @@ def write_chart(r: dict[str, Any], path: Path) -> str:
     if sc:
         xs = [x["cameras"] for x in sc["runs"]]
         ax.plot(xs, [min(c["inspected_fps"] for c in x["per_camera"].values()) for x in sc["runs"]], "o-", label="inspected fps (slowest camera)")
-        ax.plot(xs, [x["dropped"] / max(1e-9, sc["seconds"]) for x in sc["runs"]], "s-", color="#c33", label="dropped frames/s")
+        ax.plot(xs, [x["dropped"] / max(1e-9, sc["seconds"]) for x in sc["runs"]], "s-", color="#c33", label="dropped frames/s (all cameras)")
         ax.axhline(sc["fps"], color="#888", ls=":", label=f"{sc['fps']} fps target")
         ax.set_xticks(xs)
         ax.set_xlabel("live HTTP MJPEG cameras (1280x720)")
