@@ -1,0 +1,179 @@
+"""The acoustic inspector thread: episodes, hysteresis, resets, parity with ``inspect``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io.wavfile
+from scipy.signal import resample_poly
+
+from edge_inspector.features import load_wav
+from edge_inspector.inspectors import acoustic_model as am
+from edge_inspector.inspectors.acoustic import AcousticInspector
+from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.manifest import load_manifest
+from edge_inspector.runtime import create_engine
+from edge_inspector.sources.base import BoundedQueue, Chunk
+from edge_inspector.synthetic.machines import make_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_700_000_000.0  # capture time of the first sample
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    manifest = load_manifest(ROOT / "engines")
+    assert manifest.acoustic is not None
+    return create_engine(manifest.path_of(manifest.acoustic), "onnxruntime", max_batch=1), manifest.acoustic
+
+
+def chunks_of(name: str, samples: np.ndarray, chunk_s: float = 0.1, start_s: float = 0.0) -> list[Chunk]:
+    n = int(chunk_s * 16000)
+    return [
+        Chunk(name, start_s + a / 16000, T0 + start_s + a / 16000, 50.0 + start_s + a / 16000, samples[a : a + n], 16000)
+        for a in range(0, samples.size, n)
+    ]
+
+
+def run(shipped, streams: dict[str, list[Chunk]], **kw) -> tuple[list[Verdict], AcousticInspector]:
+    """Feed each microphone's chunks from its own producer thread through 'block' queues."""
+    engine, model = shipped
+    queues = {name: BoundedQueue[Chunk](4, "block") for name in streams}
+    verdicts: list[Verdict] = []
+    inspector = AcousticInspector(engine, model, queues, verdicts.append, **kw)
+    inspector.start()
+
+    def produce(name: str) -> None:
+        for chunk in streams[name]:
+            queues[name].put(chunk)
+        queues[name].close()
+
+    producers = [threading.Thread(target=produce, args=(n,)) for n in streams]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join(30)
+    inspector.join(30)
+    assert not inspector.is_alive() and inspector.error is None
+    return verdicts, inspector
+
+
+@pytest.mark.parametrize("label", ["bearing", "knock", "squeal"])
+def test_one_verdict_per_fault_episode(shipped, label: str) -> None:
+    clip = make_clip(np.random.default_rng(40), 10.0, label=label, snr_db=3.0, fault_start_s=3.0, fault_end_s=6.0)
+    verdicts, inspector = run(shipped, {"mic0": chunks_of("mic0", clip.samples)})
+    assert len(verdicts) == 1, [(v.label, v.offset_s, v.duration_s) for v in verdicts]
+    v = verdicts[0]
+    assert (v.source, v.kind, v.label, v.defect) == ("mic0", "acoustic", label, True)
+    assert abs(v.offset_s - 3.0) <= 0.5
+    assert 2.0 <= v.duration_s <= 4.0
+    assert v.ts == pytest.approx(T0 + v.offset_s, abs=1e-3) and v.mono == pytest.approx(50.0 + v.offset_s, abs=1e-3)
+    _, model = shipped
+    assert model.onset <= v.score <= 1.0 and v.model_sha256 == model.sha256
+    assert inspector.stats.chunks == 100 and inspector.stats.audio_s == pytest.approx(10.0)
+    assert inspector.stats.frames == 998 and inspector.stats.infer_ms_total > 0
+
+
+def test_normal_machine_gives_no_verdict(shipped) -> None:
+    streams = {f"mic{i}": chunks_of(f"mic{i}", make_clip(np.random.default_rng(50 + i), 10.0, label="normal").samples) for i in range(3)}
+    verdicts, inspector = run(shipped, streams)
+    assert verdicts == []
+    assert inspector.stats.chunks == 300
+
+
+def test_microphones_keep_separate_state(shipped) -> None:
+    fault = make_clip(np.random.default_rng(60), 8.0, label="squeal", snr_db=6.0, fault_start_s=2.0, fault_end_s=5.0)
+    normal = make_clip(np.random.default_rng(61), 8.0, label="normal")
+    verdicts, inspector = run(shipped, {"a": chunks_of("a", fault.samples), "b": chunks_of("b", normal.samples)},
+                              keep_frame_probs=True)
+    assert [(v.source, v.label) for v in verdicts] == [("a", "squeal")]
+    engine, model = shipped
+    alone = am.inspect_samples(am.AcousticStreamRunner(engine, model), normal.samples)
+    assert np.abs(inspector.frame_probs("b") - alone).max() < 1e-5
+
+
+def test_discontinuity_resets_state_and_closes_episode(shipped) -> None:
+    engine, model = shipped
+    a = make_clip(np.random.default_rng(70), 5.0, label="knock", snr_db=6.0, fault_start_s=2.0)  # fault to the end
+    b = make_clip(np.random.default_rng(71), 4.0, label="normal")
+    chunks = chunks_of("m", a.samples) + chunks_of("m", b.samples, start_s=100.0)
+    chunks[50].discontinuity = True
+    verdicts, inspector = run(shipped, {"m": chunks}, keep_frame_probs=True)
+    assert inspector.stats.resets == 1
+    assert [v.label for v in verdicts] == ["knock"]  # the open episode was closed at the reset
+    assert abs(verdicts[0].offset_s - 2.0) <= 0.5 and verdicts[0].duration_s <= 3.2
+    after = am.inspect_samples(am.AcousticStreamRunner(engine, model), b.samples)
+    probs = inspector.frame_probs("m")
+    assert np.abs(probs[-after.shape[0] :] - after).max() < 1e-5  # b was scored from a fresh state
+    # without the reset, b would be scored with the knock clip's state and its leftover samples
+    glued = am.inspect_samples(am.AcousticStreamRunner(engine, model), np.concatenate([a.samples, b.samples]))
+    assert glued.shape[0] != probs.shape[0] or np.abs(glued - probs).max() > 1e-4
+
+
+def test_dropped_chunk_is_detected_as_a_gap(shipped) -> None:
+    clip = make_clip(np.random.default_rng(80), 4.0, label="normal")
+    chunks = chunks_of("m", clip.samples)
+    del chunks[20]  # what a drop_oldest queue does under load
+    _, inspector = run(shipped, {"m": chunks})
+    assert inspector.stats.resets == 1
+
+
+def test_inspector_matches_inspect_wav(shipped, tmp_path: Path) -> None:
+    engine, model = shipped
+    clip = make_clip(np.random.default_rng(90), 6.0, label="bearing", snr_db=0.0, fault_start_s=2.0, fault_end_s=4.5)
+    scipy.io.wavfile.write(tmp_path / "c.wav", 16000, clip.samples)
+    _, inspector = run(shipped, {"m": chunks_of("m", clip.samples)}, keep_frame_probs=True)
+    probs = inspector.frame_probs("m")
+    samples, _, _ = load_wav(tmp_path / "c.wav", 16000)
+    offline = am.inspect_samples(am.AcousticStreamRunner(engine, model), samples)
+    assert probs.shape == offline.shape and np.abs(am.anomaly_scores(probs) - am.anomaly_scores(offline)).max() < 1e-5
+    result = am.inspect_wav(tmp_path / "c.wav", engine, model)
+    score, label = am.clip_score(probs, model)
+    assert (result["label"], result["score"]) == (label, pytest.approx(score, abs=1e-5))
+    assert label == "bearing"
+
+
+def test_48k_stereo_twin_gives_the_same_verdict(shipped, tmp_path: Path) -> None:
+    engine, model = shipped
+    for seed, label in ((100, "squeal"), (101, "normal"), (102, "bearing")):
+        clip = make_clip(np.random.default_rng(seed), 4.0, label=label, snr_db=3.0)
+        scipy.io.wavfile.write(tmp_path / "mono.wav", 16000, (clip.samples * 32767).astype(np.int16))
+        up = resample_poly(clip.samples.astype(np.float64), 3, 1)
+        stereo = np.stack([0.9 * up, 1.1 * up], axis=1)
+        scipy.io.wavfile.write(tmp_path / "stereo.wav", 48000, (np.clip(stereo, -1, 1) * 32767).astype(np.int16))
+        mono = am.inspect_wav(tmp_path / "mono.wav", engine, model)
+        twin = am.inspect_wav(tmp_path / "stereo.wav", engine, model)
+        assert twin["sample_rate"] == 48000 and twin["duration_s"] == pytest.approx(4.0)
+        assert twin["label"] == mono["label"] == label
+        assert abs(twin["score"] - mono["score"]) < 0.05
+
+
+def test_periodic_window_verdicts(shipped) -> None:
+    clip = make_clip(np.random.default_rng(110), 6.0, label="squeal", snr_db=6.0, fault_start_s=3.0, fault_end_s=6.0)
+    windows: list[Verdict] = []
+    verdicts, _ = run(shipped, {"m": chunks_of("m", clip.samples)}, verdict_every_s=1.0, on_window=windows.append)
+    assert [v.label for v in verdicts] == ["squeal"]
+    assert [round(w.offset_s) for w in windows] == [0, 1, 2, 3, 4, 5]
+    assert [w.label for w in windows[:3]] == ["normal"] * 3 and [w.label for w in windows[4:]] == ["squeal"] * 2
+    assert all(w.extra["window"] for w in windows)
+
+
+def test_overrides_and_stop_drains(shipped) -> None:
+    engine, model = shipped
+    with pytest.raises(ValueError, match="offset"):
+        AcousticInspector(engine, model, {"m": BoundedQueue(4, "block")}, print, overrides={"m": {"onset": 0.3, "offset": 0.6}})
+    clip = make_clip(np.random.default_rng(120), 5.0, label="knock", snr_db=6.0, fault_start_s=3.0)
+    queue: BoundedQueue[Chunk] = BoundedQueue(100, "block")
+    for chunk in chunks_of("m", clip.samples):
+        queue.put(chunk)  # queue left open: the source is still "live"
+    verdicts: list[Verdict] = []
+    inspector = AcousticInspector(engine, model, {"m": queue}, verdicts.append, overrides={"m": {"onset": 0.9, "offset": 0.5}})
+    assert (inspector.mics["m"].onset, inspector.mics["m"].offset) == (0.9, 0.5)
+    inspector.start()
+    inspector.stop()
+    inspector.join(10)
+    assert not inspector.is_alive() and inspector.stats.chunks == 50
+    assert [v.label for v in verdicts] == ["knock"]  # open at the stop: closed and emitted
