@@ -158,6 +158,32 @@ def to_tensor(images_bgr: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def _crop(images: np.ndarray, cells: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-aligned ``size`` x ``size`` crops that keep part of the defect in view.
+
+    Most of a 256x256 image is defect-free background; training mostly on 128x128 crops
+    around the defect shows the network ~4x more defects per CPU second.  The network is
+    fully convolutional up to global pooling, so the same weights then run at 256x256.
+    """
+    full = images.shape[1]
+    if size >= full:
+        return images, cells
+    c, g = size // CELL, full // CELL
+    out_img = np.empty((len(images), size, size, 3), np.uint8)
+    out_cells = np.empty((len(images), c, c), np.float32)
+    for j in range(len(images)):
+        hot = np.argwhere(cells[j] > 0)
+        if len(hot):
+            cy, cx = hot[rng.integers(len(hot))]
+            y0 = int(rng.integers(max(0, cy - c + 1), min(cy, g - c) + 1))
+            x0 = int(rng.integers(max(0, cx - c + 1), min(cx, g - c) + 1))
+        else:
+            y0, x0 = (int(v) for v in rng.integers(0, g - c + 1, 2))
+        out_img[j] = images[j, y0 * CELL : (y0 + c) * CELL, x0 * CELL : (x0 + c) * CELL]
+        out_cells[j] = cells[j, y0 : y0 + c, x0 : x0 + c]
+    return out_img, out_cells
+
+
 def _augment(x: torch.Tensor, cells: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Flips and 90-degree turns of image and target together (defects have no orientation)."""
     k = int(rng.integers(4))
@@ -170,22 +196,27 @@ def _augment(x: torch.Tensor, cells: torch.Tensor, rng: np.random.Generator) -> 
 # ---------------------------------------------------------------------------------- training
 
 
-def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int) -> None:
+def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int,
+          device: str = "cpu", full_epochs: int = 3, crop: int = 128) -> None:
+    """``epochs - full_epochs`` epochs on ``crop`` crops, then ``full_epochs`` on whole images."""
     images, labels, cells = data
+    model.to(device)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     steps = epochs * math.ceil(len(images) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
-    pos_weight = torch.tensor([4.0])
+    pos_weight = torch.tensor([4.0], device=device)
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(images))
-        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs}")
+        size = crop if epoch < epochs - full_epochs else images.shape[1]
+        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs} @{size}px")
         total = correct = 0
         for start in bar:
             idx = order[start : start + batch]
-            x, t = _augment(to_tensor(images[idx]), torch.from_numpy(cells[idx]), rng)
-            y = torch.from_numpy(labels[idx])
+            img_b, cell_b = _crop(images[idx], cells[idx], size, rng)
+            x, t = _augment(to_tensor(img_b), torch.from_numpy(cell_b), rng)
+            x, t, y = x.to(device), t.to(device), torch.from_numpy(labels[idx]).to(device)
             logits, heat = model.forward_logits(x)
             loss = F.cross_entropy(logits, y, label_smoothing=0.02) + F.binary_cross_entropy_with_logits(
                 heat[:, 0], t, pos_weight=pos_weight
@@ -197,6 +228,7 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: in
             total += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / total:.3f}")
+    model.to("cpu")
 
 
 def export_onnx(model: VisualNet, path: Path, probe: torch.Tensor, metadata: dict[str, object] | None = None) -> float:
@@ -232,35 +264,39 @@ def choose_threshold(scores_good: np.ndarray, false_reject: float = 0.01) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--full-epochs", type=int, default=3, help="final epochs on whole 256x256 images")
+    ap.add_argument("--crop", type=int, default=128, help="crop size of the earlier epochs")
     ap.add_argument("--train-size", type=int, default=4500)
     ap.add_argument("--val-size", type=int, default=600)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--workers", type=int, default=2, help="processes generating data")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    ap.add_argument("--device", default="cpu", help="torch device for training (export is on CPU)")
     ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
     ap.add_argument("--no-eval", action="store_true", help="skip tools/eval_visual.py afterwards")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.epochs, args.train_size, args.val_size, args.workers = 1, 48, 40, 1
+        args.epochs, args.full_epochs, args.train_size, args.val_size, args.workers = 2, 1, 48, 40, 1
         args.out = args.out or Path(tempfile.mkdtemp(prefix="visual-smoke-"))
     out: Path = args.out or ROOT / "engines"
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     t0 = time.time()
 
     train_data = generate(args.seed, SPLIT_TRAIN, args.train_size, args.workers, "train data")
     val_images, val_labels, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data")
     model = VisualNet()
-    train(model, train_data, args.epochs, args.batch, args.seed)
+    train(model, train_data, args.epochs, args.batch, args.seed, args.device, args.full_epochs, args.crop)
 
     onnx_path = out / "visual_cnn.onnx"
     probe = to_tensor(val_images[:8])
     recipe = {
-        "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
+        "epochs": args.epochs, "full_epochs": args.full_epochs, "crop": args.crop, "train_size": args.train_size, "val_size": args.val_size,
         "batch": args.batch, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
-        "families": "+".join(TRAIN_FAMILIES), "torch": torch.__version__,
+        "families": "+".join(TRAIN_FAMILIES), "torch": torch.__version__, "device": args.device,
     }
     diff = export_onnx(model, onnx_path, probe, metadata=recipe)
     print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); max |ORT - torch| = {diff:.2e}")
