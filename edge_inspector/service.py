@@ -21,7 +21,7 @@ from edge_inspector.events.journal import Journal
 from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watchdog_interval_s
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.runtime import available_backends, create_engine
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,11 @@ class Service:
     # -- construction ----------------------------------------------------------------------
     def _engine(self, model_file: Any, max_batch: int) -> Any:
         rt = self.cfg.runtime
-        options: dict[str, Any] = {}
-        if rt.backend in ("onnxruntime", "auto"):
-            options["intra_op_threads"] = rt.intra_op_threads
-        if rt.backend == "tensorrt":
-            options["precision"] = rt.precision
-        try:
-            engine = create_engine(model_file, rt.backend, max_batch=max_batch, **options)
-        except TypeError:  # "auto" resolved to a backend without these options
-            engine = create_engine(model_file, rt.backend, max_batch=max_batch)
+        backend = available_backends()[0] if rt.backend == "auto" else rt.backend
+        options: dict[str, Any] = (
+            {"precision": rt.precision} if backend == "tensorrt" else {"intra_op_threads": rt.intra_op_threads}
+        )
+        engine = create_engine(model_file, backend, max_batch=max_batch, **options)
         self._engines.append(engine)
         return engine
 
