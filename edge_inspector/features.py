@@ -42,7 +42,7 @@ class LogMelParams:
     fmax: float = 8000.0
 
     @classmethod
-    def from_model(cls, model: Any) -> "LogMelParams":
+    def from_model(cls, model: Any) -> LogMelParams:
         return cls(
             sample_rate=int(model.sample_rate),
             n_fft=int(model.n_fft),

@@ -17,7 +17,7 @@ from edge_inspector.features import LogMelParams, LogMelStream, load_wav, logmel
 from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import create_engine
-from edge_inspector.synthetic.machines import LABELS, make_clip, machine_stream
+from edge_inspector.synthetic.machines import LABELS, machine_stream, make_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 

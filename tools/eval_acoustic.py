@@ -31,7 +31,12 @@ from edge_inspector.features import LogMelParams, logmel  # noqa: E402
 from edge_inspector.inspectors import acoustic_model as am  # noqa: E402
 from edge_inspector.manifest import AcousticModel, load_manifest  # noqa: E402
 from edge_inspector.runtime.onnx import OnnxEngine  # noqa: E402
-from edge_inspector.synthetic.machines import HELDOUT_ROTATION_HZ, LABELS, TRAIN_ROTATION_HZ, make_clip  # noqa: E402
+from edge_inspector.synthetic.machines import (  # noqa: E402
+    HELDOUT_ROTATION_HZ,
+    LABELS,
+    TRAIN_ROTATION_HZ,
+    make_clip,
+)
 
 
 def frame_probs(engine: OnnxEngine, model: AcousticModel, mel: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -178,7 +183,7 @@ def plots(out: Path, engine: OnnxEngine, model: AcousticModel, confusion: np.nda
     ax2.legend(loc="upper left", fontsize=7)
     ax.set_title("bearing fault 3.0-5.5 s at 0 dB SNR (shaded); streamed in 0.1 s pushes")
     fig.tight_layout()
-    fig.savefig(out / "acoustic_example.png", dpi=100)
+    fig.savefig(out / "acoustic_example.png", dpi=80)
     plt.close(fig)
 
 
@@ -203,14 +208,15 @@ n_fft {model.n_fft}, Hann window {model.win_length}, hop {model.hop_length} (10 
 {model.feature_mean:.4f} / std {model.feature_std:.4f}. WAV input at any rate/channel count is downmixed and resampled.
 
 **Data**: `edge_inspector/synthetic/machines.py` — harmonic hum at the rotation frequency (jitter, slow AM),
-50/60 Hz mains hum, pink noise; faults `bearing` (impulse train at 3–5.5× rotation ringing a 2–6 kHz resonance),
+often a gear-mesh tone locked to the shaft (15–60 teeth), 50/60 Hz mains hum, pink noise with a random share of
+white noise; faults `bearing` (impulse train at 3–5.5× rotation ringing a 2–6 kHz resonance),
 `knock` (sparse broadband transients), `squeal` (drifting 1–4 kHz tone) at −6…+6 dB SNR. Training: rotation
 {TRAIN_ROTATION_HZ[0]:g}–{TRAIN_ROTATION_HZ[1]:g} Hz, {extra['recipe']['train_clips']} clips of 4 s, half the faults over a random sub-interval.
 **Held-out machine**: rotation {HELDOUT_ROTATION_HZ[0]:g}–{HELDOUT_ROTATION_HZ[1]:g} Hz, never seen in training.
 
 **Recipe**: `python3 tools/train_acoustic.py --out engines` (seed {extra['recipe']['seed']}, {extra['recipe']['epochs']} epochs,
 random {extra['recipe']['crop']}-frame crops from a zero state, per-frame cross-entropy skipping the first 0.3 s, AdamW
-one-cycle, ±0.5 level jitter; {extra['recipe']['train_s']} s on 2 CPU cores incl. data and evaluation).
+one-cycle, ±0.5 level jitter; {extra['recipe']['train_s']} s on 2 shared CPU cores for data generation, training and export).
 ONNX Runtime vs PyTorch max difference {extra['recipe']['ort_torch_diff']:.1e}. Re-evaluate: `python3 tools/eval_acoustic.py --out engines`.
 
 **Scores**: frame score = 1 − p(normal). Clip score (`acoustic_model.clip_score`) = mean of the top decile of
@@ -233,7 +239,9 @@ Speed (ONNX Runtime CPU, {extra['threads']} threads, this build machine): {sp['c
 
 ![confusion](acoustic_confusion.png) ![example](acoustic_example.png)
 
-**Limitations**: trained only on synthetic sounds — the three fault types are idealised and a real line needs
+**Limitations**: SNR is broadband (fault RMS over its interval vs background RMS); the synthetic background
+puts most of its energy below 1 kHz, so the 2–6 kHz bearing ringing and the squeal tone stand out more than a
+"−6 dB" suggests, and these figures are an upper bound for real recordings. Trained only on synthetic sounds — the three fault types are idealised and a real line needs
 recordings of its own machines (at least normal ones, to re-choose the thresholds). Level changes of more than a
 few dB beyond the training range, strong non-stationary background (speech, forklifts, other machines) and faults
 other than these three are untested. A fault present from the very first second has no "normal" reference, which

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -187,7 +186,7 @@ class AcousticInspector(threading.Thread):
         if self.verdict_every_s and (k + 1 - mic.period_start_frame) * self.frame_s >= self.verdict_every_s - 1e-9:
             self._flush_window(mic, end_frame=k + 1)
 
-    def _frame_time(self, mic: _Mic, k: int) -> float:
+    def _frame_time(self, k: int) -> float:
         """Seconds from the last reset to the centre of frame ``k``."""
         return (k * self.model.hop_length + self.model.win_length / 2) / self.model.sample_rate
 
@@ -202,7 +201,7 @@ class AcousticInspector(threading.Thread):
             return
         mean = ep.probs_sum / ep.frames
         label = self.model.labels[1 + int(np.argmax(mean[1:]))]
-        t = self._frame_time(mic, ep.start_frame)
+        t = self._frame_time(ep.start_frame)
         self.stats.episodes += 1
         self.on_verdict(
             Verdict(
@@ -226,7 +225,7 @@ class AcousticInspector(threading.Thread):
             return
         agg = am.top_fraction_probs(np.stack(probs), len(self.model.labels))
         score, label = am.decide(agg, self.model.threshold, self.model.labels)
-        t = self._frame_time(mic, start)
+        t = self._frame_time(start)
         self.on_window(
             Verdict(
                 source=mic.name, kind="acoustic", label=label, score=score, defect=label != self.model.labels[0],

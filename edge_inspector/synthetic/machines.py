@@ -1,8 +1,9 @@
 """Procedural machine sounds with labelled faults (demo microphone, training, tests).
 
 A "machine" is a rotating part heard through a microphone: a harmonic hum at the rotation
-frequency (with slow speed jitter and amplitude modulation), mains hum (50 or 60 Hz and
-harmonics) and broadband pink noise.  A fault is added on top for a time interval, at an SNR
+frequency (with slow speed jitter and amplitude modulation), often a gear-mesh tone locked to
+the shaft, mains hum (50 or 60 Hz and harmonics) and broadband noise (pink, with a random
+share of white noise).  A fault is added on top for a time interval, at an SNR
 (fault RMS over its interval relative to the background RMS there) between -6 and +6 dB:
 
 * ``bearing`` -- an impulse train at a bearing defect frequency (3-5.5 x rotation), each
@@ -22,8 +23,8 @@ stateful (phases, filter states), so :func:`machine_stream` is phase-continuous 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from scipy.signal import lfilter
@@ -33,7 +34,8 @@ TRAIN_ROTATION_HZ: tuple[float, float] = (15.0, 40.0)
 HELDOUT_ROTATION_HZ: tuple[float, float] = (45.0, 60.0)
 SNR_RANGE_DB: tuple[float, float] = (-6.0, 6.0)
 
-# Paul Kellet's 3-pole approximation of a 1/f (pink) spectrum, applied to white noise.
+# Paul Kellet's 3-pole approximation of a 1/f (pink) spectrum, applied to white noise
+# (output RMS about 0.087 per unit input).
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
 
@@ -66,7 +68,13 @@ class _Background:
         self.mains_hz = float(rng.choice([50.0, 60.0]))
         self.mains_amp = np.array([1.0, 0.4, 0.25]) * rng.uniform(0.05, 0.4)
         self.mains_phase = rng.uniform(0, 2 * np.pi, 3)
-        self.noise_level = rng.uniform(0.25, 1.0)  # pink-noise RMS relative to hum RMS
+        self.noise_level = rng.uniform(0.25, 1.5)  # broadband noise RMS relative to hum RMS
+        self.white_frac = rng.uniform(0.0, 0.6)  # share of flat (white) noise: energy up to 8 kHz
+        # Gear mesh: a steady tone locked to the shaft (teeth x rotation), 0.3-3.6 kHz; it makes
+        # "a steady tone" normal, so squeal has to be told apart by its drift and independence.
+        self.gear_teeth = int(rng.integers(15, 61)) if rng.random() < 0.6 else 0
+        self.gear_amp = rng.uniform(0.05, 0.4)
+        self.gear_phase = rng.uniform(0, 2 * np.pi, 2)
         self.mod_depth = rng.uniform(0.05, 0.3)
         self.mod_hz = rng.uniform(0.2, 1.0)
         self.mod_phase = rng.uniform(0, 2 * np.pi)
@@ -77,7 +85,6 @@ class _Background:
         self.t = 0  # samples generated so far
         hum_rms = math.sqrt(0.5 * float(np.sum(self.harm_amp**2)))
         self.hum_scale = 1.0 / hum_rms
-        self.pink_scale = self.noise_level / 0.087  # pink filter output RMS is about 0.087 per unit
         self.gain = rng.uniform(0.015, 0.06)  # overall background level (mic gain)
 
     def next(self, n: int) -> np.ndarray:
@@ -96,9 +103,15 @@ class _Background:
             a * np.sin(2 * np.pi * self.mains_hz * (i + 1) * t + p)
             for i, (a, p) in enumerate(zip(self.mains_amp, self.mains_phase))
         )
+        if self.gear_teeth and 2 * self.gear_teeth * self.rotation_hz < 0.45 * self.sr:
+            mesh = self.gear_teeth * phase
+            hum += self.gear_amp * (np.sin(mesh + self.gear_phase[0]) + 0.4 * np.sin(2 * mesh + self.gear_phase[1]))
         pink, self.pink_zi = lfilter(_PINK_B, _PINK_A, self.rng.standard_normal(n), zi=self.pink_zi)
+        white = self.rng.standard_normal(n)
+        wf = self.white_frac
+        noise = self.noise_level * (math.sqrt(1.0 - wf * wf) * pink / 0.087 + wf * white)
         self.t += n
-        return self.gain * (hum + mains + self.pink_scale * pink)
+        return self.gain * (hum + mains + noise)
 
 
 def _resonator(x: np.ndarray, freq_hz: float, tau_s: float, sr: int) -> np.ndarray:
