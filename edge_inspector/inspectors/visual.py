@@ -138,9 +138,18 @@ class VisualInspector(threading.Thread):
     # -- inference ------------------------------------------------------------------------
     def _inspect(self, batch: Sequence[Frame]) -> None:
         t0 = time.monotonic()
-        thresholds = [self.thresholds.get(f.source) for f in batch]
-        results, timing = self.runner.infer_timed([f.image for f in batch], thresholds)
+        runner = self.runner
+        x = runner.preprocess([f.image for f in batch])
+        t1 = time.monotonic()
+        outputs = runner.engine.run({runner.model.input: x})
+        t2 = time.monotonic()
+        results = []
+        for i, f in enumerate(batch):  # per frame: each camera may have its own threshold
+            one = {name: value[i : i + 1] for name, value in outputs.items()}
+            size = (int(f.image.shape[0]), int(f.image.shape[1]))
+            results += runner.postprocess(one, [size], self.thresholds.get(f.source))
         done = time.monotonic()
+        timing = {"preprocess_ms": (t1 - t0) * 1000.0, "inference_ms": (t2 - t1) * 1000.0}
         self.stats.batches += 1
         self.stats.frames += len(batch)
         self.stats.batch_sizes[len(batch)] += 1
