@@ -124,6 +124,7 @@ class PublisherConfig(_Section):
     journal: Path = Field(default_factory=lambda: default_state_dir() / "journal.sqlite3")
     retention_events: int = Field(1_000_000, ge=1000)
     publish_verdicts: bool = False  # every inspection on verdict.<source>
+    verdict_window_s: float = Field(1.0, gt=0.0, le=60.0)  # microphones: one verdict per window
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     sndhwm: int = Field(10000, ge=1)
     linger_ms: int = Field(1000, ge=0, le=60000)

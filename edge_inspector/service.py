@@ -156,7 +156,11 @@ class Service:
             m.name: {k: v for k, v in (("onset", m.onset), ("offset", m.offset)) if v is not None}
             for m in mics
         }
-        self.acoustic = AcousticInspector(engine, model, queues, self._on_verdict, overrides=overrides)
+        every = self.cfg.publisher.verdict_window_s if self.cfg.publisher.publish_verdicts else None
+        self.acoustic = AcousticInspector(
+            engine, model, queues, self._on_verdict, overrides=overrides,
+            verdict_every_s=every, on_window=self._on_window,
+        )
 
     # -- callbacks from worker threads -------------------------------------------------------
     def _on_status(self, source: str, state: str, detail: str) -> None:
@@ -165,12 +169,20 @@ class Service:
         if self.on_event:
             self.on_event(event)
 
+    def _on_window(self, verdict: Verdict) -> None:
+        """Acoustic per-window decision (ok or not): only on ``verdict.<mic>``."""
+        self._publish(verdict, defect_topic=False)
+
     def _on_verdict(self, verdict: Verdict) -> None:
+        """A visual frame verdict, or one acoustic fault episode."""
+        self._publish(verdict, defect_topic=verdict.defect)
+
+    def _publish(self, verdict: Verdict, defect_topic: bool) -> None:
         view = self.sources.get(verdict.source)
         events = []
-        if verdict.defect:
+        if defect_topic:
             events.append(self.bus.publish_verdict(verdict, "defect"))
-        if self.cfg.publisher.publish_verdicts:
+        if self.cfg.publisher.publish_verdicts and (verdict.kind == "visual" or not defect_topic):
             events.append(self.bus.publish_verdict(verdict, "verdict"))
         if view is not None:
             with self._lock:
