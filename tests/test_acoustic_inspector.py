@@ -177,3 +177,21 @@ def test_overrides_and_stop_drains(shipped) -> None:
     inspector.join(10)
     assert not inspector.is_alive() and inspector.stats.chunks == 50
     assert [v.label for v in verdicts] == ["knock"]  # open at the stop: closed and emitted
+
+
+def test_demo_machine_stream_faults_are_reported(shipped) -> None:
+    """The daemon's synthetic microphone: episodes appear with faults on, none with faults off."""
+    engine, model = shipped
+    from edge_inspector.synthetic.machines import machine_stream
+
+    counts = {}
+    for rate in (0.0, 0.3):
+        found: list[Verdict] = []
+        inspector = AcousticInspector(engine, model, {"m": BoundedQueue(1, "block")}, found.append)
+        stream = machine_stream(1, block_s=0.1, fault_rate=rate)
+        for i in range(600):  # 60 s
+            inspector.process(Chunk("m", i * 0.1, T0 + i * 0.1, i * 0.1, next(stream), 16000))
+        inspector.finish()
+        counts[rate] = len(found)
+        assert all(v.offset_s >= 3.0 for v in found)  # the stream's first 3 s are always normal
+    assert counts[0.0] == 0 and counts[0.3] >= 2, counts

@@ -247,7 +247,6 @@ def machine_stream(
     machine = _Background(rng, rotation_hz, sample_rate)
     block = max(1, int(round(block_s * sample_rate)))
     fault: np.ndarray | None = None  # remaining samples of the current episode's fault
-    fault_snr = 0.0
     until_next = int(3 * sample_rate)
     while True:
         audio = machine.next(block)
@@ -257,19 +256,19 @@ def machine_stream(
                 step = min(block - pos, until_next)
                 pos += step
                 until_next -= step
-                if until_next <= 0 and fault_rate > 0 and pos < block:
+                if fault_rate <= 0:
+                    until_next = block  # never faults
+                elif until_next <= 0 and pos < block:
                     label = LABELS[1 + int(rng.integers(len(LABELS) - 1))]
                     dur = rng.uniform(2.0, 6.0)
                     fault = make_fault(rng, label, int(dur * sample_rate), sample_rate, rotation_hz)
-                    fault *= machine.gain * 10 ** (rng.uniform(0.0, 6.0) / 20) / max(_rms(fault), 1e-12)
-                    fault_snr = 1.0  # fault already scaled against the machine's nominal level
+                    # SNR against this block's background (no fault is in progress in it yet)
+                    fault *= _rms(audio) * 10 ** (rng.uniform(0.0, 6.0) / 20) / max(_rms(fault), 1e-12)
                     mean_gap = dur * (1.0 - min(fault_rate, 0.95)) / min(fault_rate, 0.95)
                     until_next = max(1, int(rng.exponential(mean_gap) * sample_rate))
-                elif until_next <= 0:
-                    until_next = block
             else:
                 step = min(block - pos, fault.size)
-                audio[pos : pos + step] += fault_snr * fault[:step]
+                audio[pos : pos + step] += fault[:step]
                 fault = fault[step:] if step < fault.size else None
                 pos += step
         yield np.clip(audio, -1.0, 1.0).astype(np.float32)
