@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -85,6 +86,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "intra_op_threads": 0},
         "models": {k: {"file": m.file, "sha256": m.sha256[:12]} for k, m in (("visual", vis), ("acoustic", manifest.acoustic)) if m},
     }
+    load = results["machine"]["load_average_at_start"][0]
+    if load > 0.5 * (results["machine"]["cpu_cores"] or 1):
+        console.print(f"[yellow]warning:[/] load average {load} on {results['machine']['cpu_cores']} cores: "
+                      "other work is running, figures will be low and noisy")
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
@@ -127,6 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         step("done")
     results["targets"] = evaluate_targets(results, args.max_batch)
     results["duration_s"] = round(time.monotonic() - t_start, 1)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

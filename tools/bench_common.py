@@ -153,6 +153,7 @@ def machine_info() -> dict[str, Any]:
             "libzmq": zmq.zmq_version(),
             "ffmpeg": (_run(["ffmpeg", "-version"]).splitlines() or [""])[0],
         },
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "command": " ".join([Path(sys.argv[0]).name if sys.argv else "bench.py", *sys.argv[1:]]),
     }
 
@@ -172,6 +173,9 @@ def _ticks(stat_path: Path) -> float:
 class CpuMeter:
     """CPU seconds per Python thread (by name), per other native thread, and per child process.
 
+    Threads that end before :meth:`stop` drop out of the per-thread figures;
+    ``process_percent`` (from ``os.times``) still counts them.
+
     Python thread names are not visible to the OS, so threads are mapped by ``native_id``;
     what is left (ONNX Runtime's intra-op pool, libav decoder threads, ZeroMQ I/O threads) is
     reported together as ``native``.
@@ -180,6 +184,7 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int] | None = None) -> None:
         self.pids = pids or {}
         self._start = self._sample()
+        self._proc0 = os.times()
         self._t0 = time.monotonic()
 
     def _sample(self) -> dict[str, float]:
@@ -199,10 +204,14 @@ class CpuMeter:
     def stop(self) -> dict[str, Any]:
         """CPU use since construction: per group in % of one core, and the process total."""
         end = self._sample()
+        proc = os.times()
+        process_s = (proc.user - self._proc0.user) + (proc.system - self._proc0.system)
         elapsed = max(1e-6, time.monotonic() - self._t0)
         groups = {k: round(100.0 * (end.get(k, 0.0) - self._start.get(k, 0.0)) / elapsed, 1)
                   for k in sorted(set(end) | set(self._start))}
         groups = {k: v for k, v in groups.items() if v > 0.0}
         own = sum(v for k, v in groups.items() if k not in self.pids)
         return {"elapsed_s": round(elapsed, 2), "percent_of_one_core": groups,
-                "daemon_total_percent": round(own, 1), "cores": os.cpu_count()}
+                "daemon_total_percent": round(own, 1), "cores": os.cpu_count(),
+                "process_percent": round(100.0 * process_s / elapsed, 1),
+                "load_average_1min": round(os.getloadavg()[0], 2)}
