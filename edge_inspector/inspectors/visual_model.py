@@ -1,0 +1,188 @@
+"""Pre- and post-processing around the visual defect CNN, shared by the daemon and ``inspect``.
+
+The model sees a fixed 256x256 RGB input; frames of any size are **resized (stretched)** to it,
+so aspect ratio is not kept -- the training data is square and stretching keeps every pixel of
+the field of view (a letterbox would waste resolution).  The model returns class
+probabilities and a 32x32 defect heatmap; a bounding box is derived from the heatmap and
+mapped back to the original frame's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from edge_inspector.errors import InputError, UserError
+from edge_inspector.manifest import VisualModel
+from edge_inspector.runtime.base import Engine
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class VisualResult:
+    """The decision about one image."""
+
+    label: str  # "ok" or the defect type
+    score: float  # 1 - p(ok): defect probability in [0, 1]
+    defect: bool  # score >= threshold
+    bbox: list[int] | None  # [x, y, w, h] in original image pixels, only when defective
+    probs: dict[str, float] = field(default_factory=dict)
+    heatmap: np.ndarray | None = None  # h x w float32 defect probability per cell (for reports)
+
+
+class VisualModelRunner:
+    """Runs the visual model on lists of BGR frames through any :class:`Engine`."""
+
+    def __init__(self, engine: Engine, model: VisualModel) -> None:
+        names = {spec.name for spec in engine.inputs}
+        if model.input not in names:
+            raise UserError(
+                f"{engine.model_path}: has no input {model.input!r} (inputs: {sorted(names)}); "
+                "manifest and model file disagree"
+            )
+        outputs = {spec.name for spec in engine.outputs}
+        for wanted in (model.output_probs, model.output_heatmap):
+            if wanted not in outputs:
+                raise UserError(f"{engine.model_path}: has no output {wanted!r} (outputs: {sorted(outputs)})")
+        self.engine = engine
+        self.model = model
+        _, self.height, self.width = model.input_shape
+        self._mean = np.asarray(model.mean, np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(model.std, np.float32).reshape(1, 3, 1, 1)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 frames of any size -> resized (stretched) normalised NCHW float32 batch."""
+        batch = np.empty((len(images), self.height, self.width, 3), np.uint8)
+        for i, image in enumerate(images):
+            image = _as_bgr(image)
+            h, w = image.shape[:2]
+            shrinking = h > self.height or w > self.width
+            interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+            if (h, w) != (self.height, self.width):
+                image = cv2.resize(image, (self.width, self.height), interpolation=interp)
+            batch[i] = image
+        if self.model.color == "RGB":
+            batch = batch[..., ::-1]
+        x = batch.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
+        return np.ascontiguousarray((x - self._mean) / self._std)
+
+    def infer(self, images: Sequence[np.ndarray], threshold: float | None = None) -> list[VisualResult]:
+        """Inspect ``images``: one engine call per ``engine.max_batch`` frames."""
+        results: list[VisualResult] = []
+        step = max(1, int(self.engine.max_batch))
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            outputs = self.engine.run({self.model.input: self.preprocess(chunk)})
+            sizes = [(int(im.shape[0]), int(im.shape[1])) for im in chunk]
+            results.extend(self.postprocess(outputs, sizes, threshold))
+        return results
+
+    def postprocess(
+        self, outputs: Mapping[str, np.ndarray], sizes: Sequence[tuple[int, int]], threshold: float | None = None
+    ) -> list[VisualResult]:
+        """Engine outputs + original (height, width) of each frame -> one result per frame."""
+        probs = np.asarray(outputs[self.model.output_probs], np.float32)
+        heat = np.asarray(outputs[self.model.output_heatmap], np.float32)
+        limit = self.model.threshold if threshold is None else float(threshold)
+        labels = self.model.labels
+        results = []
+        for i, (h, w) in enumerate(sizes):
+            p = probs[i]
+            score = float(np.clip(1.0 - p[0], 0.0, 1.0))
+            defect = score >= limit
+            label = labels[int(np.argmax(p))]
+            if defect and label == labels[0]:
+                label = labels[1 + int(np.argmax(p[1:]))]
+            elif not defect:
+                label = labels[0]
+            hmap = heat[i, 0]
+            bbox = heatmap_bbox(hmap, self.model.heatmap_threshold, (h, w)) if defect else None
+            results.append(VisualResult(label, score, defect, bbox, {k: float(v) for k, v in zip(labels, p)}, hmap))
+        return results
+
+
+def heatmap_bbox(heatmap: np.ndarray, threshold: float, size: tuple[int, int]) -> list[int]:
+    """[x, y, w, h] in an image of ``size`` (h, w) around the heatmap's strongest defect region.
+
+    The largest 8-connected group of cells at or above ``threshold``; when no cell reaches it,
+    the connected cells around the maximum that reach half its value.
+    """
+    hot = (heatmap >= threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+    if count > 1:
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    else:
+        peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+        hot = (heatmap >= 0.5 * heatmap[peak]).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+        biggest = int(labels[peak])
+    cx, cy, cw, ch = (int(v) for v in stats[biggest, :4])
+    gh, gw = heatmap.shape
+    sy, sx = size[0] / gh, size[1] / gw
+    x0, y0 = int(np.floor(cx * sx)), int(np.floor(cy * sy))
+    x1, y1 = int(np.ceil((cx + cw) * sx)), int(np.ceil((cy + ch) * sy))
+    return [x0, y0, min(x1, size[1]) - x0, min(y1, size[0]) - y0]
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept grey and BGRA frames too; anything else is an input error."""
+    if image.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    raise InputError(f"expected an H x W x 3 BGR image, got shape {tuple(image.shape)}")
+
+
+def _truncation(data: bytes) -> str | None:
+    """Why an encoded image is incomplete, or None (cv2 silently decodes partial files)."""
+    if data.startswith(_PNG_MAGIC):
+        return None if b"IEND" in data[-16:] else "truncated PNG (no IEND chunk at the end)"
+    if data.startswith(b"\xff\xd8"):
+        return None if b"\xff\xd9" in data[-1024:] else "truncated JPEG (no end-of-image marker)"
+    if data.startswith(b"BM"):
+        declared = int.from_bytes(data[2:6], "little") if len(data) >= 6 else 0
+        return None if len(data) >= declared else f"truncated BMP ({len(data)} of {declared} bytes)"
+    return "not a PNG, JPEG or BMP image"
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a PNG/JPEG/BMP file as BGR uint8, or raise :class:`InputError` naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise InputError(f"{path}: empty file, not an image")
+    problem = _truncation(data)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise InputError(f"{path}: corrupt image data (OpenCV cannot decode it)")
+    return image
+
+
+def inspect_image(path: str | Path, runner: VisualModelRunner) -> dict:
+    """The ``edge-inspector inspect`` JSON object for one image file."""
+    image = load_image(path)
+    result = runner.infer([image])[0]
+    out: dict = {"path": str(path), "kind": "visual", "label": result.label, "score": round(result.score, 6)}
+    if result.defect and result.bbox is not None:
+        out["bbox"] = result.bbox
+    out["probs"] = {k: round(v, 6) for k, v in result.probs.items()}
+    out["width"], out["height"] = int(image.shape[1]), int(image.shape[0])
+    return out

@@ -1,0 +1,206 @@
+"""The shipped visual model: manifest integrity, shapes, accuracy on fresh surfaces, bad inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_inspector.errors import InputError
+from edge_inspector.inspectors.visual_model import (
+    VisualModelRunner,
+    heatmap_bbox,
+    inspect_image,
+    load_image,
+)
+from edge_inspector.manifest import load_manifest
+from edge_inspector.runtime import create_engine
+from edge_inspector.synthetic.surfaces import FAMILIES, LABELS, make_surface, sample_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ROOT / "engines"
+
+pytestmark = pytest.mark.skipif(
+    not (ENGINES / "visual_cnn.onnx").is_file(),
+    reason="engines/visual_cnn.onnx is absent (run tools/train_visual.py --out engines)",
+)
+
+
+@pytest.fixture(scope="module")
+def runner() -> VisualModelRunner:
+    manifest = load_manifest(ENGINES)  # verify=True: sha256 must match the file
+    assert manifest.visual is not None
+    engine = create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=8)
+    yield VisualModelRunner(engine, manifest.visual)
+    engine.close()
+
+
+def test_manifest_matches_file_and_labels() -> None:
+    model = load_manifest(ENGINES).visual
+    assert model is not None
+    assert model.labels == LABELS
+    assert model.input_shape == (3, 256, 256)
+    assert 0.0 < model.threshold < 1.0
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_output_shapes(runner: VisualModelRunner, batch: int) -> None:
+    frames = [np.full((120 + 40 * i, 200, 3), 90 + i, np.uint8) for i in range(batch)]
+    x = runner.preprocess(frames)
+    assert x.shape == (batch, 3, 256, 256) and x.dtype == np.float32
+    out = runner.engine.run({"image": x})
+    assert out["probs"].shape == (batch, len(LABELS))
+    assert out["heatmap"].shape == (batch, 1, 32, 32)
+    np.testing.assert_allclose(out["probs"].sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_preprocess_is_rgb_and_normalised(runner: VisualModelRunner) -> None:
+    frame = np.zeros((10, 20, 3), np.uint8)
+    frame[..., 0] = 255  # pure blue in BGR
+    x = runner.preprocess([frame])[0]
+    mean, std = runner.model.mean, runner.model.std
+    assert x[2].mean() == pytest.approx((1.0 - mean[2]) / std[2], abs=1e-5)  # blue is channel 2 in RGB
+    assert x[0].mean() == pytest.approx((0.0 - mean[0]) / std[0], abs=1e-5)
+
+
+def test_infer_splits_long_lists_into_engine_batches(runner: VisualModelRunner) -> None:
+    rng = np.random.default_rng(11)
+    frames = [make_surface(rng, "metal", "ok").image for _ in range(runner.engine.max_batch + 3)]
+    together = runner.infer(frames)
+    alone = runner.infer(frames[-1:])
+    assert len(together) == len(frames)
+    assert together[-1].score == pytest.approx(alone[0].score, abs=1e-5)
+
+
+def _overlap(bbox: list[int], mask: np.ndarray) -> bool:
+    x, y, w, h = bbox
+    return bool(mask[y : y + h, x : x + w].any())
+
+
+@pytest.mark.slow
+def test_inspect_fresh_surfaces(runner: VisualModelRunner, tmp_path: Path) -> None:
+    """40 new images over all families: defect-vs-ok accuracy and boxes on the defects."""
+    correct, boxes, detected = 0, 0, 0
+    n = 40
+    for i in range(n):
+        rng = np.random.default_rng([424242, i])
+        label = "ok" if i % 2 == 0 else LABELS[1 + (i // 2) % 4]
+        sample = make_surface(rng, FAMILIES[i % 3], label)
+        path = tmp_path / f"part{i}.png"
+        cv2.imwrite(str(path), sample.image)
+        out = inspect_image(path, runner)
+        assert out["kind"] == "visual" and out["path"] == str(path)
+        assert (out["width"], out["height"]) == (256, 256)
+        assert set(out["probs"]) == set(LABELS) and 0.0 <= out["score"] <= 1.0
+        is_defect = out["label"] != "ok"
+        assert ("bbox" in out) == is_defect
+        correct += is_defect == (label != "ok")
+        if is_defect and label != "ok":
+            detected += 1
+            boxes += _overlap(out["bbox"], sample.mask)
+    assert correct / n >= 0.85, f"defect-vs-ok accuracy {correct / n:.2f}"
+    assert detected and boxes / detected >= 0.8, f"{boxes}/{detected} boxes overlap the defect"
+
+
+def test_bbox_maps_to_original_pixels(runner: VisualModelRunner) -> None:
+    """A clear dark spot on a large non-square frame is boxed where it is."""
+    rng = np.random.default_rng(5)
+    sample = make_surface(rng, "painted", "spot")
+    big = cv2.resize(sample.image, (768, 512), interpolation=cv2.INTER_LINEAR)
+    result = runner.infer([big], threshold=0.0)[0]
+    assert result.defect and result.bbox is not None
+    x, y, w, h = result.bbox
+    assert 0 <= x and 0 <= y and x + w <= 768 and y + h <= 512
+    mask = cv2.resize(sample.mask, (768, 512), interpolation=cv2.INTER_NEAREST)
+    assert _overlap(result.bbox, mask)
+
+
+def test_threshold_override_and_label_rule(runner: VisualModelRunner) -> None:
+    frame = make_surface(np.random.default_rng(3), "metal", "ok").image
+    never = runner.infer([frame], threshold=1.0)[0]
+    always = runner.infer([frame], threshold=0.0)[0]
+    assert not never.defect and never.label == "ok" and never.bbox is None
+    assert always.defect and always.label in LABELS[1:] and always.bbox is not None
+
+
+def test_heatmap_bbox_without_hot_cells() -> None:
+    heat = np.zeros((32, 32), np.float32)
+    heat[10, 20] = 0.3
+    heat[10, 21] = 0.2
+    assert heatmap_bbox(heat, 0.5, (256, 256)) == [160, 80, 16, 8]
+    heat[0:2, 0:3] = 0.9  # a hot group wins over the sub-threshold peak
+    assert heatmap_bbox(heat, 0.5, (64, 128)) == [0, 0, 12, 4]
+
+
+def test_sample_stream_is_reproducible() -> None:
+    a = [s.label for s, _ in zip(sample_stream(7, defect_rate=0.5), range(6))]
+    b = [s for s, _ in zip(sample_stream(7, defect_rate=0.5), range(6))]
+    assert a == [s.label for s in b]
+    for s in b:
+        assert s.image.shape == (256, 256, 3) and s.image.dtype == np.uint8
+        assert (s.bbox is None) == (s.label == "ok") and (s.mask.any() == (s.label != "ok"))
+
+
+# ------------------------------------------------------------------------------ bad inputs
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.png"
+    with pytest.raises(InputError, match=str(path)):
+        load_image(path)
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("this is not an image\n")
+    with pytest.raises(InputError, match="not a PNG, JPEG or BMP") as err:
+        load_image(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_image(tmp_path: Path, ext: str) -> None:
+    image = make_surface(np.random.default_rng(1), "cast", "ok").image
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    path = tmp_path / f"cut{ext}"
+    path.write_bytes(buf.tobytes()[: len(buf) * 2 // 3])
+    with pytest.raises(InputError, match="truncated") as err:
+        load_image(path)
+    assert str(path) in str(err.value)
+    whole = tmp_path / f"whole{ext}"
+    whole.write_bytes(buf.tobytes())
+    assert load_image(whole).shape == (256, 256, 3)
+
+
+def test_bmp_and_grey_inputs(tmp_path: Path, runner: VisualModelRunner) -> None:
+    grey = np.full((50, 70), 128, np.uint8)
+    path = tmp_path / "grey.bmp"
+    cv2.imwrite(str(path), grey)
+    out = inspect_image(path, runner)
+    assert (out["width"], out["height"]) == (70, 50)
+
+
+# --------------------------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (pip install .[train])")
+def test_train_smoke(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_visual.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = load_manifest(tmp_path)
+    assert manifest.visual is not None and manifest.visual.labels == LABELS
+    for name in ("visual_cnn.onnx", "visual_confusion.png", "visual_examples.png", "README.md"):
+        assert (tmp_path / name).is_file(), name
+    assert "<!-- BEGIN visual -->" in (tmp_path / "README.md").read_text()
