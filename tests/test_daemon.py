@@ -28,7 +28,8 @@ DEFECTS = {3: "scratch", 7: "spot", 12: "crack", 16: "spot", 21: "dent", 25: "sc
 
 
 def make_clip(tmp_path: Path, surfaces: Any, n: int = 30, seed0: int = 9000, fps: int = 10) -> Path:
-    frames = [surfaces(seed0 + i, DEFECTS.get(i, "ok")).image for i in range(n)]
+    families = ("metal", "painted")  # the model card reports the cast family separately (held-out style)
+    frames = [surfaces(seed0 + i, DEFECTS.get(i, "ok"), families[i % 2]).image for i in range(n)]
     return write_video(tmp_path / "clip.mp4", frames, fps=fps)
 
 
@@ -132,7 +133,7 @@ def test_two_cameras_share_engine_calls(tmp_path: Path, surfaces: Any) -> None:
     from edge_inspector.service import Service
 
     video_a = make_clip(tmp_path, surfaces, n=24)
-    video_b = write_video(tmp_path / "b.mp4", [surfaces(7000 + i, "ok").image for i in range(20)])
+    video_b = write_video(tmp_path / "b.mp4", [surfaces(7000 + i, "ok", "painted").image for i in range(20)])
     cfg = DaemonConfig(tmp_path, cameras=[
         {"name": "a", "uri": f"file://{video_a}", "realtime": False},
         {"name": "b", "uri": f"file://{video_b}", "realtime": False},
@@ -227,7 +228,9 @@ def test_demo_config_runs_and_serves_metrics(tmp_path: Path) -> None:
     daemon = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "run"], cwd=ENGINES.parent,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert sub.wait_for(lambda ev: any(t == "heartbeat" for t, _ in ev), timeout=30), daemon.stderr
+        started = sub.wait_for(lambda ev: any(t == "verdict.cam0" or t.startswith("defect.") for t, _ in ev)
+                               or sum(t == "heartbeat" for t, _ in ev) >= 3, timeout=30)
+        assert started, daemon.stderr
         metrics = urllib.request.urlopen("http://127.0.0.1:9108/metrics", timeout=5).read().decode()
         assert 'edge_inspector_inspected_total{kind="camera",source="cam0"}' in metrics
         assert urllib.request.urlopen("http://127.0.0.1:9108/healthz", timeout=5).status == 200

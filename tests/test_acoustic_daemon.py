@@ -1,0 +1,97 @@
+"""Microphones through the whole daemon: a real PulseAudio device, WAV files, ZeroMQ events."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.io.wavfile
+
+from audio_fixtures import PulseServer, pulse_server_fixture  # noqa: F401 - fixture
+from conftest import ENGINES, DaemonConfig, Subscriber, start_daemon
+
+pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines/manifest.toml not built")
+
+
+def fault_clip(seed: int, label: str, start_s: float, end_s: float, duration_s: float = 10.0) -> Any:
+    from edge_inspector.synthetic.machines import make_clip
+
+    return make_clip(np.random.default_rng(seed), duration_s=duration_s, label=label, snr_db=3.0,
+                     rotation_hz=25.0, fault_start_s=start_s, fault_end_s=end_s)
+
+
+def epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.slow
+def test_pulse_device_fault_is_published_at_the_right_offset(pulse_server: PulseServer, tmp_path: Path) -> None:
+    clip = fault_clip(41, "bearing", 4.0, 7.0)
+    stereo = np.repeat(clip.samples[:, None], 2, axis=1)
+    wav = tmp_path / "line.wav"
+    scipy.io.wavfile.write(wav, 16000, (np.clip(stereo, -1, 1) * 32767).astype(np.int16))
+    cfg = DaemonConfig(tmp_path, microphones=[{"name": "gearbox", "uri": "pulse"}],
+                       publisher={"publish_verdicts": True})
+    sub = Subscriber(cfg.endpoint)
+    daemon = start_daemon(cfg.path, env=pulse_server.env)
+    try:
+        assert sub.wait_for(lambda ev: len([t for t, _ in ev if t == "verdict.gearbox"]) >= 2, timeout=40), \
+            daemon.stderr.read() if daemon.poll() is not None else "no window verdicts"
+        played_at = time.time()
+        player = pulse_server.play(wav)
+        player.wait(30)
+        ok = sub.wait_for(lambda ev: any(t == "defect.acoustic.gearbox" for t, _ in ev), timeout=10)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(15)
+    finally:
+        daemon.kill()
+        sub.close()
+    assert ok, f"no acoustic defect event; got {[t for t, _ in sub.events]}"
+    assert daemon.returncode == 0
+    episodes = sub.topics("defect.acoustic.gearbox")
+    summary = [(e["label"], e["offset_s"], e["duration_s"], e["score"]) for e in episodes]
+    assert len(episodes) == 1, (summary, played_at - epoch(episodes[0]["ts"]) + episodes[0]["offset_s"])
+    event = episodes[0]
+    assert event["label"] == "bearing" and event["kind"] == "acoustic"
+    stream_start = epoch(event["ts"]) - event["offset_s"]
+    expected_offset = played_at - stream_start + 4.0
+    assert abs(event["offset_s"] - expected_offset) <= 0.5, (event, expected_offset)
+    assert 2.0 <= event["duration_s"] <= 4.0, event
+
+
+def test_wav_file_microphone_matches_offline_inspect(tmp_path: Path) -> None:
+    """The daemon's streaming path and `inspect` agree on the same clip."""
+    from edge_inspector.cli import main
+
+    clip = fault_clip(42, "squeal", 3.0, 6.0, duration_s=9.0)
+    wav = tmp_path / "clip.wav"
+    scipy.io.wavfile.write(wav, 16000, (clip.samples * 32767).astype(np.int16))
+    cfg = DaemonConfig(tmp_path, microphones=[{"name": "m", "uri": f"file://{wav}", "realtime": False}])
+    sub = Subscriber(cfg.endpoint)
+    try:
+        time.sleep(0.3)
+        daemon = start_daemon(cfg.path)
+        _, err = daemon.communicate(timeout=60)
+        time.sleep(0.2)
+    finally:
+        sub.close()
+    assert daemon.returncode == 0, err[-2000:]
+    episodes = sub.topics("defect.acoustic.m")
+    assert [e["label"] for e in episodes] == ["squeal"], episodes
+    assert abs(episodes[0]["offset_s"] - 3.0) <= 0.5
+
+    out = tmp_path / "inspect.jsonl"
+    with open(out, "w") as fh:
+        import contextlib
+
+        with contextlib.redirect_stdout(fh):
+            assert main(["inspect", str(wav)]) == 0
+    offline = json.loads(out.read_text())
+    assert offline["label"] == "squeal" and offline["kind"] == "acoustic"
+    assert episodes[0]["score"] >= offline["score"] - 0.05  # the episode peak is at least the clip score
