@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def runner() -> VisualModelRunner:
+def runner() -> Iterator[VisualModelRunner]:
     manifest = load_manifest(ENGINES)  # verify=True: sha256 must match the file
     assert manifest.visual is not None
     engine = create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=8)

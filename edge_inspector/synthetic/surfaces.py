@@ -38,7 +38,7 @@ class Sample:
 
 
 @dataclass
-class _Scene:
+class Scene:
     """A clean surface before defects: float BGR albedo*shading and the light direction."""
 
     image: np.ndarray  # H x W x 3 float32, 0..255
@@ -117,17 +117,17 @@ _PAD = 6  # scenes are drawn this much larger on each side so a shift never show
 _FAMILY_MAKERS = {"metal": _metal, "painted": _painted, "cast": _cast}
 
 
-def _scene(rng: np.random.Generator, family: str, size: int) -> _Scene:
+def _scene(rng: np.random.Generator, family: str, size: int) -> Scene:
     angle = rng.uniform(0, 2 * math.pi)
     light = (math.cos(angle), math.sin(angle))
-    return _Scene(_FAMILY_MAKERS[family](rng, size, light).astype(np.float32), light)
+    return Scene(_FAMILY_MAKERS[family](rng, size, light).astype(np.float32), light)
 
 
-def scene_from_image(rng: np.random.Generator, image: np.ndarray, size: int = 256) -> _Scene:
+def scene_from_image(rng: np.random.Generator, image: np.ndarray, size: int = 256) -> Scene:
     """Wrap an existing square BGR texture as a clean scene to put defects on (training)."""
     angle = rng.uniform(0, 2 * math.pi)
     canvas = cv2.resize(image, (size + 2 * _PAD, size + 2 * _PAD), interpolation=cv2.INTER_AREA)
-    return _Scene(canvas.astype(np.float32), (math.cos(angle), math.sin(angle)))
+    return Scene(canvas.astype(np.float32), (math.cos(angle), math.sin(angle)))
 
 
 # ----------------------------------------------------------------------------------- defects
@@ -145,7 +145,7 @@ def _polarity_delta(rng: np.random.Generator, lo: float, hi: float, dark_bias: f
     return np.float32(sign * magnitude) * rng.uniform(0.85, 1.15, 3).astype(np.float32)
 
 
-def _scratch(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
+def _scratch(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarray:
     """A thin anti-aliased straight line or gentle curve, bright or dark, sometimes broken."""
     margin = 14
     length = rng.uniform(0.12, 0.7) * size
@@ -175,7 +175,7 @@ def _scratch(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
     return (alpha > 0.25).astype(np.uint8)
 
 
-def _crack(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
+def _crack(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarray:
     """A dark, jagged, tapering random walk that branches."""
     margin = 14
     alpha = np.zeros((size, size), np.float32)
@@ -210,7 +210,7 @@ def _crack(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
     return (alpha > 0.25).astype(np.uint8)
 
 
-def _spot(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
+def _spot(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarray:
     """A stain or contamination blob with a soft, irregular edge, dark or bright, maybe tinted."""
     radius = rng.uniform(4, 28) * size / 256
     margin = 14 + radius * 1.3
@@ -232,7 +232,7 @@ def _spot(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
     return (alpha > 0.3).astype(np.uint8)
 
 
-def _dent(rng: np.random.Generator, scene: _Scene, size: int) -> np.ndarray:
+def _dent(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarray:
     """A smooth height bump or dip, visible only as shading under the scene's light."""
     sigma = rng.uniform(6, 22) * size / 256
     margin = 14 + sigma * 2
@@ -299,7 +299,7 @@ def bbox_of(mask: np.ndarray) -> list[int] | None:
 # -------------------------------------------------------------------------------- public API
 
 
-def compose(rng: np.random.Generator, scene: _Scene, label: str, family: str) -> Sample:
+def compose(rng: np.random.Generator, scene: Scene, label: str, family: str) -> Sample:
     """Put a ``label`` defect on a clean scene, add the nuisances and return the sample."""
     if label not in LABELS:
         raise ValueError(f"unknown defect label {label!r}; expected one of {LABELS}")
