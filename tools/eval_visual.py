@@ -260,7 +260,8 @@ first {_crop_epochs(r)} on {r.get("crop")}x{r.get("crop")} crops around the defe
 per second) and the last {r.get("full_epochs")} on whole images; batch {r.get("batch")}, AdamW + one-cycle
 LR 3e-3, flips/rotations; loss = cross-entropy on the class + BCE (pos_weight 4) on the heatmap
 against the max-pooled defect mask. The CPU default (`--device cpu`: 4500 images, 20 epochs; 2.9 min
-on 12 CPU threads, expect roughly 10-15 min on 2 cores) gives a weaker model: measured once on
+on 12 CPU threads; about 7 min on 2 idle cores from measured step times, longer when the cores
+are shared) gives a weaker model: measured once on
 the same held-out sets, AUROC 0.982 / F1 0.912 / good reject 0.013 / type accuracy 0.887 (main)
 and 0.817 / 0.626 / 0.017 / 0.680 (held-out style). The **cast** family is never seen in
 training: it is the held-out style below.
