@@ -52,8 +52,10 @@ class VisualModelRunner:
         self.engine = engine
         self.model = model
         _, self.height, self.width = model.input_shape
-        self._mean = np.asarray(model.mean, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.asarray(model.std, np.float32).reshape(1, 3, 1, 1)
+        # (pixel/255 - mean)/std folded into one multiply-subtract per channel
+        self._scale = 1.0 / (255.0 * np.asarray(model.std, np.float32))
+        self._offset = np.asarray(model.mean, np.float32) / np.asarray(model.std, np.float32)
+        self._channels = (2, 1, 0) if model.color == "RGB" else (0, 1, 2)  # source BGR channel
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 frames of any size -> resized (stretched) normalised NCHW float32 batch."""
@@ -66,10 +68,11 @@ class VisualModelRunner:
             if (h, w) != (self.height, self.width):
                 image = cv2.resize(image, (self.width, self.height), interpolation=interp)
             batch[i] = image
-        if self.model.color == "RGB":
-            batch = batch[..., ::-1]
-        x = batch.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
-        return np.ascontiguousarray((x - self._mean) / self._std)
+        x = np.empty((len(images), 3, self.height, self.width), np.float32)
+        for c, src in enumerate(self._channels):
+            np.multiply(batch[..., src], self._scale[c], out=x[:, c], casting="unsafe")
+            x[:, c] -= self._offset[c]
+        return x
 
     def infer(self, images: Sequence[np.ndarray], threshold: float | None = None) -> list[VisualResult]:
         """Inspect ``images``: one engine call per ``engine.max_batch`` frames."""
