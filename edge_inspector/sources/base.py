@@ -8,6 +8,7 @@ frame is ever skipped and results are deterministic.
 
 from __future__ import annotations
 
+import abc
 import collections
 import logging
 import threading
@@ -133,7 +134,7 @@ class SourceCounters:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-class SourceThread(threading.Thread, Generic[T]):
+class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
     """Base for capture threads: open, read until stopped, reconnect live sources with backoff.
 
     Subclasses implement :meth:`open`, :meth:`read_items` and :meth:`release`.  File sources
@@ -163,11 +164,13 @@ class SourceThread(threading.Thread, Generic[T]):
         self.fatal_error: str | None = None
 
     # -- subclass hooks --------------------------------------------------------------------
-    def open(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open the device or file; raise to report it offline (live) or failed (file)."""
 
-    def read_items(self) -> Iterator[T]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read_items(self) -> Iterator[T]:
+        """Yield items until the stream ends (file) or fails (raise)."""
 
     def release(self) -> None:
         pass
