@@ -69,6 +69,7 @@ class AcousticModel(_Strict):
     smoothing_s: float = 0.3
     min_duration_s: float = 0.3
     warmup_s: float = 0.5  # frames before this (after a state reset) are not scored
+    report_after_s: float = Field(2.0, gt=0.0)  # an episode still open this long after onset is reported early
 
 
 class Manifest(_Strict):

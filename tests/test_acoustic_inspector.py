@@ -61,11 +61,18 @@ def run(shipped, streams: dict[str, list[Chunk]], **kw) -> tuple[list[Verdict], 
     return verdicts, inspector
 
 
+def closing(verdicts: list[Verdict]) -> list[Verdict]:
+    """The one-per-episode closing verdicts (early "ongoing" reports left out)."""
+    return [v for v in verdicts if not v.extra["ongoing"]]
+
+
 @pytest.mark.parametrize("label", ["bearing", "knock", "squeal"])
 def test_one_verdict_per_fault_episode(shipped, label: str) -> None:
     clip = make_clip(np.random.default_rng(40), 10.0, label=label, snr_db=3.0, fault_start_s=3.0, fault_end_s=6.0)
-    verdicts, inspector = run(shipped, {"mic0": chunks_of("mic0", clip.samples)})
-    assert len(verdicts) == 1, [(v.label, v.offset_s, v.duration_s) for v in verdicts]
+    everything, inspector = run(shipped, {"mic0": chunks_of("mic0", clip.samples)})
+    verdicts = closing(everything)
+    assert len(verdicts) == 1, [(v.label, v.offset_s, v.duration_s) for v in everything]
+    assert {v.extra["episode"] for v in everything} == {verdicts[0].extra["episode"]}
     v = verdicts[0]
     assert (v.source, v.kind, v.label, v.defect) == ("mic0", "acoustic", label, True)
     assert abs(v.offset_s - 3.0) <= 0.5
@@ -89,7 +96,7 @@ def test_microphones_keep_separate_state(shipped) -> None:
     normal = make_clip(np.random.default_rng(61), 8.0, label="normal")
     verdicts, inspector = run(shipped, {"a": chunks_of("a", fault.samples), "b": chunks_of("b", normal.samples)},
                               keep_frame_probs=True)
-    assert [(v.source, v.label) for v in verdicts] == [("a", "squeal")]
+    assert [(v.source, v.label) for v in closing(verdicts)] == [("a", "squeal")]
     engine, model = shipped
     alone = am.inspect_samples(am.AcousticStreamRunner(engine, model), normal.samples)
     assert np.abs(inspector.frame_probs("b") - alone).max() < 1e-5
@@ -103,6 +110,7 @@ def test_discontinuity_resets_state_and_closes_episode(shipped) -> None:
     chunks[50].discontinuity = True
     verdicts, inspector = run(shipped, {"m": chunks}, keep_frame_probs=True)
     assert inspector.stats.resets == 1
+    verdicts = closing(verdicts)
     assert [v.label for v in verdicts] == ["knock"]  # the open episode was closed at the reset
     assert abs(verdicts[0].offset_s - 2.0) <= 0.5 and verdicts[0].duration_s <= 3.2
     after = am.inspect_samples(am.AcousticStreamRunner(engine, model), b.samples)
@@ -192,6 +200,63 @@ def test_demo_machine_stream_faults_are_reported(shipped) -> None:
         for i in range(600):  # 60 s
             inspector.process(Chunk("m", i * 0.1, T0 + i * 0.1, i * 0.1, next(stream), 16000))
         inspector.finish()
-        counts[rate] = len(found)
+        counts[rate] = len(closing(found))
         assert all(v.offset_s >= 3.0 for v in found)  # the stream's first 3 s are always normal
     assert counts[0.0] == 0 and counts[0.3] >= 2, counts
+
+
+def stream_verdicts(shipped, samples: np.ndarray, **kw) -> list[tuple[float, Verdict]]:
+    """``(stream time when published, verdict)`` for ``samples`` fed synchronously in 0.1 s chunks."""
+    engine, model = shipped
+    out: list[tuple[float, Verdict]] = []
+    now = [0.0]
+    inspector = AcousticInspector(engine, model, {"m": BoundedQueue(1, "block")}, lambda v: out.append((now[0], v)), **kw)
+    for c in chunks_of("m", samples):
+        now[0] = c.offset_s + c.samples.size / 16000
+        inspector.process(c)
+    inspector.finish()
+    return out
+
+
+@pytest.mark.parametrize("report_after_s", [None, 1.0])
+def test_persistent_fault_is_reported_while_it_lasts(shipped, report_after_s: float | None) -> None:
+    """A long fault: one early "ongoing" verdict about report_after_s after onset, then ONE
+    closing verdict for the same episode."""
+    _, model = shipped
+    after = model.report_after_s if report_after_s is None else report_after_s
+    clip = make_clip(np.random.default_rng(90), 12.0, label="bearing", snr_db=3.0, fault_start_s=2.0, fault_end_s=10.0)
+    got = stream_verdicts(shipped, clip.samples, report_after_s=report_after_s)
+    assert [v.extra["ongoing"] for _, v in got] == [True, False], [(t, v.extra) for t, v in got]
+    (t_early, early), (t_close, final) = got
+    assert early.extra["episode"] == final.extra["episode"] == f"m-{round((early.offset_s - model.win_length / 32000) * 100)}"
+    assert early.label == final.label == "bearing" and early.defect and final.defect
+    assert abs(early.offset_s - 2.0) <= 0.5 and early.offset_s == final.offset_s
+    # published within report_after_s (+ smoothing and the 0.1 s chunk) of the fault's onset
+    assert t_early <= 2.0 + after + model.smoothing_s + 0.5, t_early
+    assert early.duration_s == pytest.approx(after, abs=0.25)
+    assert early.score <= final.score and 7.0 <= final.duration_s <= 9.0
+    assert t_close >= 10.0
+
+
+def test_short_fault_gives_only_the_closing_verdict(shipped) -> None:
+    _, model = shipped
+    clip = make_clip(np.random.default_rng(91), 8.0, label="squeal", snr_db=6.0, fault_start_s=3.0, fault_end_s=4.2)
+    got = stream_verdicts(shipped, clip.samples)
+    assert [(v.label, v.extra["ongoing"]) for _, v in got] == [("squeal", False)]
+    assert got[0][1].duration_s < model.report_after_s
+
+
+def test_silence_machine_start_and_stop_give_no_episode(shipped) -> None:
+    """Digital silence, a machine starting abruptly, a fault, an abrupt stop, silence again
+    (what a microphone on a sound server hears; the server's resampler rolls off the top band)."""
+    from scipy.signal import butter, sosfilt
+
+    clip = make_clip(np.random.default_rng(41), 10.0, label="bearing", snr_db=3.0, rotation_hz=25.0,
+                     fault_start_s=4.0, fault_end_s=7.0)
+    heard = sosfilt(butter(4, 7200, fs=16000, output="sos"), clip.samples).astype(np.float32)
+    lead = 2.24
+    audio = np.concatenate([np.zeros(int(lead * 16000), np.float32), heard, np.zeros(5 * 16000, np.float32)])
+    got = [v for _, v in stream_verdicts(shipped, audio)]
+    assert len({v.extra["episode"] for v in got}) == 1, [(v.label, v.offset_s, v.duration_s) for v in got]
+    final = closing(got)[0]
+    assert final.label == "bearing" and abs(final.offset_s - (lead + 4.0)) <= 0.5 and 2.0 <= final.duration_s <= 4.0

@@ -2,7 +2,8 @@
 """Train the streaming acoustic anomaly GRU on synthetic machine sounds and export it to ONNX.
 
 Recipe: 4 s clips from ``edge_inspector.synthetic.machines`` (rotation 15-40 Hz; faults at
--6..+6 dB SNR, over the whole clip or a random sub-interval), log-mel features from the SAME
+-6..+6 dB SNR, over the whole clip or a random sub-interval; machine start/stop, breaks, silence
+and level changes over a noise floor, all labelled normal; random low-/high-pass channel responses), log-mel features from the SAME
 ``edge_inspector.features.logmel`` the daemon uses, per-frame cross-entropy (frame label = the
 fault class inside the fault interval, else ``normal``; the first frames after a reset are not
 scored), AdamW + cosine schedule.  The network is per-frame layers (no temporal context) then a
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.signal import butter, sosfilt
 from torch import nn
 from tqdm import tqdm
 
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from edge_inspector.features import LogMelParams, logmel  # noqa: E402
 from edge_inspector.manifest import AcousticModel, sha256_of  # noqa: E402
-from edge_inspector.synthetic.machines import LABELS, TRAIN_ROTATION_HZ, make_clip  # noqa: E402
+from edge_inspector.synthetic.machines import ENVELOPES, LABELS, TRAIN_ROTATION_HZ, make_clip  # noqa: E402
 
 CLIP_S = 4.0
 LOSS_SKIP_FRAMES = 30  # first 0.3 s after a reset carry no loss: the GRU has heard too little
@@ -61,6 +63,19 @@ def frame_labels_for(label: int, start_s: float, end_s: float, t: int, params: L
     return out
 
 
+def channel_response(rng: np.random.Generator, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A random microphone/ADC/resampler response for half the clips: a low-pass (Butterworth,
+    order 2-8, 4.5-7.8 kHz: every resampler and anti-alias filter rolls off the top mel bands)
+    and, a third of the time, a high-pass at 30-150 Hz.  Without it, a sound server's resampler
+    alone moves the top bands by several nats and the model hears a fault in a normal machine."""
+    if rng.random() >= 0.5:
+        return samples
+    x = sosfilt(butter(int(rng.integers(2, 9)), rng.uniform(4500.0, 7800.0), fs=sample_rate, output="sos"), samples)
+    if rng.random() < 1 / 3:
+        x = sosfilt(butter(2, rng.uniform(30.0, 150.0), btype="highpass", fs=sample_rate, output="sos"), x)
+    return x.astype(np.float32)
+
+
 def make_dataset(
     seed: int,
     n: int,
@@ -70,8 +85,14 @@ def make_dataset(
     partial: float = 0.5,
     labels: tuple[str, ...] = LABELS,
     desc: str = "data",
+    envelopes: bool = True,
 ) -> Dataset:
-    """``n`` clips, labels cycling through ``labels``; ``partial`` of faults cover a sub-interval."""
+    """``n`` clips, labels cycling through ``labels``; ``partial`` of faults cover a sub-interval.
+
+    With ``envelopes``, the line's life is in the data: 70 % of normal clips have the machine
+    starting, stopping, pausing, silent or changing level over a microphone noise floor, 30 % of
+    fault clips start/stop/change level around the fault, half of all clips get a
+    -10..+4 dB gain and half a random :func:`channel_response`."""
     rng = np.random.default_rng(seed)
     t = params.n_frames(int(CLIP_S * params.sample_rate))
     mel = np.zeros((n, t, params.n_mels), dtype=np.float32)
@@ -85,6 +106,13 @@ def make_dataset(
         if label != "normal" and rng.random() < partial:
             start = float(rng.uniform(0.0, CLIP_S - 0.8))
             end = float(min(CLIP_S, start + rng.uniform(0.8, 3.5)))
+        kind, gain = None, 0.0
+        if envelopes:
+            if label == "normal" and rng.random() < 0.7:
+                kind = str(rng.choice(ENVELOPES[1:]))
+            elif label != "normal" and rng.random() < 0.3:
+                kind = str(rng.choice(["start", "stop", "level"]))
+            gain = float(rng.uniform(-10.0, 4.0)) if rng.random() < 0.5 else 0.0
         clip = make_clip(
             rng,
             CLIP_S,
@@ -93,8 +121,11 @@ def make_dataset(
             rotation_hz=float(rng.uniform(*rotation)),
             fault_start_s=start,
             fault_end_s=end,
+            envelope_kind=kind,
+            gain_db=gain,
         )
-        mel[i] = logmel(clip.samples, params)
+        samples = channel_response(rng, clip.samples, params.sample_rate) if envelopes else clip.samples
+        mel[i] = logmel(samples, params)
         lab[i] = LABELS.index(label)
         fl[i] = frame_labels_for(lab[i], clip.fault_start_s, clip.fault_end_s, t, params)
         snrs[i] = np.nan if clip.snr_db is None else clip.snr_db

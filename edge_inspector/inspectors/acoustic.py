@@ -8,7 +8,12 @@ an *episode* opens when the smoothed score reaches ``onset`` and closes when it 
 ``offset`` (hysteresis, so a fault hovering near one threshold does not flap).  Episodes shorter
 than ``min_duration_s`` are discarded; every other episode becomes ONE
 :class:`~edge_inspector.inspectors.verdict.Verdict` when it closes, so a PLC gets one event per
-fault, not one hundred per second.
+fault, not one hundred per second.  A fault that persists must not stay silent until it ends:
+an episode still open ``report_after_s`` after its onset is also reported once while it lasts
+(``extra["ongoing"] = True``, duration and peak so far); its closing verdict follows with
+``extra["ongoing"] = False`` and the same ``extra["episode"]`` id (``<mic>-<start frame>``,
+frames counted from the start of the stream), so every episode still ends in exactly one
+closing event.
 
 State is reset when a chunk says ``discontinuity`` or when its ``offset_s`` does not follow the
 previous chunk (a chunk was dropped by a ``drop_oldest`` queue): the GRU must not glue two
@@ -47,6 +52,8 @@ class AcousticStats:
 @dataclass
 class _Episode:
     start_frame: int
+    id: str = ""
+    reported: bool = False  # the early "ongoing" verdict went out
     peak: float = 0.0
     probs_sum: np.ndarray | None = None
     frames: int = 0
@@ -61,6 +68,7 @@ class _Mic:
     onset: float
     offset: float
     base_offset_s: float = 0.0  # stream offset / capture times of frame 0 since the last reset
+    frames_before: int = 0  # frames seen before the last reset (episode ids stay unique)
     base_ts: float = 0.0
     base_mono: float = 0.0
     next_offset_s: float | None = None  # where the next contiguous chunk must start
@@ -83,8 +91,10 @@ class AcousticInspector(threading.Thread):
         verdict_every_s: float | None = None,
         on_window: Callable[[Verdict], None] | None = None,
         keep_frame_probs: bool = False,
+        report_after_s: float | None = None,
     ) -> None:
         """``overrides`` maps a microphone name to ``{"onset": x, "offset": y}``.
+        ``report_after_s`` (default: the model's) is when a still-open episode is reported early.
         With ``verdict_every_s``, a per-window verdict (ok or not) for every that many seconds
         of audio goes to ``on_window`` (default ``on_verdict``) in addition to episodes."""
         super().__init__(name="acoustic-inspector", daemon=True)
@@ -99,6 +109,10 @@ class AcousticInspector(threading.Thread):
         self.frame_s = model.hop_length / model.sample_rate
         self.smooth_frames = max(1, int(round(model.smoothing_s / self.frame_s)))
         self.warmup = am.warmup_frames(model)
+        after = model.report_after_s if report_after_s is None else float(report_after_s)
+        if after <= 0:
+            raise ValueError(f"report_after_s must be > 0, got {after}")
+        self.report_after_frames = max(1, int(round(after / self.frame_s)))
         self.mics: dict[str, _Mic] = {}
         for name in queues:
             o = (overrides or {}).get(name, {})
@@ -131,6 +145,7 @@ class AcousticInspector(threading.Thread):
     def _reset(self, mic: _Mic, chunk: Chunk) -> None:
         self._close_episode(mic, mic.runner.frames_seen)
         self._flush_window(mic)
+        mic.frames_before += mic.runner.frames_seen
         mic.runner.reset()
         mic.base_offset_s, mic.base_ts, mic.base_mono = chunk.offset_s, chunk.ts, chunk.mono
         mic.window, mic.window_sum = [], 0.0
@@ -175,7 +190,8 @@ class AcousticInspector(threading.Thread):
         if ep is None and smooth >= mic.onset:
             # A moving average lags by half its window: date the start back by that much.
             start = max(self.warmup, k - (self.smooth_frames - 1) // 2)
-            ep = mic.episode = _Episode(start_frame=start, probs_sum=np.zeros_like(probs, dtype=np.float64))
+            ep = mic.episode = _Episode(start_frame=start, id=f"{mic.name}-{mic.frames_before + start}",
+                                        probs_sum=np.zeros_like(probs, dtype=np.float64))
         if ep is not None:
             if smooth < mic.offset:
                 self._close_episode(mic, k)
@@ -183,6 +199,9 @@ class AcousticInspector(threading.Thread):
                 ep.peak = max(ep.peak, smooth)
                 ep.probs_sum += probs
                 ep.frames += 1
+                if not ep.reported and k - ep.start_frame >= self.report_after_frames:
+                    ep.reported = True
+                    self._emit_episode(mic, ep, k + 1, ongoing=True)
         if self.verdict_every_s and (k + 1 - mic.period_start_frame) * self.frame_s >= self.verdict_every_s - 1e-9:
             self._flush_window(mic, end_frame=k + 1)
 
@@ -195,14 +214,18 @@ class AcousticInspector(threading.Thread):
         if ep is None or ep.frames == 0:
             return
         end = max(ep.start_frame + 1, end_frame - (self.smooth_frames - 1) // 2)
-        duration = (end - ep.start_frame) * self.frame_s
-        if duration < self.model.min_duration_s:
+        if (end - ep.start_frame) * self.frame_s < self.model.min_duration_s and not ep.reported:
             self.stats.short_episodes += 1
             return
+        self.stats.episodes += 1
+        self._emit_episode(mic, ep, end, ongoing=False)
+
+    def _emit_episode(self, mic: _Mic, ep: _Episode, end: int, ongoing: bool) -> None:
+        """One episode verdict: the early "ongoing" one (``end`` = now) or the closing one."""
+        duration = (end - ep.start_frame) * self.frame_s
         mean = ep.probs_sum / ep.frames
         label = self.model.labels[1 + int(np.argmax(mean[1:]))]
         t = self._frame_time(ep.start_frame)
-        self.stats.episodes += 1
         self.on_verdict(
             Verdict(
                 source=mic.name, kind="acoustic", label=label, score=float(ep.peak), defect=True,
@@ -210,7 +233,7 @@ class AcousticInspector(threading.Thread):
                 model_sha256=self.model.sha256, offset_s=round(mic.base_offset_s + t, 4),
                 duration_s=round(duration, 4),
                 extra={"probs": {n: round(float(p), 4) for n, p in zip(self.model.labels, mean)},
-                       "onset": mic.onset, "offset": mic.offset},
+                       "onset": mic.onset, "offset": mic.offset, "episode": ep.id, "ongoing": ongoing},
             )
         )
 

@@ -15,6 +15,12 @@ Held-out machine: training uses rotation frequencies in :data:`TRAIN_ROTATION_HZ
 (15-40 Hz); :data:`HELDOUT_ROTATION_HZ` (45-60 Hz) is never used for training so evaluation
 can show how the model behaves on a machine it has never heard.
 
+A line also hears the machine *not* running: :func:`make_clip` with an ``envelope`` puts the
+machine on a gain envelope over a microphone noise floor (digital silence or white/pink noise at
+-90..-50 dBFS): ``start``/``stop`` (abrupt, or a fade of up to 1.5 s), ``gap`` (a break),
+``silence`` (machine off throughout) and ``level`` (the level steps or ramps by up to 15 dB).
+All of these are *normal*: a fault is only ever heard while the machine runs.
+
 Everything is deterministic given the generator or seed; only numpy and scipy are used so
 the daemon's ``synthetic://machine`` microphone runs anywhere.  Background synthesis is
 stateful (phases, filter states), so :func:`machine_stream` is phase-continuous block to block.
@@ -33,6 +39,8 @@ LABELS: tuple[str, ...] = ("normal", "bearing", "knock", "squeal")
 TRAIN_ROTATION_HZ: tuple[float, float] = (15.0, 40.0)
 HELDOUT_ROTATION_HZ: tuple[float, float] = (45.0, 60.0)
 SNR_RANGE_DB: tuple[float, float] = (-6.0, 6.0)
+ENVELOPES: tuple[str, ...] = ("steady", "start", "stop", "gap", "silence", "level")
+FLOOR_DBFS: tuple[float, float] = (-90.0, -50.0)
 
 # Paul Kellet's 3-pole approximation of a 1/f (pink) spectrum, applied to white noise
 # (output RMS about 0.087 per unit input).
@@ -195,6 +203,78 @@ def _add_fault(background: np.ndarray, fault: np.ndarray, start: int, snr_db: fl
     seg += scale * fault[: seg.size]
 
 
+def noise_floor(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A microphone/ADC noise floor: digital silence (a quarter of the time) or white/pink noise
+    at an RMS drawn from :data:`FLOOR_DBFS`."""
+    if rng.random() < 0.25:
+        return np.zeros(n)
+    x = rng.standard_normal(n)
+    if rng.random() < 0.5:
+        x = lfilter(_PINK_B, _PINK_A, x) / 0.087
+    return x * 10 ** (rng.uniform(*FLOOR_DBFS) / 20)
+
+
+def _ramp(n: int, at: int, width: int, rising: bool) -> np.ndarray:
+    """0 -> 1 (or 1 -> 0) reached at sample ``at`` over ``width`` samples (abrupt when 0)."""
+    idx = np.arange(n, dtype=np.float64)
+    r = np.clip((idx - (at - width)) / max(width, 1), 0.0, 1.0) if width else (idx >= at).astype(np.float64)
+    r = 0.5 - 0.5 * np.cos(np.pi * r)
+    return r if rising else 1.0 - r
+
+
+def envelope(rng: np.random.Generator, kind: str, n: int, sr: int, keep_on: tuple[int, int] | None = None) -> np.ndarray:
+    """The machine's gain over ``n`` samples for an :data:`ENVELOPES` kind.
+
+    ``keep_on = (a, b)``: the machine runs at full level throughout samples ``[a, b)`` (a fault
+    is there); kinds that cannot honour it fall back to ``level`` outside that interval.
+    """
+    if kind not in ENVELOPES:
+        raise ValueError(f"unknown envelope {kind!r}; expected one of {ENVELOPES}")
+    a, b = keep_on if keep_on is not None else (n, 0)  # empty interval: no constraint
+    margin = int(0.3 * sr)
+
+    def width() -> int:
+        return 0 if rng.random() < 0.5 else int(rng.uniform(0.01, 1.5) * sr)
+
+    if kind == "steady":
+        return np.ones(n)
+    if kind == "silence":
+        return np.zeros(n) if keep_on is None else envelope(rng, "level", n, sr, keep_on)
+    if kind == "start":
+        hi = min(n, a - margin)
+        if hi <= 0:
+            return envelope(rng, "level", n, sr, keep_on)
+        w = width()
+        at = int(rng.uniform(0, hi))
+        return _ramp(n, at, min(w, at), rising=True)
+    if kind == "stop":
+        lo = max(0, b + margin) if keep_on is not None else 0
+        if lo >= n:
+            return envelope(rng, "level", n, sr, keep_on)
+        return _fade_out(n, int(rng.uniform(lo, n)), width())
+    if kind == "gap":
+        if keep_on is not None:
+            return envelope(rng, "level", n, sr, keep_on)
+        off = int(rng.uniform(0, 0.7 * n))
+        on = int(rng.uniform(off + 0.1 * sr, n + 0.5 * sr))
+        return np.maximum(_fade_out(n, off, width()), _ramp(n, on, min(width(), max(0, on - off)), rising=True))
+    # level: a step or ramp between two levels (dB), never below the full level inside keep_on
+    g1, g2 = 10 ** (rng.uniform(-15, 0, 2) / 20)
+    at = int(rng.uniform(0, n))
+    r = _ramp(n, at, width(), rising=True)
+    g = g1 + (g2 - g1) * r
+    if keep_on is not None:
+        g = np.ones(n) * max(g1, g2)  # a fault keeps its SNR: one level over the whole clip
+    return g
+
+
+def _fade_out(n: int, at: int, width: int) -> np.ndarray:
+    """1 until ``at``, then down to 0 over ``width`` samples (abrupt when 0)."""
+    idx = np.arange(n, dtype=np.float64)
+    r = np.clip((idx - at) / max(width, 1), 0.0, 1.0) if width else (idx >= at).astype(np.float64)
+    return 0.5 + 0.5 * np.cos(np.pi * r)
+
+
 def make_clip(
     rng: np.random.Generator,
     duration_s: float = 4.0,
@@ -204,11 +284,15 @@ def make_clip(
     fault_start_s: float = 0.0,
     fault_end_s: float | None = None,
     sample_rate: int = 16000,
+    envelope_kind: str | None = None,
+    gain_db: float = 0.0,
 ) -> Clip:
     """A machine recording with at most one fault in [fault_start_s, fault_end_s).
 
     Unset parameters are drawn from ``rng``: the label uniformly from :data:`LABELS`, the SNR
-    from :data:`SNR_RANGE_DB`, the rotation from :data:`TRAIN_ROTATION_HZ`.
+    from :data:`SNR_RANGE_DB`, the rotation from :data:`TRAIN_ROTATION_HZ`.  ``envelope_kind``
+    (one of :data:`ENVELOPES`) runs the machine on that envelope over a :func:`noise_floor`
+    (a fault stays inside the running part); ``gain_db`` scales the machine (microphone gain).
     """
     if label is None:
         label = LABELS[int(rng.integers(len(LABELS)))]
@@ -229,6 +313,12 @@ def make_clip(
             raise ValueError(f"empty fault interval [{start_s}, {end_s})")
         a, b = int(round(start_s * sample_rate)), int(round(end_s * sample_rate))
         _add_fault(audio, make_fault(rng, label, b - a, sample_rate, rotation_hz), a, snr)
+    audio *= 10 ** (gain_db / 20)
+    if envelope_kind is not None:
+        keep = None
+        if label != "normal":
+            keep = (int(round(start_s * sample_rate)), int(round(end_s * sample_rate)))
+        audio = audio * envelope(rng, envelope_kind, n, sample_rate, keep) + noise_floor(rng, n)
     samples = np.clip(audio, -1.0, 1.0).astype(np.float32)
     return Clip(samples, label, sample_rate, start_s, end_s, snr, float(rotation_hz))
 
