@@ -116,7 +116,7 @@ class Service:
         for cam in cameras:
             live = uri_scheme(cam.uri) != "file"
             queue: BoundedQueue[Any] = BoundedQueue(cam.queue_size, "drop_oldest" if live else "block", wakeup)
-            thread = open_camera(cam, queue, self._on_status)
+            thread = open_camera(cam, queue, self._on_status, prepare=lambda image: runner.preprocess([image])[0])
             queues[cam.name] = queue
             self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
         self.visual = VisualInspector(

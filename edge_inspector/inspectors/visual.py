@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
+
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.visual_model import VisualModelRunner
 from edge_inspector.sources.base import BoundedQueue, Frame
@@ -99,6 +101,8 @@ class VisualInspector(threading.Thread):
                     continue  # keep taking while frames are there
                 if len(batch) >= self.max_batch or self._all_exhausted():
                     return batch
+                if batch and self._every_camera_in(batch):
+                    return batch  # nothing else can join soon: waiting would only add latency
                 if batch and deadline is None:
                     deadline = time.monotonic() + self.batch_timeout_s
                 if self.stop_event.is_set() and not batch and not any(len(q) for q in self.queues.values()):
@@ -107,6 +111,10 @@ class VisualInspector(threading.Thread):
                 if timeout <= 0:
                     return batch
                 self.wakeup.wait(timeout)
+
+    def _every_camera_in(self, batch: list[Frame]) -> bool:
+        present = {f.source for f in batch}
+        return all(name in present or q.closed for name, q in self.queues.items())
 
     def _collect_lockstep(self) -> list[Frame]:
         """Merge by capture order: wait until every unfinished camera has a frame queued."""
@@ -139,7 +147,10 @@ class VisualInspector(threading.Thread):
     def _inspect(self, batch: Sequence[Frame]) -> None:
         t0 = time.monotonic()
         runner = self.runner
-        x = runner.preprocess([f.image for f in batch])
+        if all(f.tensor is not None for f in batch):  # prepared in the capture threads
+            x = np.stack([f.tensor for f in batch])
+        else:
+            x = runner.preprocess([f.image for f in batch])
         t1 = time.monotonic()
         outputs = runner.engine.run({runner.model.input: x})
         t2 = time.monotonic()
@@ -149,7 +160,8 @@ class VisualInspector(threading.Thread):
             size = (int(f.image.shape[0]), int(f.image.shape[1]))
             results += runner.postprocess(one, [size], self.thresholds.get(f.source))
         done = time.monotonic()
-        timing = {"preprocess_ms": (t1 - t0) * 1000.0, "inference_ms": (t2 - t1) * 1000.0}
+        capture_prep_ms = max(f.prep_ms for f in batch)
+        timing = {"preprocess_ms": (t1 - t0) * 1000.0 + capture_prep_ms, "inference_ms": (t2 - t1) * 1000.0}
         self.stats.batches += 1
         self.stats.frames += len(batch)
         self.stats.batch_sizes[len(batch)] += 1

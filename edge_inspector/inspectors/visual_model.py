@@ -63,6 +63,11 @@ class VisualModelRunner:
         for i, image in enumerate(images):
             image = _as_bgr(image)
             h, w = image.shape[:2]
+            # INTER_AREA at a non-integer ratio is slow on large frames (~4 ms for 720p); halving
+            # first takes OpenCV's fast integer-factor path and gives nearly the same pixels.
+            while h >= 2 * self.height and w >= 2 * self.width:
+                image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+                h, w = image.shape[:2]
             shrinking = h > self.height or w > self.width
             interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
             if (h, w) != (self.height, self.width):

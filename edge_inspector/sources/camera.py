@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import cv2
@@ -23,6 +23,18 @@ from edge_inspector.errors import SourceError, UserError
 from edge_inspector.sources.base import BoundedQueue, Frame, SourceThread, StatusCallback, sleep_until
 
 log = logging.getLogger(__name__)
+
+#: turns one captured image into the model input; runs in the capture thread so resizing and
+#: normalising happen in parallel across cameras instead of on the single inspector thread
+Prepare = Callable[[np.ndarray], np.ndarray]
+
+
+def _prepared(frame: Frame, prepare: Prepare | None) -> Frame:
+    if prepare is not None:
+        t0 = time.monotonic()
+        frame.tensor = prepare(frame.image)
+        frame.prep_ms = (time.monotonic() - t0) * 1000.0
+    return frame
 
 
 def opencv_has_gstreamer() -> bool:
@@ -93,7 +105,14 @@ class CameraSource(SourceThread[Frame]):
 
     kind = "camera"
 
-    def __init__(self, cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        queue: BoundedQueue[Frame],
+        on_status: StatusCallback | None = None,
+        prepare: Prepare | None = None,
+    ) -> None:
+        self.prepare = prepare
         self.cfg = cfg
         self.scheme = uri_scheme(cfg.uri)
         live = self.scheme != "file"
@@ -187,7 +206,7 @@ class CameraSource(SourceThread[Frame]):
             index = self.next_index
             self.next_index += 1
             crop, origin = self._crop(image)
-            yield Frame(self.source_name, index, ts, mono, crop, origin)
+            yield _prepared(Frame(self.source_name, index, ts, mono, crop, origin), self.prepare)
 
 
 class SyntheticCamera(SourceThread[Frame]):
@@ -195,7 +214,14 @@ class SyntheticCamera(SourceThread[Frame]):
 
     kind = "camera"
 
-    def __init__(self, cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        queue: BoundedQueue[Frame],
+        on_status: StatusCallback | None = None,
+        prepare: Prepare | None = None,
+    ) -> None:
+        self.prepare = prepare
         super().__init__(cfg.name, cfg.uri, queue, on_status, live=True)
         self.cfg = cfg
         query = {k: v[-1] for k, v in parse_qs(urlparse(cfg.uri).query).items()}
@@ -224,14 +250,19 @@ class SyntheticCamera(SourceThread[Frame]):
             self.next_index += 1
             if len(self.truth) < 100_000:
                 self.truth[index] = sample.label
-            yield Frame(self.source_name, index, time.time(), time.monotonic(), sample.image)
+            yield _prepared(Frame(self.source_name, index, time.time(), time.monotonic(), sample.image), self.prepare)
 
 
-def open_camera(cfg: CameraConfig, queue: BoundedQueue[Frame], on_status: StatusCallback | None = None) -> SourceThread[Frame]:
+def open_camera(
+    cfg: CameraConfig,
+    queue: BoundedQueue[Frame],
+    on_status: StatusCallback | None = None,
+    prepare: Prepare | None = None,
+) -> SourceThread[Frame]:
     """Pick the capture class for the camera's URI scheme."""
     if uri_scheme(cfg.uri) == "synthetic":
         kind = urlparse(cfg.uri).netloc
         if kind != "surface":
             raise UserError(f"camera {cfg.name}: unknown synthetic camera {kind!r} (use synthetic://surface)")
-        return SyntheticCamera(cfg, queue, on_status)
-    return CameraSource(cfg, queue, on_status)
+        return SyntheticCamera(cfg, queue, on_status, prepare)
+    return CameraSource(cfg, queue, on_status, prepare)
