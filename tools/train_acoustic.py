@@ -13,7 +13,7 @@ Outputs in ``--out``: ``acoustic_gru.onnx`` (opset 17, dynamic batch and time), 
 section of ``manifest.toml``; then ``tools/eval_acoustic.py`` evaluates through ONNX Runtime on
 unseen seeds, writes the PNGs and the model card section of ``README.md``.
 
-    python3 tools/train_acoustic.py --out engines            # full run (~10 min on 2 cores)
+    python3 tools/train_acoustic.py --out engines            # full run (~5 min on a shared CPU)
     python3 tools/train_acoustic.py --smoke                   # < 60 s into a temp dir
 """
 
@@ -235,14 +235,14 @@ def export_onnx(net: AcousticGRU, path: Path, n_mels: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--train-size", type=int, default=3200)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--crop", type=int, default=250, help="training sequence length in frames")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
     ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse generated training features")
     ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation afterwards")
