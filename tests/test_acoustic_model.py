@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import subprocess
 import sys
 import wave
@@ -196,6 +198,7 @@ def test_inspect_wav_result(shipped, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_training_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "engines"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_acoustic.py"), "--smoke", "--out", str(out)],

@@ -192,7 +192,7 @@ def test_bmp_and_grey_inputs(tmp_path: Path, runner: VisualModelRunner) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (pip install .[train])")
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_train_smoke(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
