@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 STATE_STYLE = {"online": "green", "offline": "red", "reconnecting": "yellow", "ended": "dim"}
 
@@ -44,10 +46,10 @@ def status_table(rows: list[dict[str, Any]], title: str) -> Table:
     for col in ("source", "state", "inspected", "rate/s", "dropped", "defects", "last", "p50 ms", "p99 ms"):
         table.add_column(col, justify="right" if col not in ("source", "state", "last") else "left")
     for r in rows:
-        style = STATE_STYLE.get(r["state"], "")
         table.add_row(
-            r["source"], f"[{style}]{r['state']}[/]", str(r["inspected"]), f"{r['rate']:.1f}",
-            str(r["dropped"]), f"[red]{r['defects']}[/]" if r["defects"] else "0", r["last"],
+            Text(r["source"]), Text(r["state"], style=STATE_STYLE.get(r["state"], "")),
+            str(r["inspected"]), f"{r['rate']:.1f}", str(r["dropped"]),
+            Text(str(r["defects"]), style="red" if r["defects"] else ""), Text(r["last"]),
             "-" if r["p50_ms"] is None else f"{r['p50_ms']:.1f}",
             "-" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}",
         )
@@ -68,7 +70,11 @@ class StatusDisplay:
 
     def __enter__(self) -> "StatusDisplay":
         if self.interactive:
-            self.live = Live(status_table(self.rows(), self.title), console=Console(), refresh_per_second=4, transient=False)
+            console = Console()
+            # log lines print above the live table instead of tearing through it
+            handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+            logging.getLogger().handlers[:] = [handler]
+            self.live = Live(status_table(self.rows(), self.title), console=console, refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self
 
