@@ -243,3 +243,42 @@ def test_demo_config_runs_and_serves_metrics(tmp_path: Path) -> None:
     assert code == 0, err[-3000:]
     assert (tmp_path / "edge-inspector" / "journal.sqlite3").exists()
     assert "mic0" in [e["source"] for t, e in sub.events if t.startswith("status.")]
+
+
+def test_unplugged_stream_goes_offline_and_comes_back(tmp_path: Path, surfaces: Any) -> None:
+    """The camera's server dies mid-stream and returns: offline, reconnecting, online again."""
+    video = make_clip(tmp_path, surfaces, n=20)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+
+    def serve() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video), "-c:v", "mjpeg",
+             "-q:v", "3", "-f", "mpjpeg", "-listen", "1", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    server = serve()
+    cfg = DaemonConfig(tmp_path, cameras=[{"name": "ipcam", "uri": url}], publisher={"publish_verdicts": True})
+    sub = Subscriber(cfg.endpoint)
+    daemon = start_daemon(cfg.path)
+    try:
+        assert sub.wait_for(lambda ev: len(sub.topics("verdict.ipcam")) >= 5, timeout=40), "stream never inspected"
+        server.kill()
+        server.wait()
+        assert sub.wait_for(lambda ev: "offline" in [e["state"] for e in sub.topics("status.ipcam")], timeout=30)
+        before = len(sub.topics("verdict.ipcam"))
+        server = serve()
+        assert sub.wait_for(lambda ev: len(sub.topics("verdict.ipcam")) >= before + 5, timeout=60), "no frames after reconnect"
+        assert daemon.poll() is None, "the daemon must survive a lost camera"
+        daemon.send_signal(signal.SIGTERM)
+        code, err = wait_exit(daemon, 15)
+    finally:
+        daemon.kill()
+        server.kill()
+        server.wait()
+        sub.close()
+    assert code == 0, err[-3000:]
+    states = [e["state"] for e in sub.topics("status.ipcam")]
+    first_offline = states.index("offline")
+    assert "reconnecting" in states[first_offline:] and "online" in states[first_offline:], states
+    frames = [e["frame"] for e in sub.topics("verdict.ipcam")]
+    assert frames == sorted(frames), "frame indices keep counting across the reconnect"
