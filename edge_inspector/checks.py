@@ -7,6 +7,7 @@ cannot work, and every problem is reported at once, each naming its key path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edge_inspector.config import Config, file_path, uri_scheme
@@ -28,8 +29,13 @@ def _check_file(key: str, uri: str, suffixes: set[str] | None = None) -> str | N
     return None
 
 
-def check_environment(cfg: Config, check_devices: bool = True) -> list[str]:
-    """Every problem found, one line each, starting with the config key it concerns."""
+def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True) -> list[str]:
+    """Every problem found, one line each, starting with the config key it concerns.
+
+    ``check_devices=False`` skips cameras and microphones that are merely absent right now
+    (``run`` starts them offline and reconnects); ``bind=False`` skips the endpoint test-binds
+    (checking the config of a station that is running and holds those ports).
+    """
     problems: list[str] = []
     for i, cam in enumerate(cfg.camera):
         if not cam.enabled:
@@ -49,8 +55,13 @@ def check_environment(cfg: Config, check_devices: bool = True) -> list[str]:
 
             if not opencv_has_gstreamer():
                 problems.append(f"{key}: this OpenCV build has no GStreamer support; use file/rtsp/http/v4l2 or JetPack's OpenCV")
-        elif scheme == "synthetic" and not cam.uri.startswith("synthetic://surface"):
-            problems.append(f"{key}: unknown synthetic camera; use synthetic://surface")
+        elif scheme == "synthetic":
+            from edge_inspector.sources.camera import synthetic_camera_params
+
+            try:
+                synthetic_camera_params(cam.uri)
+            except UserError as exc:
+                problems.append(f"{key}: {exc}")
     for i, mic in enumerate(cfg.microphone):
         if not mic.enabled:
             continue
@@ -60,17 +71,31 @@ def check_environment(cfg: Config, check_devices: bool = True) -> list[str]:
             msg = _check_file(key, mic.uri, {".wav"})
             if msg:
                 problems.append(msg)
-        elif scheme == "synthetic" and not mic.uri.startswith("synthetic://machine"):
-            problems.append(f"{key}: unknown synthetic microphone; use synthetic://machine")
-        elif scheme in ("pulse", "pyaudio") and check_devices:
+        elif scheme == "synthetic" or check_devices:
             from edge_inspector.sources.microphone import check_microphone_uri
 
             msg = check_microphone_uri(mic.uri)
             if msg:
                 problems.append(f"{key}: {msg}")
-    problems += _check_publisher(cfg)
+    if bind:
+        problems += _check_publisher(cfg)
+    problems += _check_journal(cfg)
     problems += _check_models(cfg)
     return problems
+
+
+def _check_listen(listen: str) -> str | None:
+    """``host:port`` that a TCP server can bind right now."""
+    import socket
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected HOST:PORT (e.g. 127.0.0.1:9108), got {listen!r}"
+    try:
+        with socket.create_server((host or "127.0.0.1", int(port))):
+            return None
+    except OSError as exc:
+        return f"cannot listen on {listen}: {exc.strerror or exc}"
 
 
 def _check_publisher(cfg: Config) -> list[str]:
@@ -83,13 +108,21 @@ def _check_publisher(cfg: Config) -> list[str]:
             msg = check_endpoint_bindable(endpoint)
             if msg:
                 problems.append(f"{key}: {msg}")
+    if cfg.health.listen:
+        msg = _check_listen(cfg.health.listen)
+        if msg:
+            problems.append(f"health.listen: {msg}")
+    return problems
+
+
+def _check_journal(cfg: Config) -> list[str]:
+    problems = []
+    pub = cfg.publisher
     if pub.catchup_endpoint and pub.catchup_endpoint == pub.endpoint:
         problems.append("publisher.catchup_endpoint: must differ from publisher.endpoint")
     parent = pub.journal.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    import os
-
     if not os.access(parent, os.W_OK):
         problems.append(f"publisher.journal: cannot create {pub.journal} ({parent} is not writable)")
     return problems
@@ -107,6 +140,15 @@ def _check_models(cfg: Config) -> list[str]:
         problems.append("runtime.engines_dir: the manifest has no [visual] model but cameras are configured")
     if cfg.microphones and manifest.acoustic is None:
         problems.append("runtime.engines_dir: the manifest has no [acoustic] model but microphones are configured")
+    if manifest.acoustic is not None:
+        for i, mic in enumerate(cfg.microphone):
+            onset = manifest.acoustic.onset if mic.onset is None else mic.onset
+            offset = manifest.acoustic.offset if mic.offset is None else mic.offset
+            if offset > onset:
+                problems.append(
+                    f"microphone[{i}].offset: {offset} is above the onset {onset} (the model's "
+                    f"onset/offset are {manifest.acoustic.onset}/{manifest.acoustic.offset}); offset must be <= onset"
+                )
     if cfg.runtime.backend == "tensorrt":
         from edge_inspector.runtime.tensorrt import tensorrt_available
 

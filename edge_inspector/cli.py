@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,22 +19,20 @@ from edge_inspector.errors import InputError, UserError
 
 log = logging.getLogger("edge_inspector")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
-
-def _load_checked_config(path: Path | None, check_devices: bool = True) -> Any:
+def _load_checked_config(path: Path | None, check_devices: bool = True, bind: bool = True) -> Any:
     from edge_inspector.checks import check_environment
     from edge_inspector.config import ConfigError, load_config
 
     cfg = load_config(path)
-    problems = check_environment(cfg, check_devices=check_devices)
+    problems = check_environment(cfg, check_devices=check_devices, bind=bind)
     if problems:
         raise ConfigError(problems, path)
     return cfg
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load_checked_config(args.config)
+    cfg = _load_checked_config(args.config, bind=not args.no_bind)
     print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.microphones)} microphone(s))")
     return 0
 
@@ -42,7 +41,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_inspector.console import StatusDisplay, setup_logging
     from edge_inspector.service import Service
 
-    cfg = _load_checked_config(args.config)
+    # A camera or microphone missing at boot starts offline and reconnects like one unplugged
+    # later; refusing to start would take every other source of the station down with it.
+    cfg = _load_checked_config(args.config, check_devices=False)
     setup_logging("json" if cfg.health.log_format == "json" else "text", args.verbose)
     if args.config is None:
         log.info("no --config given: running the embedded demo (%s)", DEFAULT_CONFIG)
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and exit (0 ok, 2 problems)")
     p.add_argument("config", type=Path)
+    p.add_argument("--no-bind", action="store_true",
+                   help="skip the test-binds of endpoints (for a station that is running and holds them)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("inspect", help="inspect image (PNG/JPEG/BMP) and WAV files; one JSON line each")
@@ -165,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"edge-inspector: {line}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a bug, not a user mistake: one line, the traceback on request
+        if os.environ.get("EDGE_INSPECTOR_DEBUG"):
+            raise
+        print(f"edge-inspector: internal error: {type(exc).__name__}: {exc} "
+              "(set EDGE_INSPECTOR_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -41,9 +41,16 @@ def uri_scheme(uri: str) -> str:
 
 
 def file_path(uri: str) -> Path:
-    """The local path of a ``file://`` URI (``file:///abs/x.mp4``; ``file://rel/x`` not allowed)."""
+    """The local path of a ``file://`` URI, percent-decoded (``file:///data/a%20b.mp4``).
+
+    ``file://localhost/abs`` is the same as ``file:///abs``; anything else in the host part
+    (``file://rel/x``) yields a relative path, which the checks reject by name.
+    """
     parsed = urlparse(uri)
-    return Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+    path = unquote(parsed.path)
+    if parsed.netloc in ("", "localhost"):
+        return Path(path)
+    return Path(unquote(parsed.netloc) + path)
 
 
 class SourceConfig(_Section):

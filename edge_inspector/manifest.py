@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_inspector.errors import UserError
 from edge_inspector.tomlcompat import tomllib
@@ -101,8 +101,11 @@ def load_manifest(engines_dir: Path, verify: bool = True) -> Manifest:
         raise UserError(f"{path}: not valid TOML: {exc}") from exc
     try:
         manifest = Manifest(directory=Path(engines_dir), **data)
-    except Exception as exc:  # pydantic.ValidationError
-        raise UserError(f"{path}: invalid manifest: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UserError(f"{path}: invalid manifest: {problems}") from None
     if verify:
         for model in (manifest.visual, manifest.acoustic):
             if model is None:

@@ -192,9 +192,7 @@ class EventLog:
     """Observes the service: topics for each event, ``--events`` JSON lines, verdict observers."""
 
     def __init__(self, cfg: Config, events_path: Path | None, observers: list[Callable[[Verdict, float], None]]) -> None:
-        self.publish_verdicts = cfg.publisher.publish_verdicts
         self.observers = observers
-        self._pending = threading.local()
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.fh = None
@@ -205,20 +203,14 @@ class EventLog:
                 raise InputError(f"--events {events_path}: cannot write: {exc.strerror}") from None
 
     def on_verdict(self, verdict: Verdict) -> None:
-        """Called by the service after publishing, right before ``on_event`` for the same verdict."""
         latency_ms = (time.monotonic() - verdict.mono) * 1000.0
-        topics = [f"defect.{verdict.kind}.{verdict.source}"] if verdict.defect else []
-        if self.publish_verdicts:
-            topics.append(f"verdict.{verdict.source}")
-        self._pending.topics = topics
         with self._lock:
             self.counts[verdict.source] = self.counts.get(verdict.source, 0) + 1
             for observe in self.observers:
                 observe(verdict, latency_ms)
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        pending = getattr(self._pending, "topics", [])
-        topic = f"status.{event['source']}" if event.get("kind") == "status" or not pending else pending.pop(0)
+    def on_event(self, topic: str, event: dict[str, Any]) -> None:
+        """Every published event with the topic it went out on."""
         if self.fh is not None:
             line = b'{"topic":' + json.dumps(topic).encode() + b',"event":' + encode(event) + b"}\n"
             with self._lock:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from edge_inspector.config import Config, uri_scheme
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
+from edge_inspector.events.schema import topic_for
 from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watchdog_interval_s
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
@@ -49,7 +50,7 @@ class Service:
     def __init__(
         self,
         cfg: Config,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -167,7 +168,7 @@ class Service:
         log.info("source %s %s%s", source, state, f": {detail}" if detail else "")
         event = self.bus.publish_status(source, state, detail)
         if self.on_event:
-            self.on_event(event)
+            self.on_event(topic_for("status", source), event)
 
     def _on_window(self, verdict: Verdict) -> None:
         """Acoustic per-window decision (ok or not): only on ``verdict.<mic>``."""
@@ -179,23 +180,23 @@ class Service:
 
     def _publish(self, verdict: Verdict, defect_topic: bool) -> None:
         view = self.sources.get(verdict.source)
-        events = []
+        published: list[tuple[str, dict[str, Any]]] = []
         if defect_topic:
-            events.append(self.bus.publish_verdict(verdict, "defect"))
+            published.append((topic_for("defect", verdict.source, verdict.kind), self.bus.publish_verdict(verdict, "defect")))
         if self.cfg.publisher.publish_verdicts and (verdict.kind == "visual" or not defect_topic):
-            events.append(self.bus.publish_verdict(verdict, "verdict"))
+            published.append((topic_for("verdict", verdict.source), self.bus.publish_verdict(verdict, "verdict")))
         if view is not None:
+            final = not verdict.extra.get("ongoing") and not verdict.extra.get("window")
             with self._lock:
                 view.inspected += 1
-                view.defects += int(verdict.defect)
+                view.defects += int(verdict.defect and final)
                 view.last_label, view.last_score = verdict.label, verdict.score
-                if events:
-                    view.latencies_ms.append(events[0]["latency_ms"])
+                view.latencies_ms.append((time.monotonic() - verdict.mono) * 1000.0)
         if self.on_verdict:
             self.on_verdict(verdict)
         if self.on_event:
-            for event in events:
-                self.on_event(event)
+            for topic, event in published:
+                self.on_event(topic, event)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -229,30 +230,52 @@ class Service:
                 last_ping = now
             if tick:
                 tick()
-            if self.finished():
+            if self.finished() or self.broken():
                 break
 
+    def _inspectors(self) -> list[Any]:
+        return [i for i in (self.visual, self.acoustic) if i is not None]
+
+    def broken(self, check_bus: bool = True) -> str | None:
+        """Why the daemon cannot go on (an inspector or the publisher died), else None.
+
+        Running half-blind would be worse than stopping: the exit code 1 makes systemd restart it.
+        """
+        for inspector in self._inspectors():
+            if inspector.error is not None:
+                return f"{inspector.name}: {inspector.error}"
+        if check_bus and not self.bus.alive:
+            return "event publisher stopped"
+        return None
+
     def stop(self, timeout_s: float = 5.0) -> int:
-        """Stop sources, drain inspectors, publish everything queued; returns the exit code."""
+        """Stop sources, drain inspectors, publish everything queued; returns the exit code.
+
+        Sources, inspectors and the bus each get their own time budget (together within
+        systemd's ``TimeoutStopSec``), so a camera stuck in a network read cannot eat the time
+        the inspectors need to finish what is queued.
+        """
         sd_notify("STOPPING=1")
+        self.failure = self.broken()
         for view in self.sources.values():
             view.thread.stop()
         deadline = time.monotonic() + timeout_s
         for view in self.sources.values():
-            view.thread.join(max(0.1, deadline - time.monotonic()))
-        for inspector in (self.visual, self.acoustic):
-            if inspector is not None:
-                inspector.stop()
+            if view.thread.ident is not None:  # never started when start-up failed
+                view.thread.join(max(0.1, deadline - time.monotonic()))
+            view.queue.close()  # a source stuck in a read must not hold up the drain
+        deadline = time.monotonic() + timeout_s
+        for inspector in self._inspectors():
+            inspector.stop()
+            if inspector.ident is not None:
                 inspector.join(max(0.1, deadline - time.monotonic()))
-        self.bus.close(timeout_s=max(1.0, deadline - time.monotonic()))
+        self.bus.close(timeout_s=3.0)
         self.journal.close()
         if self.health:
             self.health.close()
         for engine in self._engines:
             engine.close()
-        for inspector in (self.visual, self.acoustic):
-            if inspector is not None and inspector.error is not None:
-                self.failure = f"{inspector.name}: {inspector.error}"
+        self.failure = self.failure or self.broken(check_bus=False)  # the bus is closed by now
         fatal = [v.thread.fatal_error for v in self.sources.values() if v.thread.fatal_error]
         if fatal and not self.failure:
             self.failure = "; ".join(fatal)
@@ -271,7 +294,10 @@ class Service:
 
     # -- observability ------------------------------------------------------------------------
     def alive(self) -> bool:
-        return all(i.is_alive() for i in (self.visual, self.acoustic) if i is not None) or self.stop_requested.is_set()
+        """For /healthz and the systemd watchdog: every worker thread is still running."""
+        return self.stop_requested.is_set() or (
+            all(i.is_alive() for i in self._inspectors()) and self.broken() is None
+        )
 
     def ready(self) -> bool:
         return all(v.thread.counters.state == "online" for v in self.sources.values())

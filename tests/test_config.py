@@ -114,3 +114,45 @@ def test_cli_prints_no_traceback_for_user_errors(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "camera[0].uri: unknown camera URI scheme 'rtmp'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_review_cases_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        tables = base_tables(tmp_path)
+        tables["health"] = {"listen": f"127.0.0.1:{busy.getsockname()[1]}"}
+        text = render_toml(tables, {
+            "camera": [{"name": "c", "uri": "synthetic://surface?fps=0"}],
+            "microphone": [{"name": "m", "uri": "synthetic://machine?fault_rate=2"},
+                           {"name": "n", "uri": "synthetic://machine", "offset": 0.99}],
+        })
+        code, lines = check(write(tmp_path, text), capsys)
+    finally:
+        busy.close()
+    assert code == 2
+    for key in ("health.listen: cannot listen", "camera[0].uri: fps=0", "microphone[0].uri:", "microphone[1].offset:"):
+        assert any(key in line for line in lines), (key, lines)
+
+
+def test_percent_encoded_file_uri_and_no_bind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_video
+    import numpy as np
+
+    folder = tmp_path / "line 3"
+    folder.mkdir()
+    video = write_video(folder / "clip.mp4", [np.zeros((64, 64, 3), np.uint8)] * 3)
+    tables = base_tables(tmp_path)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    tables["publisher"]["endpoint"] = f"tcp://127.0.0.1:{busy.getsockname()[1]}"
+    try:
+        path = write(tmp_path, render_toml(tables, {"camera": [{"name": "c", "uri": video.as_uri()}]}))
+        assert "%20" in video.as_uri()
+        code, lines = check(path, capsys)
+        assert code == 2 and any("publisher.endpoint" in line for line in lines), lines
+        assert main(["check-config", "--no-bind", str(path)]) == 0  # a running station holds its ports
+    finally:
+        busy.close()

@@ -90,7 +90,8 @@ class Evaluation:
     def observe(self, verdict: Verdict, latency_ms: float) -> None:
         self.latency[verdict.kind].add(latency_ms)
         if verdict.kind == "acoustic":
-            if verdict.defect and verdict.source in self.episodes:
+            final_episode = not verdict.extra.get("ongoing") and not verdict.extra.get("window")
+            if verdict.defect and final_episode and verdict.source in self.episodes:
                 self.episodes[verdict.source].append({"offset_s": verdict.offset_s or 0.0, "duration_s": verdict.duration_s,
                                                       "label": verdict.label, "score": verdict.score})
             return

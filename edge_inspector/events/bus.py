@@ -200,6 +200,11 @@ class EventBus:
                 self._cond.notify()
         return event
 
+    @property
+    def alive(self) -> bool:
+        """The publisher thread is running (False after close() or if it died)."""
+        return self._pub_thread.is_alive()
+
     def counters(self) -> dict[str, int]:
         """Snapshot of the bus counters (also sent in every heartbeat)."""
         return {

@@ -11,8 +11,9 @@ import os
 import threading
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from edge_inspector.config import file_path as config_file_path
 from edge_inspector.errors import UserError
 
 PA_LOCK = threading.Lock()
@@ -135,12 +136,11 @@ def check_device_uri(uri: str) -> str | None:
 
 
 def file_path(uri: str) -> str:
-    """``file:///abs/clip.wav`` -> ``/abs/clip.wav`` (percent-decoded; must be absolute)."""
-    parts = urlsplit(uri)
-    path = unquote(parts.path)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not path.startswith("/"):
+    """``file:///abs/clip.wav`` -> ``/abs/clip.wav`` (the config's decoding; must be absolute)."""
+    path = config_file_path(uri)
+    if urlsplit(uri).scheme != "file" or not path.is_absolute():
         raise UserError(f"microphone URI {uri!r}: use file:///absolute/path/clip.wav")
-    return path
+    return str(path)
 
 
 def synthetic_params(uri: str) -> dict[str, float | int]:

@@ -181,7 +181,10 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
     def _set_state(self, state: str, detail: str = "") -> None:
         if state != self.counters.state:
             self.counters.state = state
-            self.on_status(self.source_name, state, detail)
+            try:
+                self.on_status(self.source_name, state, detail)
+            except Exception as exc:  # noqa: BLE001 - reporting must not break capture
+                log.warning("source %s: status %s not reported: %s", self.source_name, state, exc)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -223,8 +226,8 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
                     delay = min(delay * 2, self.backoff_s[1])
             self.release()
         finally:
+            self.queue.close()  # first: the inspector may drain and finish right away
             self._set_state("ended")
-            self.queue.close()
 
 
 def sleep_until(deadline_mono: float, stop: threading.Event) -> bool:

@@ -224,14 +224,9 @@ class SyntheticCamera(SourceThread[Frame]):
         self.prepare = prepare
         super().__init__(cfg.name, cfg.uri, queue, on_status, live=True)
         self.cfg = cfg
-        query = {k: v[-1] for k, v in parse_qs(urlparse(cfg.uri).query).items()}
-        try:
-            self.seed = int(query.get("seed", 0))
-            self.fps = float(query.get("fps", 10))
-            self.defect_rate = float(query.get("defect_rate", 0.2))
-            self.size = int(query.get("size", 256))
-        except ValueError as exc:
-            raise UserError(f"camera {cfg.name}: bad synthetic URI parameter in {cfg.uri!r}: {exc}") from None
+        params = synthetic_camera_params(cfg.uri)
+        self.seed, self.fps = int(params["seed"]), float(params["fps"])
+        self.defect_rate, self.size = float(params["defect_rate"]), int(params["size"])
         self.next_index = 0
         self.truth: dict[int, str] = {}  # frame index -> generated label (for demos and tests)
 
@@ -253,6 +248,28 @@ class SyntheticCamera(SourceThread[Frame]):
             yield _prepared(Frame(self.source_name, index, time.time(), time.monotonic(), sample.image), self.prepare)
 
 
+def synthetic_camera_params(uri: str) -> dict[str, float]:
+    """``synthetic://surface?seed=1&fps=10&defect_rate=0.2&size=256`` -> checked values."""
+    parsed = urlparse(uri)
+    if parsed.netloc != "surface":
+        raise UserError(f"unknown synthetic camera {parsed.netloc!r} in {uri!r}; use synthetic://surface")
+    limits = {"seed": (0, 2**31 - 1, 0), "fps": (0.1, 1000.0, 10.0), "defect_rate": (0.0, 1.0, 0.2), "size": (32, 4096, 256)}
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    unknown = sorted(set(query) - set(limits))
+    if unknown:
+        raise UserError(f"unknown synthetic camera parameter(s) {', '.join(unknown)} in {uri!r}; known: {', '.join(limits)}")
+    out = {}
+    for key, (lo, hi, default) in limits.items():
+        try:
+            value = float(query.get(key, default))
+        except ValueError:
+            raise UserError(f"{key}={query[key]!r} in {uri!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise UserError(f"{key}={query[key]} in {uri!r} is out of range [{lo}, {hi}]")
+        out[key] = value
+    return out
+
+
 def open_camera(
     cfg: CameraConfig,
     queue: BoundedQueue[Frame],
@@ -261,8 +278,5 @@ def open_camera(
 ) -> SourceThread[Frame]:
     """Pick the capture class for the camera's URI scheme."""
     if uri_scheme(cfg.uri) == "synthetic":
-        kind = urlparse(cfg.uri).netloc
-        if kind != "surface":
-            raise UserError(f"camera {cfg.name}: unknown synthetic camera {kind!r} (use synthetic://surface)")
         return SyntheticCamera(cfg, queue, on_status, prepare)
     return CameraSource(cfg, queue, on_status, prepare)
