@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tail", help="print published events")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
-    p.add_argument("--catchup", default="tcp://127.0.0.1:5557", help="catch-up endpoint for gaps ('' to disable)")
+    p.add_argument("--catchup", default=None,
+                   help="catch-up endpoint for gaps (default: the endpoint's host, port + 1; '' disables)")
     p.add_argument("--topic", action="append", help="topic prefix (repeatable), e.g. defect.")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=None, help="exit after N events")
@@ -155,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge_inspector import DEFAULT_ENGINES_DIR
 
         args.engines = DEFAULT_ENGINES_DIR
-    if getattr(args, "catchup", None) == "":
+    if getattr(args, "catchup", "") is None:  # tail: the daemon's default layout, port + 1
+        host, _, port = args.endpoint.rpartition(":")
+        args.catchup = f"{host}:{int(port) + 1}" if args.endpoint.startswith("tcp://") and port.isdigit() else None
+    elif getattr(args, "catchup", None) == "":
         args.catchup = None
     try:
         return int(args.func(args) or 0)

@@ -182,8 +182,8 @@ def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: 
         out[inp.kind].append(entry)
     out["health"] = {**out.get("health", {}), "listen": None}
     publisher = dict(out.get("publisher", {}))
-    if "journal" not in publisher:
-        publisher["journal"] = str(workdir / "journal.sqlite3")
+    # never the station's own journal: replayed events must not reach PLC bridges through catch-up
+    publisher["journal"] = str(workdir / "journal.sqlite3")
     out["publisher"] = publisher
     return parse_config(out, path.resolve())
 

@@ -166,6 +166,8 @@ def run_tail(
     def note(msg: str) -> None:
         print(f"tail: {msg}", file=sys.stderr, flush=True)
 
+    catchup_on = catchup_endpoint is not None
+
     def fill(after: int, until: int | None) -> bool:
         """Print journalled events after ``after``; True when ``count`` is reached."""
         assert catchup_endpoint is not None
@@ -173,7 +175,10 @@ def run_tail(
             missed = fetch_since(ctx, catchup_endpoint, after, until, topics,
                                  curve_server_public=curve_server_public)
         except (TimeoutError, RuntimeError) as err:
-            note(f"catch-up failed: {err}")
+            # once is enough: waiting out the timeout again on every later gap would stall tail
+            note(f"catch-up failed: {err}; gaps will no longer be filled")
+            nonlocal catchup_on
+            catchup_on = False
             return False
         nonlocal last
         for topic, payload in missed:
@@ -208,7 +213,7 @@ def run_tail(
                 note(f"seq went back from {last} to {seq}: the daemon started a new journal")
                 last = None
             if last is not None and seq > last + 1:
-                if catchup_endpoint:
+                if catchup_on:
                     if fill(last, seq - 1):
                         return 0
                 elif topics == [""]:

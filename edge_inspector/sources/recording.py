@@ -319,6 +319,12 @@ def record_command(args: argparse.Namespace) -> int:
 
     setup_logging("text")
     cfg = load_config(args.config)
+    from edge_inspector.checks import check_environment
+    from edge_inspector.config import ConfigError
+
+    problems = [p for p in check_environment(cfg, check_devices=True, bind=False) if not p.startswith("runtime.")]
+    if problems:  # a recording of a device that is not there would be empty
+        raise ConfigError(problems, args.config)
     out: Path = args.out
     if (out / MANIFEST).exists():
         raise UserError(f"{out} already holds a recording ({MANIFEST}); choose another --out directory")
@@ -355,8 +361,10 @@ def record_command(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     for r in recorder.recorders:
         log.info("%s: %s", r.media_path, f"{r.items} frames" if r.kind == "camera" else f"{r.samples / r.sample_rate:.2f} s")
+    empty = [str(r.media_path) for r in recorder.recorders if (r.items if r.kind == "camera" else r.samples) == 0]
+    for path in empty:
+        log.error("%s: nothing was recorded (the source never delivered)", path)
     if recorder.errors:
         for message in recorder.errors:
             log.error("%s", message)
-        return 1
-    return 0
+    return 1 if recorder.errors or empty else 0
