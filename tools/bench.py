@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from bench_daemon import live_latency, replay_max, scale_live
+    from bench_daemon import live_latency, microphone_cpu, replay_max, scale_live
     from bench_parts import (audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop,
                              preprocess_cost)
     from bench_report import evaluate_targets, print_report, write_chart
@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               plan["scale_s"], plan["scale_warmup_s"], progress=step)
             elif name == "audio":
                 results["audio"] = audio_rtf(engines, 10.0, plan["audio_repeats"], progress=step)
+                results["audio"]["microphone_path"] = microphone_cpu(engines, 3.0 if args.quick else 10.0, progress=step)
             elif name == "bus":
                 results["bus"] = bus_throughput(plan["bus_events"], progress=step)
             progress.advance(task)

@@ -287,3 +287,36 @@ def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[s
             f"native pools {native:.0f}%); model busy {busy:.0f}% of the inspector thread; "
             f"per frame: preprocess {pre:.1f} ms, inference {inf:.1f} ms")
 
+
+
+def microphone_cpu(engines: Path, seconds: float, progress: Progress | None = None) -> dict[str, Any]:
+    """CPU use of the whole microphone path in the daemon: a 16 kHz source in real time,
+    chunking, log-mel features, the streaming GRU, hysteresis and publishing."""
+    from edge_inspector.config import parse_config
+    from edge_inspector.service import Service
+
+    if progress:
+        progress(f"microphone path CPU ({seconds:g} s of live 16 kHz audio)")
+    with tempfile.TemporaryDirectory(prefix="bench-mic-") as tmp:
+        cfg = parse_config({
+            "microphone": [{"name": "mic0", "uri": "synthetic://machine?seed=5&fault_rate=0.2"}],
+            "runtime": {"backend": "onnxruntime", "engines_dir": str(engines)},
+            "publisher": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "catchup_endpoint": None,
+                          "journal": str(Path(tmp) / "journal.sqlite3"), "publish_verdicts": True},
+            "health": {"listen": None},
+        })
+        svc = Service(cfg)
+        svc.start()
+        try:
+            time.sleep(1.0)  # model warm-up and the first chunks
+            meter = CpuMeter()
+            time.sleep(seconds)
+            cpu = meter.stop()
+            audio_s = svc.acoustic.stats.audio_s if svc.acoustic is not None else 0.0
+        finally:
+            svc.stop()
+    groups = cpu["percent_of_one_core"]
+    path = {k: v for k, v in groups.items() if k.startswith(("microphone", "acoustic"))}
+    return {"sample_rate": 16000, "seconds": seconds, "audio_s_inspected": round(audio_s, 2),
+            "percent_of_one_core": path, "path_total_percent": round(sum(path.values()), 2),
+            "process_percent": cpu["process_percent"]}

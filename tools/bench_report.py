@@ -109,6 +109,10 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         a = r["audio"]
         console.print(f"audio: real-time factor {a['rtf']} ({a['compute_s']} s compute for {a['audio_s']} s of audio; "
                       f"features {a['features_rtf']}, GRU {a['inference_rtf']})")
+        if a.get("microphone_path"):
+            m = a["microphone_path"]
+            console.print(f"microphone path at 16 kHz in the daemon: {m['path_total_percent']}% of one core "
+                          f"({', '.join(f'{k} {v}%' for k, v in m['percent_of_one_core'].items())})")
     if r.get("bus"):
         b = r["bus"]
         console.print(f"event bus: {b['events_per_s']:.0f} events/s journal -> PUB -> SUB ({b['received']}/{b['events']} received)")
