@@ -276,10 +276,10 @@ def choose_threshold(scores_good: np.ndarray, false_reject: float = 0.01) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--full-epochs", type=int, default=1, help="final epochs on whole 256x256 images")
+    ap.add_argument("--epochs", type=int, default=32)
+    ap.add_argument("--full-epochs", type=int, default=2, help="final epochs on whole 256x256 images")
     ap.add_argument("--crop", type=int, default=128, help="crop size of the earlier epochs")
-    ap.add_argument("--train-size", type=int, default=4000)
+    ap.add_argument("--train-size", type=int, default=6000)
     ap.add_argument("--val-size", type=int, default=600)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=20240611)
