@@ -116,7 +116,9 @@ class Service:
         queues = {}
         for cam in cameras:
             live = uri_scheme(cam.uri) != "file"
-            queue: BoundedQueue[Any] = BoundedQueue(cam.queue_size, "drop_oldest" if live else "block", wakeup)
+            # a file camera must be able to decode the next batch while this one is inferred
+            size = cam.queue_size if live else max(cam.queue_size, 2 * self.cfg.runtime.max_batch)
+            queue: BoundedQueue[Any] = BoundedQueue(size, "drop_oldest" if live else "block", wakeup)
             thread = open_camera(cam, queue, self._on_status, prepare=lambda image: runner.preprocess([image])[0])
             queues[cam.name] = queue
             self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
