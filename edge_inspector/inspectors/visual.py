@@ -169,7 +169,7 @@ class VisualInspector(threading.Thread):
         self.stats.infer_ms_total += timing["inference_ms"]
         model = self.runner.model
         for frame, result in zip(batch, results):
-            queue_wait_ms = (t0 - frame.mono) * 1000.0
+            queue_wait_ms = (t0 - frame.mono) * 1000.0 - frame.prep_ms  # prep ran in the capture thread
             self.stats.queue_wait_ms_total += queue_wait_ms
             bbox = None
             if result.bbox is not None:
