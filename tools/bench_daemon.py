@@ -151,7 +151,8 @@ def live_latency(mjpeg: Path, engines: Path, max_batch: int, seconds: float, fps
         raise RuntimeError("no verdict events reached the subscriber")
     c2r = [(t - _epoch(e["ts"])) * 1000.0 for t, e in events]
     timing = [e.get("extra", {}).get("timing_ms", {}) for _, e in events]
-    publish = [c - tm.get("queue_wait", 0.0) - tm.get("inspect_total", 0.0) for c, tm in zip(c2r, timing)]
+    # what is left after the measured stages: post-processing, journal, ZeroMQ to the subscriber
+    publish = [c - sum(tm.get(k, 0.0) for k in ("queue_wait", "preprocess", "inference")) for c, tm in zip(c2r, timing)]
     work = [decode_ms + tm.get("preprocess", 0.0) + tm.get("inference", 0.0) for tm in timing]
     return {
         "fps": fps, "seconds": seconds, "events": len(events), "captured": captured, "dropped": dropped,
