@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,8 @@ class LogMelParams:
 
     @classmethod
     def from_model(cls, model: Any) -> LogMelParams:
-        return cls(
-            sample_rate=int(model.sample_rate),
-            n_fft=int(model.n_fft),
-            win_length=int(model.win_length),
-            hop_length=int(model.hop_length),
-            n_mels=int(model.n_mels),
-            fmin=float(model.fmin),
-            fmax=float(model.fmax),
-        )
+        """The same-named fields of the manifest's model: one source of truth for the features."""
+        return cls(**{f.name: getattr(model, f.name) for f in fields(cls)})
 
     def n_frames(self, n_samples: int) -> int:
         return max(0, 1 + (n_samples - self.win_length) // self.hop_length)
