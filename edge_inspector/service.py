@@ -146,9 +146,10 @@ class Service:
             raise RuntimeError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [acoustic] model")
         engine = self._engine(self.manifest.path_of(model), max_batch=1)
         queues = {}
+        wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:
             live = uri_scheme(mic.uri) != "file"
-            queue: BoundedQueue[Any] = BoundedQueue(mic.queue_size, "drop_oldest" if live else "block")
+            queue: BoundedQueue[Any] = BoundedQueue(mic.queue_size, "drop_oldest" if live else "block", wakeup)
             thread = open_microphone(
                 mic.name, mic.uri, queue, self._on_status, sample_rate=model.sample_rate,
                 chunk_s=mic.chunk_s, channel=mic.channel, realtime=mic.realtime, loop=mic.loop,
