@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edge_inspector.config import Config, uri_scheme
+from edge_inspector.errors import UserError
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.schema import topic_for
@@ -109,7 +110,7 @@ class Service:
         if not cameras:
             return
         if self.manifest.visual is None:
-            raise RuntimeError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [visual] model")
+            raise UserError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [visual] model")
         engine = self._engine(self.manifest.path_of(self.manifest.visual), self.cfg.runtime.max_batch)
         runner = VisualModelRunner(engine, self.manifest.visual)
         wakeup = threading.Condition()
@@ -143,7 +144,7 @@ class Service:
 
         model = self.manifest.acoustic
         if model is None:
-            raise RuntimeError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [acoustic] model")
+            raise UserError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [acoustic] model")
         engine = self._engine(self.manifest.path_of(model), max_batch=1)
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
