@@ -34,6 +34,7 @@ from typing import Any, Callable
 import cv2
 
 from edge_inspector import DEFAULT_CONFIG
+from edge_inspector.checks import VIDEO_SUFFIXES
 from edge_inspector.config import Config, ConfigError, parse_config
 from edge_inspector.errors import InputError, UserError
 from edge_inspector.events.schema import encode
@@ -50,7 +51,6 @@ from edge_inspector.tomlcompat import tomllib
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mkv", ".mp4", ".avi", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".ts"}
 CAMERA_KEYS = ("threshold", "roi", "queue_size")
 MICROPHONE_KEYS = ("onset", "offset", "chunk_s", "channel", "queue_size")
 

@@ -163,15 +163,14 @@ def _versions() -> dict[str, str | None]:
 
 def _models(cfg: Config) -> dict[str, Any]:
     """Names and sha256 of the models the config would use (from ``engines/manifest.toml``)."""
-    from edge_inspector.tomlcompat import tomllib
+    from edge_inspector.manifest import load_manifest
 
-    path = Path(cfg.runtime.engines_dir) / "manifest.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
+    except UserError:
         return {}
-    return {kind: {"name": data[kind].get("name"), "file": data[kind].get("file"), "sha256": data[kind].get("sha256")}
-            for kind in ("visual", "acoustic") if isinstance(data.get(kind), dict)}
+    return {kind: {"name": m.name, "file": m.file, "sha256": m.sha256}
+            for kind, m in (("visual", manifest.visual), ("acoustic", manifest.acoustic)) if m is not None}
 
 
 def acoustic_rate(cfg: Config) -> int:
