@@ -156,6 +156,30 @@ def test_sample_stream_is_reproducible() -> None:
         assert (s.bbox is None) == (s.label == "ok") and (s.mask.any() == (s.label != "ok"))
 
 
+def test_faint_defects_are_strengthened_to_the_visibility_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect lost in the cast grain is made visible; only pixels near it change."""
+    from edge_inspector.synthetic import surfaces
+
+    floor = surfaces.MIN_VISIBILITY
+
+    def draw(minimum: float, seed: int) -> surfaces.Sample:
+        monkeypatch.setattr(surfaces, "MIN_VISIBILITY", minimum)
+        return make_surface(np.random.default_rng([31337, seed]), "cast", "scratch")
+
+    seed = next(i for i in range(200) if draw(0.0, i).visibility < 0.8)  # a faint one, as drawn
+    faint, floored = draw(0.0, seed), draw(floor, seed)
+    assert np.array_equal(faint.mask, floored.mask) and faint.bbox == floored.bbox
+    assert floored.visibility == pytest.approx(floor)
+    changed = np.abs(floored.image.astype(int) - faint.image.astype(int)).max(axis=2) > 8
+    near = cv2.dilate(faint.mask, np.ones((17, 17), np.uint8)) > 0  # blur and 8x8 JPEG blocks
+    assert changed.any() and not (changed & ~near).any()
+    on = faint.mask > 0  # the defect's contrast to its surroundings grew on the defect itself
+    assert np.abs(floored.image[on].astype(int) - faint.image[on].astype(int)).mean() > 4
+    # a clearly visible defect is left exactly as drawn
+    strong = next(i for i in range(200) if draw(0.0, i).visibility > 2.0)
+    assert np.array_equal(draw(0.0, strong).image, draw(floor, strong).image)
+
+
 # ------------------------------------------------------------------------------ bad inputs
 
 

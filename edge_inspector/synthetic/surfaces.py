@@ -24,6 +24,12 @@ import numpy as np
 
 LABELS: tuple[str, ...] = ("ok", "scratch", "crack", "spot", "dent")
 FAMILIES: tuple[str, ...] = ("metal", "painted", "cast")
+# A labelled defect must be visible: its mean change on the defect pixels is at least this many
+# times the std of the surface's fine texture around it (see visibility()).  Below ~1 a line on
+# the grainy cast surface cannot be told from the grain even when one knows where it is, and a
+# label nobody could have given only teaches a model noise; fainter defects are strengthened to
+# this floor (their shape, place and polarity stay as drawn).
+MIN_VISIBILITY = 1.2
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Sample:
     mask: np.ndarray  # H x W uint8, 1 = defect pixel
     bbox: list[int] | None  # [x, y, w, h] of the mask, None when ok
     family: str
+    visibility: float = 0.0  # defect contrast over the surface's texture (see visibility()); 0 when ok
 
 
 @dataclass
@@ -287,6 +294,18 @@ def _nuisance(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray) -> tu
     return out, mask
 
 
+def visibility(clean: np.ndarray, drawn: np.ndarray, mask: np.ndarray) -> float:
+    """How far a defect stands out of its surface: mean |grey change| on the defect pixels over
+    the std of the surface's fine texture (detail finer than ~3 px) within 15 px of them."""
+    grey_clean = clean.mean(axis=2)
+    change = np.abs(drawn.mean(axis=2) - grey_clean)
+    on = mask > 0
+    signal = float(change[on].mean()) if on.any() else 0.0
+    texture = grey_clean - cv2.GaussianBlur(grey_clean, (0, 0), 3.0)
+    around = cv2.dilate(mask, np.ones((31, 31), np.uint8)) > 0
+    return signal / (float(texture[around].std()) + 1.0)
+
+
 def bbox_of(mask: np.ndarray) -> list[int] | None:
     """[x, y, w, h] of the nonzero pixels of ``mask``, or None when it is empty."""
     ys, xs = np.nonzero(mask)
@@ -305,13 +324,19 @@ def compose(rng: np.random.Generator, scene: Scene, label: str, family: str) -> 
         raise ValueError(f"unknown defect label {label!r}; expected one of {LABELS}")
     size = scene.image.shape[0]  # the padded canvas
     mask = np.zeros((size, size), np.uint8)
+    seen = 0.0
     if label != "ok":
+        clean = scene.image.copy()
         mask = _DEFECT_MAKERS[label](rng, scene, size)
+        seen = visibility(clean, scene.image, mask)
+        if 0.0 < seen < MIN_VISIBILITY:  # too faint to label: no inspector could see it either
+            scene.image[...] = clean + (scene.image - clean) * np.float32(MIN_VISIBILITY / seen)
     image, mask = _nuisance(rng, scene.image, mask)
     bbox = bbox_of(mask) if label != "ok" else None
     if label != "ok" and bbox is None:  # defensive: a defect always has pixels
         raise RuntimeError(f"generated {label} has an empty mask")
-    return Sample(image=image, label=label, mask=mask, bbox=bbox, family=family)
+    return Sample(image=image, label=label, mask=mask, bbox=bbox, family=family,
+                  visibility=max(seen, MIN_VISIBILITY) if label != "ok" else 0.0)
 
 
 def make_surface(
