@@ -7,13 +7,15 @@
     python3 tools/train_visual.py --smoke                  # < 1 min end-to-end check (temp dir)
 
 Recipe (from scratch, seeded): surfaces of the three families (metal, painted, cast) plus
-scikit-image CC0 textures (gravel, brick, grass) with procedurally drawn defects.  The
+scikit-image CC0 textures (gravel, brick, grass) with procedurally drawn defects, the hard
+striated and grainy families twice as often as the others (``--mix``).  The
 held-out style experiment leaves one family out, so tools/eval_visual.py can report how the
 recipe does on a surface style it was not trained on.
 All epochs but the last train on 128x128 crops around the defect (4x cheaper per step), the
 last on whole images.  Loss = cross-entropy on the class + BCE on the 32x32 heatmap against
-the max-pooled defect mask.  Each epoch prints its wall and process CPU time, so the cost on
-idle cores can be estimated while the machine is shared.
+the max-pooled defect mask.  Convolutions run under bfloat16 autocast where the CPU has fast
+bfloat16 (AVX512-BF16/AMX; ``--precision``), which halves the step time.  Each epoch prints its
+wall and process CPU time, so the cost on idle cores can be estimated while the machine is shared.
 BatchNorm is folded into the convolutions before export (opset 17, dynamic batch), ONNX
 Runtime output is checked against PyTorch, and the decision threshold is set on held-out good
 images so that at most ~1 % of good parts are rejected.
@@ -41,13 +43,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edge_inspector.manifest import VisualModel, sha256_of  # noqa: E402
-from edge_inspector.synthetic.surfaces import LABELS, compose, make_surface, scene_from_image  # noqa: E402
+from edge_inspector.synthetic.surfaces import FAMILIES, LABELS, compose, make_surface, scene_from_image  # noqa: E402
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 TRAIN_FAMILIES = ("metal", "painted", "cast", "texture")  # every family the demo camera shows
 SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; tools/eval_visual.py uses 3 and 4
 OK_FRACTION = 0.3
+DEFAULT_MIX = "metal:2,cast:2,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
 CELL = 8  # heatmap cell size in pixels (256 / 32)
 
 
@@ -129,6 +132,22 @@ def _texture_scene(rng: np.random.Generator):
     return scene_from_image(rng, np.clip(crop[..., None] * tint, 0, 255))
 
 
+def family_cycle(mix: str, exclude: str | None = None) -> tuple[str, ...]:
+    """``"metal:3,cast:1"`` -> ("metal", "metal", "metal", "cast"): sample ``i`` takes entry ``i % len``."""
+    cycle: list[str] = []
+    for part in filter(None, (p.strip() for p in mix.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in TRAIN_FAMILIES:
+            raise ValueError(f"unknown family {name!r}; expected some of {', '.join(TRAIN_FAMILIES)}")
+        if not weight.strip().isdigit():
+            raise ValueError(f"weight of {name!r} must be a whole number, got {weight!r}")
+        if name != exclude:
+            cycle += [name] * int(weight)
+    if not cycle:
+        raise ValueError(f"no family left to train on in {mix!r}")
+    return tuple(cycle)
+
+
 def generate_one(args: tuple[int, int, int, tuple[str, ...]]) -> tuple[np.ndarray, int, np.ndarray]:
     """Sample ``index`` of split ``split``: (image BGR uint8, label index, 32x32 cell mask)."""
     seed, split, index, families = args
@@ -204,11 +223,27 @@ def _augment(x: torch.Tensor, cells: torch.Tensor, rng: np.random.Generator) -> 
 # ---------------------------------------------------------------------------------- training
 
 
+def bf16_supported(device: str) -> bool:
+    """Whether bfloat16 autocast is fast here: CUDA with bf16, or a CPU with AVX512-BF16/AMX."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int,
-          device: str = "cpu", full_epochs: int = 3, crop: int = 128) -> None:
-    """``epochs - full_epochs`` epochs on ``crop`` crops, then ``full_epochs`` on whole images."""
+          device: str = "cpu", full_epochs: int = 3, crop: int = 128, bf16: bool = False) -> None:
+    """``epochs - full_epochs`` epochs on ``crop`` crops, then ``full_epochs`` on whole images.
+
+    With ``bf16`` the convolutions run under bfloat16 autocast in channels-last layout (weights,
+    optimiser and losses stay float32): 2-2.7x faster steps on CPUs with AVX512-BF16.
+    """
     images, labels, cells = data
     model.to(device)
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    model.to(memory_format=layout)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     steps = epochs * math.ceil(len(images) / batch)
@@ -225,8 +260,11 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: in
             idx = order[start : start + batch]
             img_b, cell_b = _crop(images[idx], cells[idx], size, rng)
             x, t = _augment(to_tensor(img_b), torch.from_numpy(cell_b), rng)
-            x, t, y = x.to(device), t.to(device), torch.from_numpy(labels[idx]).to(device)
-            logits, heat = model.forward_logits(x)
+            x = x.to(device).contiguous(memory_format=layout)
+            t, y = t.to(device), torch.from_numpy(labels[idx]).to(device)
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                logits, heat = model.forward_logits(x)
+            logits, heat = logits.float(), heat.float()
             loss = F.cross_entropy(logits, y, label_smoothing=0.02) + F.binary_cross_entropy_with_logits(
                 heat[:, 0], t, pos_weight=pos_weight
             )
@@ -240,7 +278,7 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: in
         # process CPU seconds / threads estimates the wall time on idle cores when the machine is shared
         print(f"epoch {epoch + 1} @{size}px: {len(bar)} steps, wall {time.perf_counter() - wall:.1f} s, "
               f"cpu {time.process_time() - cpu:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
-    model.to("cpu")
+    model.to("cpu").to(memory_format=torch.contiguous_format)
 
 
 def export_onnx(model: VisualNet, path: Path, probe: torch.Tensor, metadata: dict[str, object] | None = None) -> float:
@@ -276,16 +314,21 @@ def choose_threshold(scores_good: np.ndarray, false_reject: float = 0.01) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=44)
     ap.add_argument("--full-epochs", type=int, default=2, help="final epochs on whole 256x256 images")
     ap.add_argument("--crop", type=int, default=128, help="crop size of the earlier epochs")
-    ap.add_argument("--train-size", type=int, default=6000)
-    ap.add_argument("--val-size", type=int, default=600)
+    ap.add_argument("--train-size", type=int, default=10000)
+    ap.add_argument("--val-size", type=int, default=2000,
+                    help="validation images; the threshold is set on the ~30 %% of them that are good")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--workers", type=int, default=2, help="processes generating data")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     ap.add_argument("--device", default="cpu", help="torch device for training (export is on CPU)")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="bf16 autocast where the processor has fast bfloat16 (auto), or always/never")
+    ap.add_argument("--mix", default=DEFAULT_MIX,
+                    help="how often each family occurs in training, e.g. metal:3,cast:3,painted:1,texture:1")
     ap.add_argument("--holdout-family", choices=[f for f in TRAIN_FAMILIES if f != "texture"], default=None,
                     help="leave this surface family out of training (held-out style experiment)")
     ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
@@ -300,21 +343,28 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
 
-    families = tuple(f for f in TRAIN_FAMILIES if f != args.holdout_family)
+    try:
+        families = family_cycle(args.mix, exclude=args.holdout_family)
+    except ValueError as exc:
+        print(f"error: --mix: {exc}", file=sys.stderr)
+        return 2
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_supported(args.device))
     if args.holdout_family and out.resolve() == (ROOT / "engines").resolve():
         print("error: --holdout-family trains an experiment model; give --out another directory", file=sys.stderr)
         return 2
     train_data = generate(args.seed, SPLIT_TRAIN, args.train_size, args.workers, "train data", families)
-    val_images, val_labels, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", families)
+    # the threshold is set on the camera families only (texture is a training aid, never a product)
+    val_families = tuple(f for f in FAMILIES if f != args.holdout_family)
+    val_images, val_labels, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", val_families)
     model = VisualNet()
-    train(model, train_data, args.epochs, args.batch, args.seed, args.device, args.full_epochs, args.crop)
+    train(model, train_data, args.epochs, args.batch, args.seed, args.device, args.full_epochs, args.crop, bf16)
 
     onnx_path = out / "visual_cnn.onnx"
     probe = to_tensor(val_images[:8])
     recipe = {
         "epochs": args.epochs, "full_epochs": args.full_epochs, "crop": args.crop, "train_size": args.train_size, "val_size": args.val_size,
         "batch": args.batch, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
-        "families": "+".join(families), "holdout_family": args.holdout_family or "", "torch": torch.__version__, "device": args.device,
+        "families": "+".join(dict.fromkeys(families)), "mix": args.mix, "precision": "bf16" if bf16 else "fp32", "holdout_family": args.holdout_family or "", "torch": torch.__version__, "device": args.device,
     }
     diff = export_onnx(model, onnx_path, probe, metadata=recipe)
     print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); max |ORT - torch| = {diff:.2e}")
