@@ -65,9 +65,12 @@ def replay_max(clip: Path, engines: Path, max_batch: int, progress: Progress | N
         stats = svc.visual.stats if svc.visual is not None else None
     if code != 0 or not stamps:
         raise RuntimeError(f"daemon replay failed (exit {code}): {svc.failure}")
-    elapsed = stamps[-1] - t0
+    # Timed like the naive loop: from the first decoded frame to the last verdict, so neither
+    # figure counts loading the model or opening the file.
+    elapsed = stamps[-1] - verdicts[0].mono
     return {
         "fps": round(len(stamps) / elapsed, 1), "verdicts": len(stamps), "seconds": round(elapsed, 3),
+        "startup_s": round(verdicts[0].mono - t0, 3),
         "batch_sizes": {str(k): n for k, n in sorted(stats.batch_sizes.items())} if stats else {},
         "ms_per_frame": {
             "preprocess": round(stats.preprocess_ms_total / max(1, stats.frames), 3) if stats else None,
@@ -271,6 +274,7 @@ def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[s
     total = sum(shares.values())
     decode = sum(v for k, v in shares.items() if k == "camera")
     inspector = shares.get("visual-inspector", 0.0)
+    delivery = shares.get("visual-delivery", 0.0)
     native = shares.get("native", 0.0)
     servers = sum(v for k, v in shares.items() if k.startswith("ffmpeg"))
     batch = stages["batch"]["mean"] or 1.0
@@ -279,12 +283,13 @@ def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[s
     rate = sum(c["inspected_fps"] for c in per_cam.values())
     busy = rate * (pre + inf) / 10.0  # % of the inspector thread's wall time spent in the model
     parts = {"decode (camera threads)": decode, "inference (ONNX Runtime incl. its pool)": inf * rate / 10.0,
-             "preprocess": pre * rate / 10.0, "inspector thread other (postprocess, journal, publish)":
-             max(0.0, inspector - (pre + inf) * rate / 10.0)}
+             "preprocess": pre * rate / 10.0, "inspector thread other (batching, hand-off)":
+             max(0.0, inspector - (pre + inf) * rate / 10.0), "verdict delivery (postprocess, journal, publish)": delivery}
     top = max(parts, key=lambda k: parts[k])
     saturated = total >= 0.9 * 100.0 * cores
     return (f"{top}: CPU {'saturated' if saturated else 'not saturated'} ({total:.0f}% of {100 * cores}%, "
             f"of which ffmpeg servers {servers:.0f}%, camera decode {decode:.0f}%, inspector thread {inspector:.0f}%, "
+            f"verdict delivery {delivery:.0f}%, "
             f"native pools {native:.0f}%); model busy {busy:.0f}% of the inspector thread; "
             f"per frame: preprocess {pre:.1f} ms, inference {inf:.1f} ms")
 

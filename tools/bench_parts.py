@@ -31,6 +31,8 @@ def engine_throughput(model_path: Path, backend: str, batches: list[int], second
     spec = engine.inputs[0]
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"backend": backend, "model": str(model_path), "batches": {}}
+    if backend == "onnxruntime":  # the intra-op pool the daemon's engine gets (0 = all cores but one)
+        out["threads"] = intra_op_threads or int(os.environ.get("EDGE_INSPECTOR_ORT_THREADS", "0")) or max(1, (os.cpu_count() or 2) - 1)
     try:
         for batch in batches:
             if progress:

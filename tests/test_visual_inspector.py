@@ -1,0 +1,70 @@
+"""The visual inspector's two threads: model calls and verdict delivery (real ONNX model)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.inspectors.visual import VisualInspector
+from edge_inspector.inspectors.visual_model import VisualModelRunner
+from edge_inspector.manifest import load_manifest
+from edge_inspector.runtime import create_engine
+from edge_inspector.sources.base import BoundedQueue, Frame
+from edge_inspector.synthetic.surfaces import make_surface
+
+ENGINES = Path(__file__).resolve().parents[1] / "engines"
+
+
+@pytest.fixture(scope="module")
+def runner() -> VisualModelRunner:
+    manifest = load_manifest(ENGINES)
+    assert manifest.visual is not None
+    return VisualModelRunner(create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=4), manifest.visual)
+
+
+def _file_camera(n: int) -> BoundedQueue[Frame]:
+    """A finished file camera: ``n`` frames queued, then closed."""
+    queue: BoundedQueue[Frame] = BoundedQueue(n, "block")
+    for i in range(n):
+        image = make_surface(np.random.default_rng([99, i]), "painted", "ok").image
+        queue.put(Frame("cam0", i, time.time(), time.monotonic(), image))
+    queue.close()
+    return queue
+
+
+def test_every_frame_is_delivered_in_order_even_when_delivery_is_slow(runner: VisualModelRunner) -> None:
+    delivered: list[tuple[int, str]] = []
+
+    def slow(v: Verdict) -> None:  # a journal that takes its time: the model must not lose frames
+        time.sleep(0.005)
+        delivered.append((v.frame or 0, threading.current_thread().name))
+
+    inspector = VisualInspector(runner, {"cam0": _file_camera(37)}, slow, max_batch=4, lockstep=True)
+    inspector.start()
+    inspector.join(30)
+    assert not inspector.is_alive() and inspector.error is None
+    assert [f for f, _ in delivered] == list(range(37))
+    assert {name for _, name in delivered} == {"visual-delivery"}
+    assert inspector.stats.frames == 37 and sum(inspector.stats.batch_sizes.values()) == 10
+
+
+def test_a_failing_delivery_stops_the_inspector_with_its_error(runner: VisualModelRunner) -> None:
+    seen: list[int] = []
+
+    def broken(v: Verdict) -> None:
+        seen.append(v.frame or 0)
+        if len(seen) == 6:
+            raise OSError("journal disk full")
+
+    inspector = VisualInspector(runner, {"cam0": _file_camera(200)}, broken, max_batch=4, lockstep=True)
+    inspector.start()
+    inspector.join(30)
+    assert not inspector.is_alive()
+    assert isinstance(inspector.error, OSError) and "journal disk full" in str(inspector.error)
+    assert seen == list(range(6))  # nothing delivered after the failure
+    assert inspector.stats.frames < 200  # the model stopped soon after, instead of running on
