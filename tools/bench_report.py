@@ -176,6 +176,11 @@ def write_chart(r: dict[str, Any], path: Path) -> str:
     palette = {"decode": "#6a9", "daemon": "#36c", "naive": "#c63"}
     bars = ax.bar(names, vals, color=[palette.get(n, "#888") for n in names])
     ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ceiling = cpu_ceiling_fps(r, int(_get(r, "config", "max_batch") or 8))
+    if ceiling:
+        ax.axhline(ceiling, color="#c33", ls="--", lw=1)
+        ax.text(len(names) - 0.5, ceiling, f"CPU ceiling {ceiling:.0f} (all cores busy)", color="#c33",
+                ha="right", va="bottom", fontsize=8)
     ax.set_title("throughput, frames/s (1280x720 clip)", fontsize=10)
     ax = axes[0][1]
     lt = r.get("latency")
