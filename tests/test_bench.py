@@ -83,3 +83,23 @@ def test_targets_pass_and_fail_on_the_measured_numbers() -> None:
     got = {t["target"]: t for t in evaluate_targets(results, 8)}
     assert got["pipeline efficiency"]["status"] == "FAIL"
     assert got["p99 latency at 30 fps"]["status"] == "PASS"
+
+
+def test_cpu_ceiling_counts_every_core_and_every_inference_thread() -> None:
+    from bench_report import cpu_ceiling_fps, evaluate_targets
+
+    results = {
+        "machine": {"cpu_cores_usable": 2},
+        "engine": {"onnxruntime": {"threads": 1, "batches": {"8": {"fps": 250.0, "ms_per_frame": 4.0}}}},
+        "decode": {"fps": 500.0, "ms_per_frame": {"mean": 2.0}},
+        "preprocess_ms_per_frame": {"runner_preprocess": 2.0},
+        "daemon_replay": {"fps": 200.0},
+        "naive": {"fps": 100.0},
+    }
+    assert cpu_ceiling_fps(results, 8) == 250.0  # 2 cores x 1000 / (2 + 2 + 4 ms)
+    naive = {t["target"]: t for t in evaluate_targets(results, 8)}["daemon vs naive loop"]
+    assert naive["status"] == "FAIL" and "tops out at 250 fps = 2.50 x naive" in naive["detail"]
+    results["engine"]["onnxruntime"]["threads"] = 2  # two busy threads per call cost twice the CPU
+    assert cpu_ceiling_fps(results, 8) == 2000.0 / 12.0
+    del results["preprocess_ms_per_frame"]  # not measured: no ceiling claimed
+    assert cpu_ceiling_fps(results, 8) is None
