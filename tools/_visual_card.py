@@ -1,8 +1,8 @@
 """The visual model card (section ``visual`` of ``engines/README.md``), written by tools/eval_visual.py.
 
 Kept apart from the evaluation so the card text can be read and reviewed as one piece.  Every
-figure in it comes from the evaluation run or from the recipe stored in the ONNX metadata; the
-training-time paragraph quotes step times measured for the default recipe (see TRAINING_TIME).
+figure in it comes from the evaluation run or from the recipe stored in the ONNX metadata (the
+training wall time too); TRAINING_NOTE says what else ran on the machine during that training.
 """
 
 from __future__ import annotations
