@@ -109,7 +109,7 @@ def model_card(model: Any, metrics: dict[str, dict[str, float]], timing: dict[st
                  f"training images, or at least a threshold re-set on its good parts. ")
     if cast is not None:
         limit += (f"Defects on the granular cast surface are the hardest: recall {cast['recall']:.2f} there at "
-                  f"the shipped threshold (thin scratches and shallow dents are close to the grain). ")
+                  f"the shipped threshold (mostly thin scratches, close to the grain). ")
     precision = {"bf16": "bfloat16 autocast", "fp32": "float32"}.get(str(r.get("precision", "fp32")), "float32")
     times = TRAINING_TIME.format(wall=r.get("train_minutes", "?"), precision=precision, note=TRAINING_NOTE)
     return f"""## visual_cnn.onnx -- surface defect classifier and localiser
