@@ -70,6 +70,9 @@ class CameraConfig(SourceConfig):
     threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the model's threshold
     width: int | None = Field(None, ge=1)  # v4l2 capture size request
     height: int | None = Field(None, ge=1)
+    # FFmpeg decoder threads (file, rtsp, http).  One is the cheapest per frame and adds no frame
+    # of delay; 0 lets FFmpeg use one per core (only for streams one core cannot decode).
+    decode_threads: int = Field(1, ge=0, le=64, description="0 = FFmpeg's choice")
 
     @field_validator("uri")
     @classmethod

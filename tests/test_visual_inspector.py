@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -68,3 +69,26 @@ def test_a_failing_delivery_stops_the_inspector_with_its_error(runner: VisualMod
     assert isinstance(inspector.error, OSError) and "journal disk full" in str(inspector.error)
     assert seen == list(range(6))  # nothing delivered after the failure
     assert inspector.stats.frames < 200  # the model stopped soon after, instead of running on
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_file_camera_decodes_with_the_configured_thread_count(tmp_path: Path, threads: int) -> None:
+    """``decode_threads`` reaches FFmpeg, and every frame still arrives in order."""
+    from conftest import write_video
+
+    from edge_inspector.config import CameraConfig
+    from edge_inspector.sources.camera import CameraSource
+
+    frames = [np.full((96, 128, 3), 10 * i, np.uint8) for i in range(12)]
+    clip = write_video(tmp_path / "clip.mp4", frames)
+    queue: BoundedQueue[Frame] = BoundedQueue(64, "block")
+    cfg = CameraConfig(name="cam0", uri=f"file://{clip}", realtime=False, decode_threads=threads)
+    camera = CameraSource(cfg, queue)
+    camera.start()
+    camera.join(20)
+    assert not camera.is_alive()
+    got = [queue.get_nowait() for _ in range(len(queue))]
+    assert [f.index for f in got if f is not None] == list(range(12))
+    camera.open()  # what the thread opened, reopened here to read FFmpeg's setting back
+    assert camera.cap is not None and camera.cap.get(cv2.CAP_PROP_N_THREADS) == threads
+    camera.release()
