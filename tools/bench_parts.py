@@ -31,8 +31,8 @@ def engine_throughput(model_path: Path, backend: str, batches: list[int], second
     spec = engine.inputs[0]
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"backend": backend, "model": str(model_path), "batches": {}}
-    if backend == "onnxruntime":  # the intra-op pool the daemon's engine gets (0 = all cores but one)
-        out["threads"] = intra_op_threads or int(os.environ.get("EDGE_INSPECTOR_ORT_THREADS", "0")) or max(1, (os.cpu_count() or 2) - 1)
+    if hasattr(engine, "intra_op_threads"):  # CPU threads one call keeps busy (ONNX Runtime)
+        out["threads"] = engine.intra_op_threads
     try:
         for batch in batches:
             if progress:
@@ -68,9 +68,11 @@ def decode_throughput(clip: Path, seconds: float, progress: Progress | None = No
     """
     import cv2
 
+    from edge_inspector.sources.camera import ffmpeg_decoder_params
+
     if progress:
         progress("decode only")
-    params = [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
+    params = ffmpeg_decoder_params(threads)
     per_frame: list[float] = []
     t_start, cpu_start = time.perf_counter(), os.times()
     while time.perf_counter() - t_start < seconds or not per_frame:

@@ -213,7 +213,6 @@ class VisualInspector(threading.Thread):
 
     def _deliver(self, item: _Inferred) -> None:
         runner, batch, outputs, t0 = self.runner, item.batch, item.outputs, item.t0
-        timing = {"preprocess_ms": item.preprocess_ms, "inference_ms": item.inference_ms}
         results = []
         for i, f in enumerate(batch):  # per frame: each camera may have its own threshold
             one = {name: value[i : i + 1] for name, value in outputs.items()}
@@ -249,8 +248,8 @@ class VisualInspector(threading.Thread):
                         "batch": len(batch),
                         "timing_ms": {
                             "queue_wait": round(queue_wait_ms, 3),
-                            "preprocess": round(timing["preprocess_ms"], 3),
-                            "inference": round(timing["inference_ms"], 3),
+                            "preprocess": round(item.preprocess_ms, 3),
+                            "inference": round(item.inference_ms, 3),
                             "inspect_total": round((done - t0) * 1000.0, 3),
                         },
                         "image_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],

@@ -41,7 +41,8 @@ class OnnxEngine:
         # 0 = all cores but one: capture, decode and preprocessing run beside inference, and an
         # engine call that took every core would stall them (measured: +40 % frames/s on 2 cores)
         threads = intra_op_threads or int(os.environ.get("EDGE_INSPECTOR_ORT_THREADS", "0"))
-        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        self.intra_op_threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = 1
         # Idle ORT worker threads otherwise spin for work and steal the cores that capture and
         # decode threads need (measured: engine and daemon throughput both rise without it).

@@ -100,6 +100,15 @@ class _Pacer:
         return False
 
 
+def ffmpeg_decoder_params(threads: int) -> list[int]:
+    """``VideoCapture`` open parameters for FFmpeg's decoder thread count (0 = FFmpeg's choice).
+
+    Cameras default to 1: multi-threaded H.264 decoding costs ~25 % more CPU per frame and
+    holds frames back, and inference needs the other cores.
+    """
+    return [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
+
+
 class CameraSource(SourceThread[Frame]):
     """An OpenCV ``VideoCapture`` (file, v4l2, rtsp, http, gst) in its own thread."""
 
@@ -129,7 +138,7 @@ class CameraSource(SourceThread[Frame]):
             path = file_path(uri)
             if not path.is_file():
                 raise UserError(f"camera {self.cfg.name}: video file not found: {path}")
-            return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, self._decoder_params())
+            return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, ffmpeg_decoder_params(self.cfg.decode_threads))
         if scheme == "v4l2":
             device = urlparse(uri).path or "/dev/video0"
             cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
@@ -148,13 +157,7 @@ class CameraSource(SourceThread[Frame]):
             return cv2.VideoCapture(uri[len("gst:"):], cv2.CAP_GSTREAMER)
         # rtsp / http(s): FFmpeg backend; short timeouts so a dead stream is noticed quickly
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
-        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params + self._decoder_params())
-
-    def _decoder_params(self) -> list[int]:
-        """FFmpeg's decoder thread count: 1 by default, since multi-threaded H.264 decoding costs
-        ~25 % more CPU per frame and delays each frame, and inference needs the other cores."""
-        threads = self.cfg.decode_threads
-        return [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params + ffmpeg_decoder_params(self.cfg.decode_threads))
 
     def open(self) -> None:
         self.release()
