@@ -19,6 +19,7 @@ from edge_inspector.inspectors.visual_model import (
     heatmap_bbox,
     inspect_image,
     load_image,
+    resize_to,
 )
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import create_engine
@@ -237,3 +238,31 @@ def test_train_smoke(tmp_path: Path) -> None:
     for name in ("visual_cnn.onnx", "visual_confusion.png", "visual_examples.png", "README.md"):
         assert (tmp_path / name).is_file(), name
     assert "<!-- BEGIN visual -->" in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.parametrize("height,width", [(720, 1280), (1080, 1920), (300, 4000), (2048, 2048), (257, 255)])
+def test_resize_to_shrinks_like_area_averaging(height: int, width: int) -> None:
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur((rng.random((height, width, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
+    out = resize_to(image, 256, 256)
+    assert out.shape == (256, 256, 3) and out.dtype == np.uint8
+    area = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(np.int32) - area).mean() < 1.5
+
+
+@pytest.mark.parametrize("height,width", [(100, 80), (200, 1000), (256, 256)])
+def test_resize_to_any_other_size(height: int, width: int) -> None:
+    image = np.full((height, width, 3), 77, np.uint8)
+    out = resize_to(image, 256, 256)
+    assert out.shape == (256, 256, 3) and int(out.min()) == int(out.max()) == 77
+
+
+@pytest.mark.parametrize("offset", range(5))
+def test_a_one_pixel_scratch_in_a_720p_frame_survives_the_resize(offset: int) -> None:
+    """1280 -> 256 is 5:1; sampling (bilinear) steps over a 1-px line at 4 of 5 positions."""
+    image = np.full((720, 1280, 3), 128, np.uint8)
+    image[:, 600 + offset] = 28
+    darkening = 128 - resize_to(image, 256, 256).astype(np.int32)
+    area = 128 - cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA).astype(np.int32)
+    assert darkening.sum() >= 0.8 * area.sum()  # the line's ink is kept ...
+    assert darkening.max() >= 0.4 * area.max()  # ... and not smeared out of sight
