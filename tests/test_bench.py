@@ -103,3 +103,19 @@ def test_cpu_ceiling_counts_every_core_and_every_inference_thread() -> None:
     assert cpu_ceiling_fps(results, 8) == 2000.0 / 12.0
     del results["preprocess_ms_per_frame"]  # not measured: no ceiling claimed
     assert cpu_ceiling_fps(results, 8) is None
+
+
+def test_paired_efficiency_is_the_median_of_each_run_against_its_own_engine_figure() -> None:
+    from bench_report import evaluate_targets
+
+    results = {
+        "engine": {"onnxruntime": {"batches": {"8": {"fps": 280.0}}}},  # measured minutes earlier
+        "decode": {"fps": 500.0},
+        "daemon_replay": {"fps": 230.0, "runs_fps": [210.0, 230.0, 240.0], "runs_engine_fps": [230.0, 250.0, 262.0],
+                          "runs_efficiency": [0.913, 0.92, 0.916], "efficiency_median": 0.916},
+    }
+    eff = {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]
+    assert eff["status"] == "PASS" and eff["value"] == 0.916 and eff["bound"] == 0.9  # 230 / 280 alone would fail
+    assert "210/230, 230/250, 240/262" in eff["detail"]
+    results["daemon_replay"].update(runs_efficiency=[0.8, 0.85, 0.95], efficiency_median=0.85)
+    assert {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]["status"] == "FAIL"
