@@ -7,6 +7,7 @@ training wall time too); TRAINING_NOTE says what else ran on the machine during 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edge_inspector.synthetic.surfaces import MIN_VISIBILITY
@@ -30,8 +31,8 @@ TRAINING_TIME = (
     "budget. Each epoch prints its wall and process CPU time, so a run on a shared machine can be told apart."
 )
 # What else ran beside the shipped model's training run (the wall time above includes it).
-TRAINING_NOTE = ("a short analysis job shared the machine for about 2 of those minutes; the same recipe "
-                 "without the visibility floor took 16.2 min with the machine to itself")
+TRAINING_NOTE = ("short benchmark and test runs shared the machine during data generation and the first 8 "
+                 "epochs, which took 17-38 s each against 15.5 s for the later ones: about 2 of those minutes")
 
 
 def _crop_epochs(recipe: dict[str, Any]) -> int:
@@ -39,6 +40,36 @@ def _crop_epochs(recipe: dict[str, Any]) -> int:
         return int(recipe.get("epochs", 0)) - int(recipe.get("full_epochs", 0))
     except ValueError:
         return 0
+
+
+def conv_stack(onnx_path: Path) -> tuple[str, int]:
+    """The feature convolutions of an exported model, read from its graph: ``"16/2-32/2-..."``
+    (output channels, /stride, dN = dilation N) and the receptive field of one heatmap cell in
+    input pixels.  1x1 convolutions (the heatmap head) are left out."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    weights = {t.name: numpy_helper.to_array(t).shape for t in graph.initializer}
+    parts, field, jump = [], 1, 1
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        shape = weights[node.input[1]]  # (out, in, kh, kw)
+        if shape[-1] == 1:
+            continue
+        attrs = {a.name: list(a.ints) for a in node.attribute}
+        stride, dilation = attrs.get("strides", [1])[0], attrs.get("dilations", [1])[0]
+        parts.append(f"{shape[0]}" + (f"/{stride}" if stride > 1 else "") + (f" d{dilation}" if dilation > 1 else ""))
+        field += (shape[-1] - 1) * dilation * jump
+        jump *= stride
+    return "-".join(parts), field
+
+
+def _layers_text(onnx_path: Path) -> str:
+    layers, field = conv_stack(onnx_path)
+    return (f"{layers.count('-') + 1} 3x3 conv+ReLU blocks, {layers} (output channels; /2 = stride 2, "
+            f"dN = dilation N), to 1/8 resolution; receptive field {field} px")
 
 
 def _table(columns: dict[str, dict[str, float]]) -> str:
@@ -90,7 +121,7 @@ def _heldout_text(heldout: dict[str, Any] | None) -> tuple[str, str]:
     return title, text
 
 
-def model_card(model: Any, metrics: dict[str, dict[str, float]], timing: dict[str, float],
+def model_card(model: Any, onnx_path: Path, metrics: dict[str, dict[str, float]], timing: dict[str, float],
                recipe: dict[str, Any], heldout: dict[str, Any] | None = None) -> str:
     """Markdown for the card; ``metrics`` maps the shipped model's set names to their figures."""
     r = recipe
@@ -118,13 +149,12 @@ def model_card(model: Any, metrics: dict[str, dict[str, float]], timing: dict[st
 a defect score (1 - p(ok)) and a 32x32 heatmap from which the box is derived.
 
 **Input / output.** `image` float32 [N, 3, 256, 256], RGB, pixel/255 normalised with mean
-{list(model.mean)} and std {list(model.std)}; frames of any size are resized (stretched) to
-256x256. Outputs `probs` [N, 5] softmax over {list(model.labels)} and `heatmap` [N, 1, 32, 32]
-sigmoid defect probability per 8x8 cell. Dynamic batch, opset 17, BatchNorm folded; ops:
+{list(model.mean)} and std {list(model.std)}; frames of any size are stretched to 256x256,
+every source pixel averaged in when shrinking (`resize_to`). Outputs `probs` [N, 5] softmax
+over {list(model.labels)} and `heatmap` [N, 1, 32, 32] sigmoid defect probability per 8x8 cell. Dynamic batch, opset 17, BatchNorm folded; ops:
 Conv, Relu, MaxPool, GlobalAveragePool, Concat, Flatten, Gemm, Sigmoid, Softmax.
 
-**Architecture.** Seven 3x3 conv+ReLU blocks (16-32-32-64-64-64-64 channels, strides to 1/8,
-the last two dilated 2 and 4, receptive field ~90 px); heatmap = 1x1 conv + sigmoid; class head
+**Architecture.** {_layers_text(onnx_path)}; heatmap = 1x1 conv + sigmoid; class head
 = global average + max pooling of the features and of the heatmap logits -> 64 -> 5 -> softmax.
 
 **Data.** Procedural surfaces from `edge_inspector/synthetic/surfaces.py`: brushed/ground

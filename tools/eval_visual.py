@@ -194,7 +194,7 @@ def evaluate(engines_dir: Path, smoke: bool = False, n: int = 600,
     plot_examples(sets[MAIN].samples[:12] + sets[CAST].samples[:4],
                   sets[MAIN].results[:12] + sets[CAST].results[:4],
                   engines_dir / "visual_examples.png")
-    card = model_card(model, {k: v.metrics for k, v in sets.items()}, timing, recipe, heldout)
+    card = model_card(model, manifest.path_of(model), {k: v.metrics for k, v in sets.items()}, timing, recipe, heldout)
     update_readme_section(engines_dir, "visual", card)
     print(f"wrote {engines_dir / 'README.md'} (visual section), visual_confusion.png, visual_examples.png")
     engine.close()
