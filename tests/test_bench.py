@@ -112,10 +112,41 @@ def test_paired_efficiency_is_the_median_of_each_run_against_its_own_engine_figu
         "engine": {"onnxruntime": {"batches": {"8": {"fps": 280.0}}}},  # measured minutes earlier
         "decode": {"fps": 500.0},
         "daemon_replay": {"fps": 230.0, "runs_fps": [210.0, 230.0, 240.0], "runs_engine_fps": [230.0, 250.0, 262.0],
-                          "runs_efficiency": [0.913, 0.92, 0.916], "efficiency_median": 0.916},
+                          "runs_efficiency": [0.913, 0.92, 0.916], "efficiency_median": 0.916,
+                          "efficiency_decode_fps": 500.0},
     }
     eff = {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]
     assert eff["status"] == "PASS" and eff["value"] == 0.916 and eff["bound"] == 0.9  # 230 / 280 alone would fail
     assert "210/230, 230/250, 240/262" in eff["detail"]
     results["daemon_replay"].update(runs_efficiency=[0.8, 0.85, 0.95], efficiency_median=0.85)
     assert {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]["status"] == "FAIL"
+    results["daemon_replay"]["efficiency_decode_fps"] = None  # --only daemon: decode not measured first
+    eff = {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]
+    assert eff["status"] == "SKIP" and "decode not measured" in eff["detail"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_visual_model(), reason="engines/manifest.toml has no [visual] model yet")
+def test_paired_replays_runs_the_engine_before_each_real_daemon_run(tmp_path: Path) -> None:
+    import statistics
+
+    from bench_common import make_clips
+    from bench_daemon import paired_replays
+    from edge_inspector.manifest import load_manifest
+
+    engines = ROOT / "engines"
+    manifest = load_manifest(engines)
+    clip = make_clips(tmp_path, 24, distinct=4).h264
+    out = paired_replays(clip, engines, manifest.path_of(manifest.visual), 4, 2, 0.2, decode_fps=150.0)
+    assert len(out["runs_fps"]) == len(out["runs_engine_fps"]) == len(out["runs_efficiency"]) == 2
+    assert out["verdicts"] == 24 and out["fps"] in out["runs_fps"]
+    for fps, engine, ratio in zip(out["runs_fps"], out["runs_engine_fps"], out["runs_efficiency"]):
+        assert engine > 0 and ratio == round(fps / min(engine, 150.0), 3)
+    assert out["efficiency_median"] == round(statistics.median(out["runs_efficiency"]), 3)  # 2 runs: the mean
+    assert out["efficiency_decode_fps"] == 150.0
+
+
+def test_only_runs_scenarios_in_the_fixed_order() -> None:
+    from bench import _parse_only
+
+    assert _parse_only("daemon,decode,engine") == ["engine", "decode", "daemon"]

@@ -67,7 +67,7 @@ def _parse_only(text: str | None) -> list[str]:
     unknown = [w for w in wanted if w not in SCENARIOS]
     if unknown:
         raise SystemExit(f"bench.py: error: --only: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    return wanted
+    return [s for s in SCENARIOS if s in wanted]  # in the fixed order: the daemon's ratio needs decode first
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,6 +8,7 @@ threads, batching inspector, journal, ZeroMQ PUB); only the observers are the be
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -86,25 +87,26 @@ def paired_replays(clip: Path, engines: Path, model_path: Path, max_batch: int, 
 
     A shared VM's speed drifts by 10-15 % over minutes; the efficiency ratio (daemon over the
     engine alone) is only meaningful when both see the same machine, so each replay gets its
-    own engine figure taken the moment before.  Returns the median-fps replay with every run's
-    fps, engine fps and ratio ``daemon / min(engine, decode)``.
+    own engine figure taken the moment before.  Returns the median-fps replay plus every run's
+    fps, engine fps and ratio ``daemon / min(engine, decode)`` (decode: ``decode_fps`` as
+    measured earlier in the run; None leaves it out of the ratio) and the median ratio.
     """
     from bench_parts import engine_throughput
 
-    runs = []
+    runs, engine_runs, ratios = [], [], []
     for _ in range(max(1, repeats)):
         engine = engine_throughput(model_path, "onnxruntime", [max_batch], engine_s, progress=progress)
+        engine_fps = engine["batches"][str(max_batch)]["fps"]
         replay = replay_max(clip, engines, max_batch, progress=progress)
-        replay["engine_fps_paired"] = engine_fps = engine["batches"][str(max_batch)]["fps"]
-        replay["efficiency"] = round(replay["fps"] / min(engine_fps, decode_fps or engine_fps), 3)
         runs.append(replay)
-    runs.sort(key=lambda r: r["fps"])
-    out = dict(runs[len(runs) // 2])
+        engine_runs.append(engine_fps)
+        ratios.append(round(replay["fps"] / min(engine_fps, decode_fps or engine_fps), 3))
+    out = dict(sorted(runs, key=lambda r: r["fps"])[len(runs) // 2])
     out["runs_fps"] = [r["fps"] for r in runs]
-    out["runs_engine_fps"] = [r["engine_fps_paired"] for r in runs]
-    out["runs_efficiency"] = [r["efficiency"] for r in runs]
-    ratios = sorted(out["runs_efficiency"])
-    out["efficiency_median"] = ratios[len(ratios) // 2]
+    out["runs_engine_fps"] = engine_runs
+    out["runs_efficiency"] = ratios
+    out["efficiency_median"] = round(statistics.median(ratios), 3)
+    out["efficiency_decode_fps"] = decode_fps
     return out
 
 
