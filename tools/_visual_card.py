@@ -42,34 +42,33 @@ def _crop_epochs(recipe: dict[str, Any]) -> int:
         return 0
 
 
-def conv_stack(onnx_path: Path) -> tuple[str, int]:
+def conv_stack(onnx_path: Path) -> tuple[str, int, int]:
     """The feature convolutions of an exported model, read from its graph: ``"16/2-32/2-..."``
-    (output channels, /stride, dN = dilation N) and the receptive field of one heatmap cell in
-    input pixels.  1x1 convolutions (the heatmap head) are left out."""
+    (output channels, kK = kernel K when not 3, /stride, dN = dilation N), the receptive field
+    of one heatmap cell in input pixels and the total stride.  1x1 convolutions (the heatmap
+    head) are left out."""
     import onnx
-    from onnx import numpy_helper
 
-    graph = onnx.load(str(onnx_path)).graph
-    weights = {t.name: numpy_helper.to_array(t).shape for t in graph.initializer}
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}  # (out, in, kh, kw)
     parts, field, jump = [], 1, 1
     for node in graph.node:
-        if node.op_type != "Conv":
+        if node.op_type != "Conv" or node.input[1] not in shapes or shapes[node.input[1]][-1] == 1:
             continue
-        shape = weights[node.input[1]]  # (out, in, kh, kw)
-        if shape[-1] == 1:
-            continue
+        shape = shapes[node.input[1]]
         attrs = {a.name: list(a.ints) for a in node.attribute}
         stride, dilation = attrs.get("strides", [1])[0], attrs.get("dilations", [1])[0]
-        parts.append(f"{shape[0]}" + (f"/{stride}" if stride > 1 else "") + (f" d{dilation}" if dilation > 1 else ""))
+        parts.append(f"{shape[0]}" + (f" k{shape[-1]}" if shape[-1] != 3 else "")
+                     + (f"/{stride}" if stride > 1 else "") + (f" d{dilation}" if dilation > 1 else ""))
         field += (shape[-1] - 1) * dilation * jump
         jump *= stride
-    return "-".join(parts), field
+    return "-".join(parts), field, jump
 
 
 def _layers_text(onnx_path: Path) -> str:
-    layers, field = conv_stack(onnx_path)
-    return (f"{layers.count('-') + 1} 3x3 conv+ReLU blocks, {layers} (output channels; /2 = stride 2, "
-            f"dN = dilation N), to 1/8 resolution; receptive field {field} px")
+    layers, field, stride = conv_stack(onnx_path)
+    return (f"{layers.count('-') + 1} conv+ReLU blocks (3x3 unless kK says otherwise; output channels {layers}, "
+            f"where /2 = stride 2 and dN = dilation N), to 1/{stride} resolution; receptive field {field} px")
 
 
 def _table(columns: dict[str, dict[str, float]]) -> str:

@@ -60,4 +60,3 @@ def fold_batchnorm(model: VisualNet) -> VisualNet:
         block[0] = fuse_conv_bn_eval(block[0], block[1])
         block[1] = nn.Identity()
     return model
-
