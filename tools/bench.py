@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import ROOT, first_frame, make_clips, machine_info  # noqa: E402
+from bench_common import ROOT, first_frame, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
 SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus")
@@ -54,10 +54,7 @@ PLANS: dict[str, dict[str, Any]] = {
 
 def median_run(measure: Callable[[], dict[str, Any]], repeats: int) -> dict[str, Any]:
     """Run ``measure`` ``repeats`` times; the run with the median fps, plus every run's fps."""
-    runs = sorted((measure() for _ in range(max(1, repeats))), key=lambda r: r["fps"])
-    best = dict(runs[len(runs) // 2])
-    best["runs_fps"] = [r["fps"] for r in runs]
-    return best
+    return median_fps_run(sorted((measure() for _ in range(max(1, repeats))), key=lambda r: r["fps"]))
 
 
 def _parse_only(text: str | None) -> list[str]:

@@ -94,6 +94,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def median_fps_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of the run with the median ``fps`` (the upper middle one for an even count), with
+    every run's fps, in the order given, as ``runs_fps``."""
+    out = dict(sorted(runs, key=lambda r: r["fps"])[len(runs) // 2])
+    out["runs_fps"] = [r["fps"] for r in runs]
+    return out
+
+
 def percentiles(values: Iterable[float], qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
     """``{"p50": …, "p95": …, "p99": …, "mean": …, "n": …}`` rounded to 0.01 (None when empty)."""
     arr = np.asarray(list(values), dtype=np.float64)

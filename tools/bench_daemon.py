@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from bench_common import CpuMeter, free_port, percentiles
+from bench_common import CpuMeter, free_port, median_fps_run, percentiles
 
 Progress = Callable[[str], None]
 
@@ -101,8 +101,7 @@ def paired_replays(clip: Path, engines: Path, model_path: Path, max_batch: int, 
         runs.append(replay)
         engine_runs.append(engine_fps)
         ratios.append(round(replay["fps"] / min(engine_fps, decode_fps or engine_fps), 3))
-    out = dict(sorted(runs, key=lambda r: r["fps"])[len(runs) // 2])
-    out["runs_fps"] = [r["fps"] for r in runs]
+    out = median_fps_run(runs)  # runs_fps in run order, beside the engine figure of each
     out["runs_engine_fps"] = engine_runs
     out["runs_efficiency"] = ratios
     out["efficiency_median"] = round(statistics.median(ratios), 3)
