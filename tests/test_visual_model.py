@@ -240,6 +240,33 @@ def test_train_smoke(tmp_path: Path) -> None:
     assert "<!-- BEGIN visual -->" in (tmp_path / "README.md").read_text()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
+def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualModelRunner) -> None:
+    """The training input is the runtime's preprocessing of the same crop, turned and flipped with its mask."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import torch
+    from train_visual import to_training_batch
+
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)  # the model input size: no resize
+    cells = rng.random((3, 32, 32)).astype(np.float32)
+    seen = set()
+    for seed in range(24):
+        draw = np.random.default_rng(seed)
+        k, flip = int(draw.integers(4)), bool(draw.random() < 0.5)
+        seen.add((k, flip))
+        x, t = to_training_batch(images, cells, np.random.default_rng(seed))
+        turned = np.rot90(images, k, axes=(1, 2))
+        want_cells = np.rot90(cells, k, axes=(1, 2))
+        if flip:
+            turned, want_cells = turned[:, :, ::-1], want_cells[:, :, ::-1]
+        want = runner.preprocess(list(np.ascontiguousarray(turned)))
+        assert x.shape == want.shape and x.is_contiguous(memory_format=torch.channels_last)
+        np.testing.assert_allclose(x.numpy(), want, atol=1e-5)
+        np.testing.assert_array_equal(t.numpy(), want_cells)
+    assert len(seen) == 8  # every turn, with and without the flip
+
+
 @pytest.mark.parametrize("height,width", [(720, 1280), (721, 1281), (1080, 1920), (300, 4001), (2048, 2048), (2049, 2049), (257, 255)])
 def test_resize_to_shrinks_like_area_averaging(height: int, width: int) -> None:
     rng = np.random.default_rng(5)
