@@ -173,7 +173,8 @@ def to_training_batch(images_bgr: np.ndarray, cells: np.ndarray, rng: np.random.
 
     Same values as :func:`to_tensor`, but made in one table look-up per channel on the uint8
     NHWC crops, which is also the channels-last layout the convolutions want: the plain
-    float conversion of a permuted tensor cost about a fifth of each training step.
+    float conversion of a permuted tensor, with torch turns and a layout copy, took about a
+    sixth of each 128 px training step.
     """
     k = int(rng.integers(4))
     images_bgr, cells = np.rot90(images_bgr, k, axes=(1, 2)), np.rot90(cells, k, axes=(1, 2))
