@@ -245,7 +245,7 @@ def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualMo
     """The training input is the runtime's preprocessing of the same crop, turned and flipped with its mask."""
     sys.path.insert(0, str(ROOT / "tools"))
     import torch
-    from train_visual import to_training_batch
+    from train_visual import to_tensor, to_training_batch
 
     rng = np.random.default_rng(7)
     images = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)  # the model input size: no resize
@@ -265,6 +265,9 @@ def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualMo
         np.testing.assert_allclose(x.numpy(), want, atol=1e-5)
         np.testing.assert_array_equal(t.numpy(), want_cells)
     assert len(seen) == 8  # every turn, with and without the flip
+    plain = to_tensor(images)  # validation, threshold and export probes: no turn
+    assert plain.is_contiguous()
+    np.testing.assert_allclose(plain.numpy(), runner.preprocess(list(images)), atol=1e-5)
 
 
 @pytest.mark.parametrize("height,width", [(720, 1280), (721, 1281), (1080, 1920), (300, 4001), (2048, 2048), (2049, 2049), (257, 255)])

@@ -125,11 +125,8 @@ def generate(seed: int, split: int, n: int, workers: int, desc: str,
 
 
 def to_tensor(images_bgr: np.ndarray) -> torch.Tensor:
-    """BGR uint8 NHWC -> normalised RGB NCHW float32, exactly as the runtime preprocesses."""
-    x = torch.from_numpy(images_bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """BGR uint8 NHWC -> normalised RGB NCHW float32 (contiguous), exactly as the runtime preprocesses."""
+    return _normalised(images_bgr).contiguous()
 
 
 def _crop(images: np.ndarray, cells: np.ndarray, idx: np.ndarray, size: int,
@@ -168,22 +165,30 @@ def _lookup_tables() -> np.ndarray:
 _LUT = _lookup_tables()
 
 
+def _normalised(images_bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 NHWC (any strides) -> normalised RGB NCHW float32 in channels-last memory.
+
+    One table look-up per channel on the uint8 pixels: NHWC memory is also the channels-last
+    layout the convolutions want, so no float tensor is permuted or copied afterwards.
+    """
+    x = np.empty(images_bgr.shape, np.float32)
+    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
+        np.take(_LUT[c], images_bgr[..., 2 - c], out=x[..., c])
+    return torch.from_numpy(x).permute(0, 3, 1, 2)
+
+
 def to_training_batch(images_bgr: np.ndarray, cells: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly turned/flipped batch (defects have no orientation) as the network's input.
 
-    Same values as :func:`to_tensor`, but made in one table look-up per channel on the uint8
-    NHWC crops, which is also the channels-last layout the convolutions want: the plain
-    float conversion of a permuted tensor, with torch turns and a layout copy, took about a
-    sixth of each 128 px training step.
+    The uint8 crops are turned (views, no copy) before :func:`_normalised`; a float
+    conversion of a permuted tensor, with torch turns and a layout copy, took about a sixth of
+    each 128 px training step.
     """
     k = int(rng.integers(4))
     images_bgr, cells = np.rot90(images_bgr, k, axes=(1, 2)), np.rot90(cells, k, axes=(1, 2))
     if rng.random() < 0.5:
         images_bgr, cells = images_bgr[:, :, ::-1], cells[:, :, ::-1]
-    x = np.empty(images_bgr.shape, np.float32)
-    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
-        np.take(_LUT[c], images_bgr[..., 2 - c], out=x[..., c])
-    return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(np.ascontiguousarray(cells))
+    return _normalised(images_bgr), torch.from_numpy(np.ascontiguousarray(cells))
 
 
 # ---------------------------------------------------------------------------------- training
