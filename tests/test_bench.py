@@ -43,6 +43,9 @@ def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
     for b in batches.values():
         assert b["fps"] > 0 and b["calls"] >= 5
     assert data["decode"]["fps"] > 0 and data["decode"]["frames"] >= data["clip"]["frames"]
+    from edge_inspector.config import CameraConfig
+
+    assert data["decode"]["threads"] == CameraConfig.model_fields["decode_threads"].default  # as the daemon decodes
     assert data["bus"]["received"] == data["bus"]["events"]  # loopback SUB, nothing lost
     statuses = {t["target"]: t["status"] for t in data["targets"]}
     assert len(statuses) == 4 and set(statuses.values()) == {"SKIP"}  # daemon scenarios not run

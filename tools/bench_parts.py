@@ -59,17 +59,20 @@ def engine_throughput(model_path: Path, backend: str, batches: list[int], second
 
 
 def decode_throughput(clip: Path, seconds: float, progress: Progress | None = None,
-                      threads: int = 1) -> dict[str, Any]:
+                      threads: int | None = None) -> dict[str, Any]:
     """Frames/s of a bare ``cv2.VideoCapture.read`` loop (rewinding until ``seconds`` passed).
 
-    The decoder gets ``threads`` threads, as a camera's ``decode_threads`` (default 1) gives the
-    daemon; the CPU time per frame is recorded too (the process does nothing else meanwhile),
-    since a multi-threaded decoder spends more CPU than wall time.
+    The decoder gets ``threads`` threads, by default what a camera's ``decode_threads`` gives
+    the daemon; the CPU time per frame is recorded too (the process does nothing else
+    meanwhile), since a multi-threaded decoder spends more CPU than wall time.
     """
     import cv2
 
+    from edge_inspector.config import CameraConfig
     from edge_inspector.sources.camera import ffmpeg_decoder_params
 
+    if threads is None:
+        threads = int(CameraConfig.model_fields["decode_threads"].default)
     if progress:
         progress("decode only")
     params = ffmpeg_decoder_params(threads)
