@@ -36,7 +36,7 @@ from edge_inspector.inspectors.visual_model import VisualModelRunner, VisualResu
 from edge_inspector.manifest import load_manifest  # noqa: E402
 from edge_inspector.runtime import create_engine  # noqa: E402
 from edge_inspector.synthetic.surfaces import LABELS, Sample, make_surface  # noqa: E402
-from _visual_card import HELDOUT_NAME as HELDOUT_FILE, model_card  # noqa: E402
+from _visual_card import HELDOUT_NAME as HELDOUT_FILE, contrast_window, model_card  # noqa: E402
 
 EVAL_SEED = 900_001  # training uses --seed with splits 1/2; these never overlap
 MAIN, CAST = "main (metal, painted, cast)", "cast only"
@@ -165,7 +165,8 @@ def evaluate_heldout(holdout_dir: Path, engines_dir: Path, n: int = 600) -> dict
                          "train it with tools/train_visual.py --holdout-family cast")
     result = _run_set(runner, CAST, n)
     runner.engine.close()
-    record = {"metrics": result.metrics, "recipe": recipe, "threshold": manifest.visual.threshold}
+    record = {"metrics": result.metrics, "recipe": recipe, "threshold": manifest.visual.threshold,
+              "contrast_window": contrast_window(manifest.path_of(manifest.visual))}
     (Path(engines_dir) / HELDOUT_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return record
 

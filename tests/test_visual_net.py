@@ -1,0 +1,97 @@
+"""The visual CNN's local-contrast front end (tools/_visual_net.py) and what the shipped graph holds."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="torch not installed (./setup.sh --train)")
+
+
+def _reference(x: np.ndarray, size: int, floor: float) -> np.ndarray:
+    """The front end written out with OpenCV box sums: [C, H, W] -> [2C, H, W]."""
+    def local_mean(plane: np.ndarray) -> np.ndarray:
+        kw = dict(ksize=(size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return cv2.boxFilter(plane, -1, **kw) / cv2.boxFilter(np.ones_like(plane), -1, **kw)
+
+    centred = np.stack([c - local_mean(c) for c in x])
+    var = local_mean((centred**2).mean(0))
+    return np.concatenate([x, centred / np.sqrt(var + floor**2)])
+
+
+@needs_torch
+@pytest.mark.parametrize("pooled", [False, True], ids=["training form", "export form"])
+@pytest.mark.parametrize("height,width", [(256, 256), (128, 128), (40, 72)])
+def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int, pooled: bool) -> None:
+    import torch
+    from _visual_net import LocalContrast
+
+    x = np.random.default_rng(3).normal(0, 1, (2, 3, height, width)).astype(np.float32)
+    x[1] *= np.linspace(0.1, 3, width, dtype=np.float32)  # texture strength varying across the image
+    front = LocalContrast()
+    front.pooled = pooled
+    got = front(torch.from_numpy(x)).numpy()
+    assert got.shape == (2, 6, height, width)
+    for i in range(2):
+        np.testing.assert_allclose(got[i], _reference(x[i], 15, 0.06), atol=2e-4)
+
+
+@needs_torch
+def test_a_scratch_looks_the_same_on_faint_and_strong_texture() -> None:
+    """A line 1.5 texture-std bright reads the same after the front end whatever the texture's strength,
+    brightness or gain: the network sees visibility, not grey levels."""
+    import torch
+    from _visual_net import LocalContrast
+
+    rng = np.random.default_rng(11)
+    texture = cv2.GaussianBlur(rng.standard_normal((128, 128)).astype(np.float32), (0, 0), 1.0)
+    texture /= texture.std()
+    line = np.zeros_like(texture)
+    line[:, 64] = 1.5
+    front = LocalContrast()
+    responses = []
+    for strength, level in ((0.4, -0.5), (1.0, 0.3), (4.0, 0.0)):  # normalised input units
+        image = level + strength * (texture + line)
+        x = torch.from_numpy(np.repeat(image[None, None], 3, axis=1))
+        responses.append(front(x)[0, 3].numpy())
+    for r in responses[1:]:  # the raw line contrast differs 10x; the floor costs the faintest a few %
+        np.testing.assert_allclose(r, responses[-1], atol=0.06 * np.abs(responses[-1]).max())
+        assert abs(r[:, 64].mean() / responses[-1][:, 64].mean() - 1) < 0.05
+    assert responses[0][:, 64].mean() > 1.0 and abs(responses[0][:, 30].mean()) < 0.5
+
+
+@needs_torch
+def test_front_end_runs_in_float32_under_bfloat16_autocast() -> None:
+    import torch
+    from _visual_net import LocalContrast
+
+    x = torch.randn(1, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = LocalContrast()(x)
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), LocalContrast()(x).numpy(), atol=1e-6)
+
+
+# Operators TensorRT 10's ONNX parser takes natively (no plugin): what the shipped graph may use.
+TENSORRT_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat", "Flatten", "Gemm",
+                "Sigmoid", "Softmax", "Sub", "Div", "Mul", "Add", "Sqrt", "ReduceMean", "Constant", "Identity"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx not installed (./setup.sh --dev)")
+def test_shipped_graph_has_the_front_end_and_only_tensorrt_ops() -> None:
+    from _visual_card import contrast_window, conv_stack, op_types
+
+    path = ROOT / "engines" / "visual_cnn.onnx"
+    assert contrast_window(path) == 15
+    assert set(op_types(path)) <= TENSORRT_OPS, set(op_types(path)) - TENSORRT_OPS
+    layers, field, stride = conv_stack(path)
+    assert layers.startswith("16/2-") and stride == 8 and field > 100
