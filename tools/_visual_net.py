@@ -26,17 +26,18 @@ class LocalContrast(nn.Module):
     the light.  A small ReLU network cannot divide, so without this it must learn one detector
     per texture strength; with it, a defect at a given visibility looks the same on every
     surface.  At equal training steps it took the validation AUROC of a short run from 0.922 to
-    0.950 (metal 0.85 -> 0.90), and with the full recipe the held-out F1 from 0.937 to 0.957.  The raw channels are kept beside the normalised ones: dents and
-    spots are low-frequency shading that the local mean would subtract away.
+    0.950 (metal 0.85 -> 0.90), and with the full recipe the held-out F1 from 0.937 to 0.957.
+    The raw channels are kept beside the normalised ones: dents and spots are low-frequency
+    shading that the local mean would subtract away.
 
     The window is a ``size`` x ``size`` box averaged over its part inside the image, so borders
     are local means too.  Training runs it as two depthwise 1-D convolutions, each divided by its
     share of the window inside the image (fast in PyTorch's channels-last memory, where pooling
     is ~10x slower); the exported graph (``pooled = True``) runs the same mean as one
     AveragePool that leaves the padding out, which ONNX Runtime does in half the time of the
-    convolutions (the front end 2.3 instead of 4.8 ms per 256x256 frame on one core).  ``floor`` (in
-    normalised input units; 0.06 = ~4 grey levels) keeps flat painted surfaces from having
-    their sensor noise blown up.  Runs in float32 even under autocast: bfloat16's 8-bit mantissa
+    convolutions (the front end 2.3 instead of 4.8 ms per 256x256 frame on one core).
+    ``floor`` (in normalised input units; 0.06 = ~4 grey levels) keeps flat painted surfaces
+    from having their sensor noise blown up.  Runs in float32 even under autocast: bfloat16's 8-bit mantissa
     is too coarse for a difference of nearby means.
     """
 
@@ -52,7 +53,8 @@ class LocalContrast(nn.Module):
         self.pooled = False  # export form: see the class docstring
 
     def _share(self, n: int) -> torch.Tensor:
-        """For each of ``n`` positions along an axis, the share of a ``size`` box centred there that lies inside the axis."""
+        """For each of ``n`` positions along an axis, the share of a ``size`` box centred there
+        that lies inside the axis."""
         if n not in self._shares:
             p, i = self.size // 2, np.arange(n)
             share = (np.minimum(i + p, n - 1) - np.maximum(i - p, 0) + 1) / self.size
@@ -62,10 +64,10 @@ class LocalContrast(nn.Module):
     def _local_mean(self, x: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
         """Box mean over the part of the window inside the image (the box is separable, so each
         1-D pass is divided by its own share: two tiny constants, since spatial size is static)."""
-        c, p = row.shape[0], self.size // 2
+        p = self.size // 2
         if self.pooled:
             return F.avg_pool2d(x, self.size, 1, p, count_include_pad=False)
-        h, w = (int(v) for v in x.shape[2:])
+        c, (h, w) = row.shape[0], (int(v) for v in x.shape[2:])
         x = F.conv2d(x, row, padding=(0, p), groups=c) / self._share(w).to(x.device)
         x = F.conv2d(x, col, padding=(p, 0), groups=c)
         return x / self._share(h).to(x.device)[:, None]
@@ -81,8 +83,8 @@ class VisualNet(nn.Module):
     """Local-contrast front end, then a plain 3x3 conv stack to 1/8 resolution; heatmap = 1x1
     conv; class head on pooled features.
 
-    Only Conv/ReLU/pooling/concat/Gemm/sigmoid/softmax plus the front end's elementwise
-    Sub/Mul/Div/Sqrt and a channel ReduceMean, so TensorRT takes it as is.  Three
+    Only Conv/ReLU/pooling/concat/Gemm/sigmoid/softmax plus the front end's AveragePool,
+    elementwise Sub/Mul/Add/Div/Sqrt and a channel ReduceMean, so TensorRT takes it as is.  Three
     convolutions run at 1/4 resolution, where a 1-3 px scratch is still a line: depth there is
     what tells a scratch from the grain of brushed metal or cast (adding the third, together
     with training on more metal and cast, took the image AUROC from 0.966 to 0.980).  Dilated
