@@ -86,9 +86,9 @@ def op_types(onnx_path: Path) -> list[str]:
     return list(dict.fromkeys(node.op_type for node in _graph(onnx_path).node))
 
 
-def _layers_text(onnx_path: Path) -> str:
+def _layers_text(onnx_path: Path, window: int) -> str:
+    """The architecture sentence; ``window`` is the front end's box side (0: no front end)."""
     layers, field, stride = conv_stack(onnx_path)
-    window = contrast_window(onnx_path)
     front = ""
     if window:
         front = (f"Local-contrast front end: each RGB channel minus its {window}x{window} box mean, divided by "
@@ -164,7 +164,8 @@ def model_card(model: Any, onnx_path: Path, metrics: dict[str, dict[str, float]]
     """Markdown for the card; ``metrics`` maps the shipped model's set names to their figures."""
     r = recipe
     columns = {f"A: shipped model, {name}": m for name, m in metrics.items()}
-    held_title, held_text = _heldout_text(heldout, contrast_window(onnx_path))
+    window = contrast_window(onnx_path)
+    held_title, held_text = _heldout_text(heldout, window)
     if heldout is not None:
         columns[held_title] = heldout["metrics"]
     cast = next((m for name, m in metrics.items() if "cast only" in name), None)
@@ -197,7 +198,7 @@ every source pixel averaged in when shrinking (`resize_to`). Outputs `probs` [N,
 over {list(model.labels)} and `heatmap` [N, 1, 32, 32] sigmoid defect probability per 8x8 cell. Dynamic batch, opset 17, BatchNorm folded; ops
 (read from the graph): {", ".join(op_types(onnx_path))}.
 
-**Architecture.** {_layers_text(onnx_path)}; heatmap = 1x1 conv + sigmoid; class head
+**Architecture.** {_layers_text(onnx_path, window)}; heatmap = 1x1 conv + sigmoid; class head
 = global average + max pooling of the features and of the heatmap logits -> 64 -> 5 -> softmax.
 
 **Data.** Procedural surfaces from `edge_inspector/synthetic/surfaces.py`: brushed/ground
