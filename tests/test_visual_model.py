@@ -241,28 +241,46 @@ def test_train_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
+@pytest.mark.parametrize("crops,message", [("63:2", "crop side 63 is not a multiple of 8"),
+                                           ("96", "'96' is not SIDE:EPOCHS"), ("", "no crop phase")])
+def test_train_rejects_a_bad_crop_schedule_before_generating_data(tmp_path: Path, crops: str, message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_visual.py"), "--crops", crops, "--out", str(tmp_path / "engines")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and f"error: --crops: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "engines").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualModelRunner) -> None:
-    """The training input is the runtime's preprocessing of the same crop, turned and flipped with its mask."""
+    """The training input is what the exported network computes from the runtime's preprocessing of
+    the same image, turned and flipped with its mask: raw channels, and the front end's contrast
+    channels (computed once per whole image with OpenCV, then turned with it)."""
     sys.path.insert(0, str(ROOT / "tools"))
     import torch
-    from train_visual import to_tensor, to_training_batch
+    from _visual_net import LocalContrast
+    from train_visual import contrast_of, to_tensor, to_training_batch
 
     rng = np.random.default_rng(7)
-    images = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)  # the model input size: no resize
+    images = cv2.GaussianBlur(rng.integers(0, 256, (3 * 256, 256, 3), dtype=np.uint8), (0, 0), 0.8).reshape(3, 256, 256, 3)
+    images[1, :, 100:103] = 250  # a bright stripe: the contrast channels must turn with it
+    contrast = np.stack([contrast_of(image) for image in images])
     cells = rng.random((3, 32, 32)).astype(np.float32)
-    seen = set()
+    front, seen = LocalContrast(), set()
     for seed in range(24):
         draw = np.random.default_rng(seed)
         k, flip = int(draw.integers(4)), bool(draw.random() < 0.5)
         seen.add((k, flip))
-        x, t = to_training_batch(images, cells, np.random.default_rng(seed))
+        x, t = to_training_batch(images, contrast, cells, np.random.default_rng(seed))
         turned = np.rot90(images, k, axes=(1, 2))
         want_cells = np.rot90(cells, k, axes=(1, 2))
         if flip:
             turned, want_cells = turned[:, :, ::-1], want_cells[:, :, ::-1]
-        want = runner.preprocess(list(np.ascontiguousarray(turned)))
-        assert x.shape == want.shape and x.is_contiguous(memory_format=torch.channels_last)
-        np.testing.assert_allclose(x.numpy(), want, atol=1e-5)
+        want = front(torch.from_numpy(runner.preprocess(list(np.ascontiguousarray(turned))))).numpy()
+        assert x.shape == (3, 6, 256, 256) and x.is_contiguous(memory_format=torch.channels_last)
+        np.testing.assert_allclose(x.numpy()[:, :3], want[:, :3], atol=1e-5)
+        np.testing.assert_allclose(x.numpy()[:, 3:], want[:, 3:], atol=4e-3 * np.abs(want[:, 3:]).max())  # float16
         np.testing.assert_array_equal(t.numpy(), want_cells)
     assert len(seen) == 8  # every turn, with and without the flip
     plain = to_tensor(images)  # validation, threshold and export probes: no turn

@@ -17,32 +17,57 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch not installed (./setup.sh --train)")
 
 
-def _reference(x: np.ndarray, size: int, floor: float) -> np.ndarray:
-    """The front end written out with OpenCV box sums: [C, H, W] -> [2C, H, W]."""
-    def local_mean(plane: np.ndarray) -> np.ndarray:
-        kw = dict(ksize=(size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        return cv2.boxFilter(plane, -1, **kw) / cv2.boxFilter(np.ones_like(plane), -1, **kw)
+def _box_mean(plane: np.ndarray, size: int) -> np.ndarray:
+    """Mean over the part of a size x size box inside the plane (OpenCV box sums)."""
+    kw = dict(ksize=(size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return cv2.boxFilter(plane, -1, **kw) / cv2.boxFilter(np.ones_like(plane), -1, **kw)
 
-    centred = np.stack([c - local_mean(c) for c in x])
-    var = local_mean((centred**2).mean(0))
-    return np.concatenate([x, centred / np.sqrt(var + floor**2)])
+
+def _reference(x: np.ndarray, size: int, floor: float) -> np.ndarray:
+    """The front end written out with OpenCV: [C, H, W] -> [2C, H, W].  Statistics on 2x2 means
+    (INTER_AREA halving), box means over the part inside the image, bilinear upsampling."""
+    (h, w), half = x.shape[1:], (x.shape[2] // 2, x.shape[1] // 2)
+
+    def smooth(plane: np.ndarray) -> np.ndarray:  # full-size plane -> its upsampled half-res box mean
+        small = cv2.resize(plane, half, interpolation=cv2.INTER_AREA)
+        return cv2.resize(_box_mean(small, size), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    centred = np.stack([c - smooth(c) for c in x])
+    energy = cv2.resize((centred**2).mean(0), half, interpolation=cv2.INTER_AREA)
+    scale = cv2.resize(1.0 / np.sqrt(_box_mean(energy, size) + floor**2), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.concatenate([x, centred * scale])
 
 
 @needs_torch
-@pytest.mark.parametrize("pooled", [False, True], ids=["training form", "export form"])
 @pytest.mark.parametrize("height,width", [(256, 256), (128, 128), (40, 72)])
-def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int, pooled: bool) -> None:
+def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int) -> None:
     import torch
     from _visual_net import LocalContrast
 
     x = np.random.default_rng(3).normal(0, 1, (2, 3, height, width)).astype(np.float32)
     x[1] *= np.linspace(0.1, 3, width, dtype=np.float32)  # texture strength varying across the image
-    front = LocalContrast()
-    front.pooled = pooled
-    got = front(torch.from_numpy(x)).numpy()
+    got = LocalContrast()(torch.from_numpy(x)).numpy()
     assert got.shape == (2, 6, height, width)
     for i in range(2):
-        np.testing.assert_allclose(got[i], _reference(x[i], 15, 0.06), atol=2e-4)
+        np.testing.assert_allclose(got[i], _reference(x[i], 7, 0.06), atol=2e-4)
+
+
+@needs_torch
+def test_training_computes_the_same_channels_as_the_exported_front_end() -> None:
+    """tools/train_visual.py computes the contrast channels once per image with OpenCV (float16);
+    they must be what the network's own front end gives at run time."""
+    import torch
+    from _visual_net import LocalContrast
+    from train_visual import contrast_of, to_tensor
+
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 1.0)
+    image = cv2.add(image, np.linspace(0, 60, 256, dtype=np.uint8)[None, :, None].repeat(256, 0).repeat(3, 2))
+    cv2.line(image, (20, 200), (230, 40), (200, 200, 200), 1, cv2.LINE_AA)
+    want = LocalContrast()(to_tensor(image[None]))[0, 3:].permute(1, 2, 0).numpy()
+    got = contrast_of(image)
+    assert got.shape == (256, 256, 3) and got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=1e-3, atol=1e-3)
 
 
 @needs_torch
@@ -83,7 +108,8 @@ def test_front_end_runs_in_float32_under_bfloat16_autocast() -> None:
 
 # Operators TensorRT 10's ONNX parser takes natively (no plugin): what the shipped graph may use.
 TENSORRT_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat", "Flatten", "Gemm",
-                "Sigmoid", "Softmax", "Sub", "Div", "Mul", "Add", "Sqrt", "ReduceMean", "Constant", "Identity"}
+                "Sigmoid", "Softmax", "Resize", "Sub", "Div", "Mul", "Add", "Sqrt", "Reciprocal", "ReduceMean",
+                "Constant", "Identity"}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx not installed (./setup.sh --dev)")
@@ -91,7 +117,7 @@ def test_shipped_graph_has_the_front_end_and_only_tensorrt_ops() -> None:
     from _visual_card import contrast_window, conv_stack, op_types
 
     path = ROOT / "engines" / "visual_cnn.onnx"
-    assert contrast_window(path) == 15
+    assert contrast_window(path) == 14  # a 7x7 box on 2x2 means
     assert set(op_types(path)) <= TENSORRT_OPS, set(op_types(path)) - TENSORRT_OPS
     layers, field, stride = conv_stack(path)
     assert layers.startswith("16/2-") and stride == 8 and field > 100

@@ -2,6 +2,8 @@
 """Train the visual defect CNN on synthetic surfaces, export it to ONNX and write its manifest.
 
     python3 tools/train_visual.py --out engines            # the shipped model: CPU, ~1 h on 2 AVX2 cores
+    python3 tools/train_visual.py --crops 64:12,96:10 --full-images 2500 --out /tmp/vis-quick
+                                                           # 17 min there, less accurate (engines/README.md)
     python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout
                                                            # same recipe without cast (held-out style)
     python3 tools/train_visual.py --smoke                  # < 1 min end-to-end check (temp dir)
@@ -11,9 +13,10 @@ scikit-image CC0 textures (gravel, brick, grass) with procedurally drawn defects
 striated and grainy families three times as often as the others (``--mix``).  The
 held-out style experiment leaves one family out, so tools/eval_visual.py can report how the
 recipe does on a surface style it was not trained on.
-All epochs but the last train on 128x128 crops around the defect (4x cheaper per step), the
-last on whole images.  Loss = cross-entropy on the class + BCE on the 32x32 heatmap against
-the max-pooled defect mask.  Convolutions run under bfloat16 autocast where the CPU has fast
+The epochs train on crops around the defect (``--crops``, 128 px), then on whole images
+(``--full-images``).  The front end's contrast channels are computed once per image while
+the data is generated, not at every step.  Loss = cross-entropy on the class + BCE on the
+32x32 heatmap against the max-pooled defect mask.  Convolutions run under bfloat16 autocast where the CPU has fast
 bfloat16 (AVX512-BF16/AMX; ``--precision``), which halves the step time.  Each epoch prints its
 wall and process CPU time, so the cost on idle cores can be estimated while the machine is shared.
 BatchNorm is folded into the convolutions before export (opset 17, dynamic batch), ONNX
@@ -24,6 +27,7 @@ images so that at most ~1 % of good parts are rejected.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import multiprocessing
@@ -32,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edge_inspector.manifest import VisualModel, sha256_of  # noqa: E402
 from edge_inspector.synthetic.surfaces import FAMILIES, LABELS, compose, make_surface, scene_from_image  # noqa: E402
-from _visual_net import VisualNet, fold_batchnorm  # noqa: E402
+from _visual_net import LocalContrast, VisualNet, fold_batchnorm  # noqa: E402
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -51,6 +56,7 @@ TRAIN_FAMILIES = ("metal", "painted", "cast", "texture")  # every family the dem
 SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; tools/eval_visual.py uses 3 and 4
 OK_FRACTION = 0.3
 DEFAULT_MIX = "metal:3,cast:3,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
+DEFAULT_CROPS = "128:42"  # crop side:epochs; 64:12,96:10 with --full-images 2500 is the 17-minute recipe
 CELL = 8  # heatmap cell size in pixels (256 / 32)
 
 
@@ -95,9 +101,45 @@ def family_cycle(mix: str, exclude: str | None = None) -> tuple[str, ...]:
     return tuple(cycle)
 
 
-def generate_one(args: tuple[int, int, int, tuple[str, ...]]) -> tuple[np.ndarray, int, np.ndarray]:
-    """Sample ``index`` of split ``split``: (image BGR uint8, label index, 32x32 cell mask)."""
-    seed, split, index, families = args
+def _lookup_tables() -> np.ndarray:
+    """(3, 256) float32: uint8 value -> normalised value of the R, G and B input channels."""
+    values = np.arange(256, dtype=np.float32) / 255.0
+    return np.stack([(values - m) / s for m, s in zip(MEAN, STD)]).astype(np.float32)
+
+
+_LUT = _lookup_tables()
+
+
+def _box_mean(plane: np.ndarray, size: int) -> np.ndarray:
+    """Mean over the part of a ``size`` x ``size`` box inside the image (2-D float32)."""
+    kw = dict(ksize=(size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return cv2.boxFilter(plane, -1, **kw) / cv2.boxFilter(np.ones_like(plane), -1, **kw)
+
+
+def contrast_of(image_bgr: np.ndarray, front: LocalContrast = LocalContrast()) -> np.ndarray:
+    """The front end's contrast channels of one whole image, HxWx3 float16, computed with OpenCV.
+
+    Computed once per image while the data is generated, instead of once per step (the front
+    end has no weights to learn; 2 ms here vs ~6 ms in PyTorch), and on the whole frame, as at run
+    time, so a crop holds exactly what the daemon's network sees there.  Same definition as
+    :class:`LocalContrast` (tests compare the two): 2x2 means, a box mean over the part
+    inside the image, bilinear upsampling (OpenCV's and PyTorch's agree on the half-pixel grid).
+    """
+    h, w = image_bgr.shape[:2]
+    x = np.stack([_LUT[c][image_bgr[..., 2 - c]] for c in range(3)], axis=-1)  # normalised RGB
+    half, full, k = (w // 2, h // 2), (w, h), front.window
+    small = cv2.resize(x, half, interpolation=cv2.INTER_AREA)
+    mean = np.dstack([_box_mean(small[..., c], k) for c in range(3)])
+    centred = x - cv2.resize(mean, full, interpolation=cv2.INTER_LINEAR)
+    energy = cv2.resize(centred * centred, half, interpolation=cv2.INTER_AREA).mean(axis=2)
+    scale = cv2.resize(1.0 / np.sqrt(_box_mean(energy, k) + front.floor**2), full, interpolation=cv2.INTER_LINEAR)
+    return (centred * scale[..., None]).astype(np.float16)
+
+
+def generate_one(args: tuple[int, int, int, tuple[str, ...], bool]) -> tuple[np.ndarray, int, np.ndarray, np.ndarray | None]:
+    """Sample ``index`` of split ``split``: (image BGR uint8, label index, 32x32 cell mask, and
+    the front end's contrast channels when ``with_contrast``)."""
+    seed, split, index, families, with_contrast = args
     rng = np.random.default_rng([seed, split, index])
     label = "ok" if rng.random() < OK_FRACTION else str(rng.choice(LABELS[1:]))
     family = families[index % len(families)]
@@ -106,22 +148,29 @@ def generate_one(args: tuple[int, int, int, tuple[str, ...]]) -> tuple[np.ndarra
     else:
         sample = make_surface(rng, family, label)
     cells = sample.mask.reshape(32, CELL, 32, CELL).max(axis=(1, 3))
-    return sample.image, LABELS.index(label), cells
+    return sample.image, LABELS.index(label), cells, contrast_of(sample.image) if with_contrast else None
 
 
 def generate(seed: int, split: int, n: int, workers: int, desc: str,
-             families: tuple[str, ...] = TRAIN_FAMILIES) -> tuple[np.ndarray, ...]:
-    """Generate ``n`` samples of ``families`` in turn (deterministic per index, any worker count)."""
-    jobs = [(seed, split, i, families) for i in range(n)]
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            out = list(tqdm(pool.imap(generate_one, jobs, chunksize=32), total=n, desc=desc))
-    else:
-        out = [generate_one(j) for j in tqdm(jobs, desc=desc)]
-    images = np.stack([o[0] for o in out])
-    labels = np.array([o[1] for o in out], np.int64)
-    cells = np.stack([o[2] for o in out]).astype(np.float32)
-    return images, labels, cells
+             families: tuple[str, ...] = TRAIN_FAMILIES, with_contrast: bool = False) -> tuple[np.ndarray, ...]:
+    """Generate ``n`` samples of ``families`` in turn (deterministic per index, any worker count):
+    images, labels, cells and (``with_contrast``) contrast channels, else an empty array."""
+    jobs = [(seed, split, i, families, with_contrast) for i in range(n)]
+    images = np.empty((n, 256, 256, 3), np.uint8)
+    contrast = np.empty((n, 256, 256, 3) if with_contrast else (0,), np.float16)
+    labels = np.empty(n, np.int64)
+    cells = np.empty((n, 32, 32), np.float32)
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+            results = pool.imap(generate_one, jobs, chunksize=32)
+        else:
+            results = map(generate_one, jobs)
+        for i, (image, label, cell, con) in enumerate(tqdm(results, total=n, desc=desc, mininterval=5)):
+            images[i], labels[i], cells[i] = image, label, cell
+            if with_contrast:
+                contrast[i] = con
+    return images, labels, cells, contrast
 
 
 def to_tensor(images_bgr: np.ndarray) -> torch.Tensor:
@@ -129,19 +178,21 @@ def to_tensor(images_bgr: np.ndarray) -> torch.Tensor:
     return _normalised(images_bgr).contiguous()
 
 
-def _crop(images: np.ndarray, cells: np.ndarray, idx: np.ndarray, size: int,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-aligned ``size`` x ``size`` crops of samples ``idx`` that keep part of the defect in view.
+def _crop(images: np.ndarray, contrast: np.ndarray, cells: np.ndarray, idx: np.ndarray, size: int,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell-aligned ``size`` x ``size`` crops of samples ``idx`` (image, contrast channels, cells)
+    that keep part of the defect in view.
 
-    Most of a 256x256 image is defect-free background; training mostly on 128x128 crops
-    around the defect shows the network ~4x more defects per CPU second.  The network is
-    fully convolutional up to global pooling, so the same weights then run at 256x256.
+    Most of a 256x256 image is defect-free background; training mostly on small crops around
+    the defect shows the network many more defects per CPU second.  The network is fully
+    convolutional up to global pooling, so the same weights then run at 256x256.
     """
     full = images.shape[1]
     if size >= full:
-        return images[idx], cells[idx]
+        return images[idx], contrast[idx], cells[idx]
     c, g = size // CELL, full // CELL
     out_img = np.empty((len(idx), size, size, 3), np.uint8)
+    out_con = np.empty((len(idx), size, size, 3), contrast.dtype)
     out_cells = np.empty((len(idx), c, c), np.float32)
     for j, i in enumerate(idx):
         hot = np.argwhere(cells[i] > 0)
@@ -151,18 +202,10 @@ def _crop(images: np.ndarray, cells: np.ndarray, idx: np.ndarray, size: int,
             x0 = int(rng.integers(max(0, cx - c + 1), min(cx, g - c) + 1))
         else:
             y0, x0 = (int(v) for v in rng.integers(0, g - c + 1, 2))
-        out_img[j] = images[i, y0 * CELL : (y0 + c) * CELL, x0 * CELL : (x0 + c) * CELL]
+        ys, xs = slice(y0 * CELL, (y0 + c) * CELL), slice(x0 * CELL, (x0 + c) * CELL)
+        out_img[j], out_con[j] = images[i, ys, xs], contrast[i, ys, xs]
         out_cells[j] = cells[i, y0 : y0 + c, x0 : x0 + c]
-    return out_img, out_cells
-
-
-def _lookup_tables() -> np.ndarray:
-    """(3, 256) float32: uint8 value -> normalised value of the R, G and B input channels."""
-    values = np.arange(256, dtype=np.float32) / 255.0
-    return np.stack([(values - m) / s for m, s in zip(MEAN, STD)]).astype(np.float32)
-
-
-_LUT = _lookup_tables()
+    return out_img, out_con, out_cells
 
 
 def _normalised(images_bgr: np.ndarray) -> torch.Tensor:
@@ -177,18 +220,22 @@ def _normalised(images_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2)
 
 
-def to_training_batch(images_bgr: np.ndarray, cells: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Randomly turned/flipped batch (defects have no orientation) as the network's input.
+def to_training_batch(images_bgr: np.ndarray, contrast: np.ndarray, cells: np.ndarray,
+                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Randomly turned/flipped batch (defects have no orientation) as the network's 6 input channels.
 
-    The uint8 crops are turned (views, no copy) before :func:`_normalised`; a float
-    conversion of a permuted tensor, with torch turns and a layout copy, took about a sixth of
-    each 128 px training step.
+    The crops are turned as views (the box statistics of the contrast channels turn with the
+    image) and written once into NHWC float32, the channels-last layout the convolutions want.
     """
     k = int(rng.integers(4))
-    images_bgr, cells = np.rot90(images_bgr, k, axes=(1, 2)), np.rot90(cells, k, axes=(1, 2))
+    images_bgr, contrast, cells = (np.rot90(a, k, axes=(1, 2)) for a in (images_bgr, contrast, cells))
     if rng.random() < 0.5:
-        images_bgr, cells = images_bgr[:, :, ::-1], cells[:, :, ::-1]
-    return _normalised(images_bgr), torch.from_numpy(np.ascontiguousarray(cells))
+        images_bgr, contrast, cells = images_bgr[:, :, ::-1], contrast[:, :, ::-1], cells[:, :, ::-1]
+    x = np.empty(images_bgr.shape[:3] + (6,), np.float32)
+    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
+        np.take(_LUT[c], images_bgr[..., 2 - c], out=x[..., c])
+    x[..., 3:] = contrast
+    return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(np.ascontiguousarray(cells))
 
 
 # ---------------------------------------------------------------------------------- training
@@ -204,39 +251,59 @@ def bf16_supported(device: str) -> bool:
         return False
 
 
-def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int,
-          device: str = "cpu", full_epochs: int = 3, crop: int = 128, bf16: bool = False) -> None:
-    """``epochs - full_epochs`` epochs on ``crop`` crops, then ``full_epochs`` on whole images.
+def parse_crops(text: str) -> list[tuple[int, int]]:
+    """``"64:12,96:10"`` -> [(64, 12), (96, 10)]: crop side and epochs of each phase, in order."""
+    phases = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        side, _, epochs = part.partition(":")
+        if not (side.strip().isdigit() and epochs.strip().isdigit()):
+            raise ValueError(f"{part!r} is not SIDE:EPOCHS (e.g. 96:10)")
+        if int(side) % CELL or not CELL <= int(side) <= 256:
+            raise ValueError(f"crop side {side} is not a multiple of {CELL} from {CELL} to 256")
+        phases.append((int(side), int(epochs)))
+    if not phases:
+        raise ValueError("no crop phase given")
+    return phases
 
-    The convolutions run in channels-last layout: oneDNN's direct kernels for it take a 128 px
-    float32 step from ~230 ms to ~126 ms on 2 AVX2 cores.  With ``bf16`` they also run under
-    bfloat16 autocast (weights, optimiser and losses stay float32): 2-2.7x faster steps on CPUs
-    with AVX512-BF16, while on CPUs without it bfloat16 is emulated and ~17x slower.
+
+def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int, int]], batch: int, seed: int,
+          device: str = "cpu", full_images: int = 20000, bf16: bool = False) -> None:
+    """Epochs on crops around the defects (``crops``: side, epochs, in order), then ``full_images``
+    whole images (several passes when that exceeds the set).
+
+    A crop costs about its share of a whole image's pixels, so crops show the network more
+    defects per CPU second; phases of growing crops trade context for samples.  The whole-image
+    passes let the class head see defects at their real share of a frame (its inputs include
+    global averages).  The convolutions run in channels-last layout (oneDNN's direct kernels for it
+    take a float32 step ~1.8x faster on 2 AVX2 cores) and, with ``bf16``, under bfloat16 autocast
+    (weights, optimiser and losses stay float32): 2-2.7x faster steps on CPUs with AVX512-BF16,
+    while on CPUs without it bfloat16 is emulated and ~17x slower.
     """
-    images, labels, cells = data
+    images, labels, cells, contrast = data
     model.to(device)
     layout = torch.channels_last
     model.to(memory_format=layout)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(images) / batch)
+    phases = [(side, len(images)) for side, epochs in crops for _ in range(epochs)]
+    for start in range(0, full_images, len(images)):  # more whole images than the set: several passes
+        phases.append((images.shape[1], min(len(images), full_images - start)))
+    steps = sum(math.ceil(n / batch) for _, n in phases)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     pos_weight = torch.tensor([4.0], device=device)
-    for epoch in range(epochs):
+    for epoch, (size, count) in enumerate(phases):
         model.train()
-        order = rng.permutation(len(images))
-        size = crop if epoch < epochs - full_epochs else images.shape[1]
-        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs} @{size}px", mininterval=20)
+        order = rng.permutation(len(images))[:count]
+        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{len(phases)} @{size}px", mininterval=20)
         total = correct = 0
         wall, cpu = time.perf_counter(), time.process_time()
         for start in bar:
             idx = order[start : start + batch]
-            img_b, cell_b = _crop(images, cells, idx, size, rng)
-            x, t = to_training_batch(img_b, cell_b, rng)
+            x, t = to_training_batch(*_crop(images, contrast, cells, idx, size, rng), rng)
             x = x.to(device).contiguous(memory_format=layout)
             t, y = t.to(device), torch.from_numpy(labels[idx]).to(device)
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-                logits, heat = model.forward_logits(x)
+                logits, heat = model.logits_from_contrast(x)
             logits, heat = logits.float(), heat.float()
             loss = F.cross_entropy(logits, y, label_smoothing=0.02) + F.binary_cross_entropy_with_logits(
                 heat[:, 0], t, pos_weight=pos_weight
@@ -255,14 +322,12 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], epochs: int, batch: in
 
 
 def export_onnx(model: VisualNet, path: Path, probe: torch.Tensor, metadata: dict[str, object] | None = None) -> float:
-    """Export with a dynamic batch axis; return the max |ORT - torch| difference on ``probe``,
-    against the model in the form it was trained in (front end as convolutions)."""
+    """Export with a dynamic batch axis; return the max |ORT - torch| difference on ``probe``."""
     import onnxruntime as ort
 
     model = fold_batchnorm(model)
     with torch.no_grad():
         ref = [t.numpy() for t in model(probe)]
-    model.contrast.pooled = True  # the same local mean as one AveragePool: faster in ONNX Runtime
     torch.onnx.export(
         model, (probe[:1],), str(path), input_names=["image"], output_names=["probs", "heatmap"],
         dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "heatmap": {0: "batch"}},
@@ -289,9 +354,10 @@ def choose_threshold(scores_good: np.ndarray, false_reject: float = 0.01) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="engines directory (default: engines/)")
-    ap.add_argument("--epochs", type=int, default=44)
-    ap.add_argument("--full-epochs", type=int, default=2, help="final epochs on whole 256x256 images")
-    ap.add_argument("--crop", type=int, default=128, help="crop size of the earlier epochs")
+    ap.add_argument("--crops", default=DEFAULT_CROPS,
+                    help="crop phases around the defects, SIDE:EPOCHS in order (sides multiples of 8)")
+    ap.add_argument("--full-images", type=int, default=20000,
+                    help="whole 256x256 images of the final passes, after the crops (0: none)")
     ap.add_argument("--train-size", type=int, default=10000)
     ap.add_argument("--val-size", type=int, default=2000,
                     help="validation images; the threshold is set on the ~30 %% of them that are good")
@@ -310,10 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-eval", action="store_true", help="skip tools/eval_visual.py afterwards")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.epochs, args.full_epochs, args.train_size, args.val_size, args.workers = 2, 1, 48, 40, 1
+        args.crops, args.full_images, args.train_size, args.val_size, args.workers = "64:1,96:1", 32, 48, 40, 1
         args.out = args.out or Path(tempfile.mkdtemp(prefix="visual-smoke-"))
     out: Path = args.out or ROOT / "engines"
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -323,21 +388,27 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --mix: {exc}", file=sys.stderr)
         return 2
+    try:
+        crops = parse_crops(args.crops)
+    except ValueError as exc:
+        print(f"error: --crops: {exc}", file=sys.stderr)
+        return 2
     bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_supported(args.device))
     if args.holdout_family and out.resolve() == (ROOT / "engines").resolve():
         print("error: --holdout-family trains an experiment model; give --out another directory", file=sys.stderr)
         return 2
-    train_data = generate(args.seed, SPLIT_TRAIN, args.train_size, args.workers, "train data", families)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data = generate(args.seed, SPLIT_TRAIN, args.train_size, args.workers, "train data", families, with_contrast=True)
     # the threshold is set on the camera families only (texture is a training aid, never a product)
     val_families = tuple(f for f in FAMILIES if f != args.holdout_family)
-    val_images, val_labels, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", val_families)
+    val_images, val_labels, _, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", val_families)
     model = VisualNet()
-    train(model, train_data, args.epochs, args.batch, args.seed, args.device, args.full_epochs, args.crop, bf16)
+    train(model, train_data, crops, args.batch, args.seed, args.device, args.full_images, bf16)
 
     onnx_path = out / "visual_cnn.onnx"
     probe = to_tensor(val_images[:8])
     recipe = {
-        "epochs": args.epochs, "full_epochs": args.full_epochs, "crop": args.crop, "train_size": args.train_size, "val_size": args.val_size,
+        "crops": args.crops, "epochs": sum(e for _, e in crops), "full_images": args.full_images, "train_size": args.train_size, "val_size": args.val_size,
         "batch": args.batch, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
         "families": "+".join(dict.fromkeys(families)), "mix": args.mix, "precision": "bf16" if bf16 else "fp32", "holdout_family": args.holdout_family or "", "torch": torch.__version__, "device": args.device,
     }
@@ -370,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         from eval_visual import evaluate
 
         evaluate(out, smoke=args.smoke)
+    print(f"finished in {(time.time() - t0) / 60:.1f} min (data, training, export{'' if args.no_eval else ', evaluation'})")
     return 0
 
 
