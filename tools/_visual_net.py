@@ -45,18 +45,20 @@ class LocalContrast(nn.Module):
         super().__init__()
         self.window, self.floor = window, floor
 
-    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
-        """Half-resolution box mean of a half-resolution ``x`` (2x2 means), back at full size."""
-        box = F.avg_pool2d(x, self.window, 1, self.window // 2, count_include_pad=False)
-        return F.interpolate(box, scale_factor=2.0, mode="bilinear", align_corners=False)
+    def _box(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the part of a ``window`` x ``window`` box inside the (half-resolution) image."""
+        return F.avg_pool2d(x, self.window, 1, self.window // 2, count_include_pad=False)
+
+    @staticmethod
+    def _up(x: torch.Tensor) -> torch.Tensor:
+        """Half resolution back to full, bilinear on the half-pixel grid."""
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # the input itself is always float32
-            centred = x - self._smooth(F.avg_pool2d(x, 2))
+            centred = x - self._up(self._box(F.avg_pool2d(x, 2)))
             energy = F.avg_pool2d(centred * centred, 2).mean(1, keepdim=True)
-            box = F.avg_pool2d(energy, self.window, 1, self.window // 2, count_include_pad=False)
-            scale = F.interpolate(1.0 / torch.sqrt(box + self.floor**2), scale_factor=2.0, mode="bilinear",
-                                  align_corners=False)
+            scale = self._up(1.0 / torch.sqrt(self._box(energy) + self.floor**2))
             return torch.cat([x, centred * scale], 1)
 
 

@@ -110,6 +110,14 @@ def _lookup_tables() -> np.ndarray:
 _LUT = _lookup_tables()
 
 
+def _rgb_into(out: np.ndarray, images_bgr: np.ndarray) -> np.ndarray:
+    """Write the normalised RGB of BGR uint8 pixels (any strides, ...xHxWx3) into the first three
+    channels of the float32 ``out`` (...xHxWxC): one table look-up per channel; returns ``out``."""
+    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
+        np.take(_LUT[c], images_bgr[..., 2 - c], out=out[..., c])
+    return out
+
+
 def _box_mean(plane: np.ndarray, size: int) -> np.ndarray:
     """Mean over the part of a ``size`` x ``size`` box inside the image (2-D float32)."""
     kw = dict(ksize=(size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
@@ -126,7 +134,7 @@ def contrast_of(image_bgr: np.ndarray, front: LocalContrast = LocalContrast()) -
     inside the image, bilinear upsampling (OpenCV's and PyTorch's agree on the half-pixel grid).
     """
     h, w = image_bgr.shape[:2]
-    x = np.stack([_LUT[c][image_bgr[..., 2 - c]] for c in range(3)], axis=-1)  # normalised RGB
+    x = _rgb_into(np.empty(image_bgr.shape, np.float32), image_bgr)
     half, full, k = (w // 2, h // 2), (w, h), front.window
     small = cv2.resize(x, half, interpolation=cv2.INTER_AREA)
     mean = np.dstack([_box_mean(small[..., c], k) for c in range(3)])
@@ -214,9 +222,7 @@ def _normalised(images_bgr: np.ndarray) -> torch.Tensor:
     One table look-up per channel on the uint8 pixels: NHWC memory is also the channels-last
     layout the convolutions want, so no float tensor is permuted or copied afterwards.
     """
-    x = np.empty(images_bgr.shape, np.float32)
-    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
-        np.take(_LUT[c], images_bgr[..., 2 - c], out=x[..., c])
+    x = _rgb_into(np.empty(images_bgr.shape, np.float32), images_bgr)
     return torch.from_numpy(x).permute(0, 3, 1, 2)
 
 
@@ -231,9 +237,7 @@ def to_training_batch(images_bgr: np.ndarray, contrast: np.ndarray, cells: np.nd
     images_bgr, contrast, cells = (np.rot90(a, k, axes=(1, 2)) for a in (images_bgr, contrast, cells))
     if rng.random() < 0.5:
         images_bgr, contrast, cells = images_bgr[:, :, ::-1], contrast[:, :, ::-1], cells[:, :, ::-1]
-    x = np.empty(images_bgr.shape[:3] + (6,), np.float32)
-    for c in range(3):  # RGB input channel c comes from BGR channel 2 - c
-        np.take(_LUT[c], images_bgr[..., 2 - c], out=x[..., c])
+    x = _rgb_into(np.empty(images_bgr.shape[:3] + (6,), np.float32), images_bgr)
     x[..., 3:] = contrast
     return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(np.ascontiguousarray(cells))
 
