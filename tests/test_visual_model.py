@@ -260,7 +260,7 @@ def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualMo
     sys.path.insert(0, str(ROOT / "tools"))
     import torch
     from _visual_net import LocalContrast
-    from train_visual import contrast_of, to_tensor, to_training_batch
+    from _visual_data import contrast_of, to_tensor, to_training_batch
 
     rng = np.random.default_rng(7)
     images = cv2.GaussianBlur(rng.integers(0, 256, (3 * 256, 256, 3), dtype=np.uint8), (0, 0), 0.8).reshape(3, 256, 256, 3)

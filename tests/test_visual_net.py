@@ -54,11 +54,11 @@ def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int) 
 
 @needs_torch
 def test_training_computes_the_same_channels_as_the_exported_front_end() -> None:
-    """tools/train_visual.py computes the contrast channels once per image with OpenCV (float16);
+    """Training (tools/_visual_data.py) computes the contrast channels once per image with OpenCV (float16);
     they must be what the network's own front end gives at run time."""
     import torch
     from _visual_net import LocalContrast
-    from train_visual import contrast_of, to_tensor
+    from _visual_data import contrast_of, to_tensor
 
     rng = np.random.default_rng(5)
     image = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 1.0)
