@@ -1,8 +1,8 @@
 """Training data of the visual CNN: synthetic samples, their contrast channels, crops and batches.
 
-Kept apart from tools/train_visual.py (the training loop, export and threshold) so the tests
-and the evaluation can use the data path alone.  Everything here is deterministic per sample
-index, whatever the number of worker processes.
+Kept apart from tools/train_visual.py (the training loop, export and threshold), so the tests
+can check what the network is trained on against what the runtime feeds it without the loop.
+Everything here is deterministic per sample index, whatever the number of worker processes.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; tools/eval_visual.py us
 OK_FRACTION = 0.3
 CELL = 8  # heatmap cell size in pixels (256 / 32)
 
-
-# -------------------------------------------------------------------------------------- data
 
 _BANK: list[np.ndarray] = []
 

@@ -15,7 +15,7 @@ held-out style experiment leaves one family out, so tools/eval_visual.py can rep
 recipe does on a surface style it was not trained on.
 The epochs train on crops around the defect (``--crops``, 128 px), then on whole images
 (``--full-images``).  The front end's contrast channels are computed once per image while
-the data is generated, not at every step.  Loss = cross-entropy on the class + BCE on the
+the data is generated (tools/_visual_data.py), not at every step.  Loss = cross-entropy on the class + BCE on the
 32x32 heatmap against the max-pooled defect mask.  Convolutions run under bfloat16 autocast where the CPU has fast
 bfloat16 (AVX512-BF16/AMX; ``--precision``), which halves the step time.  Each epoch prints its
 wall and process CPU time, so the cost on idle cores can be estimated while the machine is shared.
