@@ -159,14 +159,10 @@ EARLIER_HELDOUT = ("The earlier recipe, without the local-contrast front end (44
 SAME_RECIPE_KEYS = ("crops", "full_images", "train_size", "batch", "seed", "mix")
 
 
-def _speed_text(timing: dict[str, float]) -> str:
-    """``batch 1 9.61 ms/frame (7.75-10.23), ...``; older timings without the rounds' spread print without it."""
-    parts = []
-    for batch in (1, 8):
-        spread = (f" ({timing[f'batch {batch} min']:.2f}-{timing[f'batch {batch} max']:.2f})"
-                  if f"batch {batch} min" in timing else "")
-        parts.append(f"batch {batch} {timing[f'batch {batch}']:.2f} ms/frame{spread}")
-    return ", ".join(parts)
+def speed_text(timing: dict[str, float]) -> str:
+    """``batch 1 9.61 ms/frame (7.75-10.23), ...`` from tools/eval_visual.py's ``speed_rounds``."""
+    return ", ".join(f"batch {b} {timing[f'batch {b}']:.2f} ms/frame "
+                     f"({timing[f'batch {b} min']:.2f}-{timing[f'batch {b} max']:.2f})" for b in (1, 8))
 
 
 def _recipe_differences(recipe: dict[str, Any], shipped: dict[str, Any]) -> list[str]:
@@ -174,8 +170,7 @@ def _recipe_differences(recipe: dict[str, Any], shipped: dict[str, Any]) -> list
     return [k for k in SAME_RECIPE_KEYS if str(recipe.get(k)) != str(shipped.get(k))]
 
 
-def _heldout_text(heldout: dict[str, Any] | None, window: int = 0,
-                  shipped: dict[str, Any] | None = None) -> tuple[str, str]:
+def _heldout_text(heldout: dict[str, Any] | None, window: int, shipped: dict[str, Any]) -> tuple[str, str]:
     """(column title, paragraph) describing where the held-out style figures come from.
 
     ``window`` is the shipped model's local-contrast window (0: none); a held-out model made
@@ -195,7 +190,7 @@ def _heldout_text(heldout: dict[str, Any] | None, window: int = 0,
                "`--holdout-engines` for figures of the current recipe")
         title = "B: model trained WITHOUT cast (earlier recipe), on cast"
     elif r.get("holdout_family") == "cast":
-        differs = _recipe_differences(r, shipped) if shipped is not None else []
+        differs = _recipe_differences(r, shipped)
         same = ("the same recipe as the shipped model" if not differs else
                 "NOT the shipped model's recipe (it differs in " + ", ".join(f"{k} {r.get(k)}" for k in differs) + ")")
         how = (f"`python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout` -- {same} "
@@ -300,7 +295,7 @@ a cast-only set. {held_text}
 
 **Speed** (ONNX Runtime CPU, 2-core build machine, model call only; median of rounds of 50 calls, with the
 fastest and slowest round, as this VM's speed drifts between rounds; 1-min load average {timing["load"]:.1f} while
-measuring): {_speed_text(timing)}.
+measuring): {speed_text(timing)}.
 
 ![confusion](visual_confusion.png)
 ![examples](visual_examples.png)

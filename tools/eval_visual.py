@@ -36,7 +36,7 @@ from edge_inspector.inspectors.visual_model import VisualModelRunner, VisualResu
 from edge_inspector.manifest import load_manifest  # noqa: E402
 from edge_inspector.runtime import create_engine  # noqa: E402
 from edge_inspector.synthetic.surfaces import LABELS, Sample, make_surface  # noqa: E402
-from _visual_card import HELDOUT_NAME as HELDOUT_FILE, contrast_window, model_card  # noqa: E402
+from _visual_card import HELDOUT_NAME as HELDOUT_FILE, contrast_window, model_card, speed_text  # noqa: E402
 
 EVAL_SEED = 900_001  # training uses --seed with splits 1/2; these never overlap
 MAIN, CAST = "main (metal, painted, cast)", "cast only"
@@ -200,9 +200,7 @@ def evaluate(engines_dir: Path, smoke: bool = False, n: int = 600,
         evaluate_heldout(holdout_dir, engines_dir, n)
     heldout = json.loads(heldout_path.read_text()) if heldout_path.is_file() else None
     timing = speed_rounds(runner, rounds=2 if smoke else 5, repeats=5 if smoke else 50)
-    print("ORT CPU ms/frame, median of rounds (slowest..fastest round): "
-          + ", ".join(f"batch {b} {timing[f'batch {b}']:.2f} ({timing[f'batch {b} max']:.2f}..{timing[f'batch {b} min']:.2f})"
-                      for b in (1, 8)) + f"; load {timing['load']:.2f}")
+    print(f"ORT CPU, median round (fastest-slowest): {speed_text(timing)}; load {timing['load']:.2f}")
     recipe = _recipe(manifest.path_of(model))
     plot_confusion({k: confusion(v.samples, v.results) for k, v in sets.items()}, LABELS,
                    engines_dir / "visual_confusion.png")
