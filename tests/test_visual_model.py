@@ -253,6 +253,48 @@ def test_train_rejects_a_bad_crop_schedule_before_generating_data(tmp_path: Path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
+@pytest.mark.parametrize("option,message", [(["--ema", "1"], "--ema: 1.0 is not a decay in [0, 1)"),
+                                            (["--lr", "0"], "--lr: 0.0 is not a positive learning rate")])
+def test_train_rejects_a_bad_ema_or_learning_rate(tmp_path: Path, option: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_visual.py"), *option, "--out", str(tmp_path / "engines")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and f"error: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "engines").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
+def test_training_exports_the_moving_average_of_the_weights() -> None:
+    """With ``ema`` the returned network is the per-step average of the weights, not the last ones:
+    with a decay of almost 1 it stays where the first (smallest, warm-up) step left it, while the
+    trained network moves on.  Without it, the trained network itself is returned."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import torch
+    from _visual_data import SPLIT_TRAIN, generate
+    from _visual_net import VisualNet
+    from train_visual import train
+
+    data = generate(5, SPLIT_TRAIN, 96, 1, "test data", with_contrast=True)  # 12 steps: a real warm-up
+
+    def flat(net: VisualNet) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def run(ema: float) -> tuple[torch.Tensor, VisualNet, VisualNet]:
+        torch.manual_seed(0)
+        model = VisualNet()
+        start = flat(model).clone()
+        return start, model, train(model, data, [(64, 1)], 8, 0, full_images=0, ema=ema)
+
+    start, model, returned = run(0.0)
+    assert returned is model
+    start, model, averaged = run(0.999999)
+    assert averaged is not model
+    moved, averaged_moved = flat(model) - start, flat(averaged) - start
+    assert 0 < averaged_moved.norm() < 0.1 * moved.norm(), (averaged_moved.norm(), moved.norm())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualModelRunner) -> None:
     """The training input is what the exported network computes from the runtime's preprocessing of
     the same image, turned and flipped with its mask: raw channels, and the front end's contrast

@@ -2,8 +2,8 @@
 """Train the visual defect CNN on synthetic surfaces, export it to ONNX and write its manifest.
 
     python3 tools/train_visual.py --out engines            # the shipped model: CPU, ~1 h on 2 AVX2 cores
-    python3 tools/train_visual.py --crops 64:12,96:10 --full-images 2500 --out /tmp/vis-quick
-                                                           # 17 min there, less accurate (engines/README.md)
+    python3 tools/train_visual.py --crops 64:12,96:10 --full-images 2500 --lr 0.006 --ema 0.998 --out /tmp/vis-quick
+                                                           # ~20 min there, less accurate (engines/README.md)
     python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout
                                                            # same recipe without cast (held-out style)
     python3 tools/train_visual.py --smoke                  # < 1 min end-to-end check (temp dir)
@@ -16,8 +16,11 @@ recipe does on a surface style it was not trained on.
 The epochs train on crops around the defect (``--crops``, 128 px), then on whole images
 (``--full-images``).  The front end's contrast channels are computed once per image while
 the data is generated (tools/_visual_data.py), not at every step.  Loss = cross-entropy on the class + BCE on the
-32x32 heatmap against the max-pooled defect mask.  Convolutions run under bfloat16 autocast where the CPU has fast
-bfloat16 (AVX512-BF16/AMX; ``--precision``), which halves the step time.  Each epoch prints its
+32x32 heatmap against the max-pooled defect mask; AdamW with a one-cycle schedule peaking at
+``--lr``; with ``--ema`` the exported weights are their moving average over the steps, which
+helps short schedules (engines/README.md lists the budget recipes measured).  Convolutions
+run under bfloat16 autocast where the CPU has fast bfloat16 (AVX512-BF16/AMX; ``--precision``),
+which halves the step time.  Each epoch prints its
 wall and process CPU time, so the cost on idle cores can be estimated while the machine is shared.
 BatchNorm is folded into the convolutions before export (opset 17, dynamic batch), ONNX
 Runtime output is checked against PyTorch, and the decision threshold is set on held-out good
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +56,9 @@ from _visual_data import (  # noqa: E402
 from _visual_net import VisualNet, fold_batchnorm  # noqa: E402
 
 DEFAULT_MIX = "metal:3,cast:3,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
-DEFAULT_CROPS = "128:42"  # crop side:epochs; 64:12,96:10 with --full-images 2500 is the 17-minute recipe
+DEFAULT_LR = 3e-3  # AdamW peak learning rate of the one-cycle schedule
+DEFAULT_EMA = 0.0  # per-step decay of the weight average that is exported (0: the last weights)
+DEFAULT_CROPS = "128:42"  # crop side:epochs; 64:12,96:10 with --full-images 2500 is the 20-minute recipe
 
 
 # ---------------------------------------------------------------------------------- training
@@ -84,7 +90,8 @@ def parse_crops(text: str) -> list[tuple[int, int]]:
 
 
 def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int, int]], batch: int, seed: int,
-          device: str = "cpu", full_images: int = 20000, bf16: bool = False) -> None:
+          device: str = "cpu", full_images: int = 20000, bf16: bool = False, lr: float = DEFAULT_LR,
+          ema: float = DEFAULT_EMA) -> VisualNet:
     """Epochs on crops around the defects (``crops``: side, epochs, in order), then ``full_images``
     whole images (several passes when that exceeds the set).
 
@@ -95,18 +102,23 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int,
     take a float32 step ~1.8x faster on 2 AVX2 cores) and, with ``bf16``, under bfloat16 autocast
     (weights, optimiser and losses stay float32): 2-2.7x faster steps on CPUs with AVX512-BF16,
     while on CPUs without it bfloat16 is emulated and ~17x slower.
+
+    Returns the exponential moving average of the weights and BatchNorm statistics over the
+    steps (``ema`` decay per step; 0 returns the last weights): averaging smooths out the noise
+    of the last high-learning-rate steps, which a short schedule has no time to anneal away.
     """
     images, labels, cells, contrast = data
     model.to(device)
     layout = torch.channels_last
     model.to(memory_format=layout)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     phases = [(side, len(images)) for side, epochs in crops for _ in range(epochs)]
     for start in range(0, full_images, len(images)):  # more whole images than the set: several passes
         phases.append((images.shape[1], min(len(images), full_images - start)))
     steps = sum(math.ceil(n / batch) for _, n in phases)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     pos_weight = torch.tensor([4.0], device=device)
     for epoch, (size, count) in enumerate(phases):
         model.train()
@@ -129,13 +141,16 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int,
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / total:.3f}")
         # process CPU seconds / threads estimates the wall time on idle cores when the machine is shared
         print(f"epoch {epoch + 1} @{size}px: {len(bar)} steps, wall {time.perf_counter() - wall:.1f} s, "
               f"cpu {time.process_time() - cpu:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
-    model.to("cpu").to(memory_format=torch.contiguous_format)
+    final = averaged.module if averaged is not None else model
+    return final.to("cpu").to(memory_format=torch.contiguous_format)
 
 
 def export_onnx(model: VisualNet, path: Path, probe: torch.Tensor, metadata: dict[str, object] | None = None) -> float:
@@ -179,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-size", type=int, default=2000,
                     help="validation images; the threshold is set on the ~30 %% of them that are good")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate (one-cycle schedule)")
+    ap.add_argument("--ema", type=float, default=DEFAULT_EMA,
+                    help="export the moving average of the weights with this per-step decay, e.g. 0.998 (0: last weights)")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--workers", type=int, default=2, help="processes generating data")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
@@ -210,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --crops: {exc}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.ema < 1.0:
+        print(f"error: --ema: {args.ema} is not a decay in [0, 1) (e.g. 0.998; 0 exports the last weights)", file=sys.stderr)
+        return 2
+    if not args.lr > 0.0:
+        print(f"error: --lr: {args.lr} is not a positive learning rate", file=sys.stderr)
+        return 2
     bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_supported(args.device))
     if args.holdout_family and out.resolve() == (ROOT / "engines").resolve():
         print("error: --holdout-family trains an experiment model; give --out another directory", file=sys.stderr)
@@ -220,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     val_families = tuple(f for f in FAMILIES if f != args.holdout_family)
     val_images, val_labels, _, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", val_families)
     model = VisualNet()
-    train(model, train_data, crops, args.batch, args.seed, args.device, args.full_images, bf16)
+    model = train(model, train_data, crops, args.batch, args.seed, args.device, args.full_images, bf16, args.lr, args.ema)
 
     onnx_path = out / "visual_cnn.onnx"
     probe = to_tensor(val_images[:8])
     recipe = {
         "crops": args.crops, "epochs": sum(e for _, e in crops), "full_images": args.full_images, "train_size": args.train_size, "val_size": args.val_size,
-        "batch": args.batch, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
+        "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
         "families": "+".join(dict.fromkeys(families)), "mix": args.mix, "precision": "bf16" if bf16 else "fp32", "holdout_family": args.holdout_family or "", "torch": torch.__version__, "device": args.device,
     }
     diff = export_onnx(model, onnx_path, probe, metadata=recipe)
