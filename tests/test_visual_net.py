@@ -121,3 +121,16 @@ def test_shipped_graph_has_the_front_end_and_only_tensorrt_ops() -> None:
     assert set(op_types(path)) <= TENSORRT_OPS, set(op_types(path)) - TENSORRT_OPS
     layers, field, stride = conv_stack(path)
     assert layers.startswith("16/2-") and stride == 8 and field > 100
+
+
+def test_held_out_model_counts_as_the_same_recipe_only_when_every_setting_matches() -> None:
+    """The card calls the held-out style model "the same recipe" only when its stored settings
+    match the shipped model's; a model file from before the --lr/--ema options (no such keys)
+    trained with the old fixed values, so it matches a newer file that states them."""
+    from _visual_card import _recipe_differences
+
+    before_options = {"crops": "128:42", "full_images": "20000", "batch": "32", "seed": "20240611"}
+    with_defaults = dict(before_options, lr="0.003", ema="0.0")
+    assert _recipe_differences(with_defaults, before_options) == []
+    assert _recipe_differences(dict(with_defaults, lr="0.006", ema="0.998"), before_options) == ["lr", "ema"]
+    assert _recipe_differences(dict(before_options, crops="64:12,96:10"), before_options) == ["crops"]
