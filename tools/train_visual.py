@@ -58,7 +58,7 @@ from _visual_net import VisualNet, fold_batchnorm  # noqa: E402
 DEFAULT_MIX = "metal:3,cast:3,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
 DEFAULT_LR = 3e-3  # AdamW peak learning rate of the one-cycle schedule
 DEFAULT_EMA = 0.0  # per-step decay of the weight average that is exported (0: the last weights)
-DEFAULT_CROPS = "128:42"  # crop side:epochs; 64:12,96:10 with --full-images 2500 is the 20-minute recipe
+DEFAULT_CROPS = "128:42"  # crop side:epochs; the 20-minute recipes are in engines/README.md
 
 
 # ---------------------------------------------------------------------------------- training
