@@ -247,6 +247,9 @@ def test_train_smoke(tmp_path: Path) -> None:
     (["--crops", ""], "--crops: no crop phase"),
     (["--ema", "1"], "--ema: 1.0 is not a decay in [0, 1)"),
     (["--lr", "0"], "--lr: 0.0 is not a positive learning rate"),
+    (["--class-weight", "scrach:2"], "--class-weight: unknown label 'scrach'"),
+    (["--class-weight", "scratch:two"], "--class-weight: weight of 'scratch' must be a number, got 'two'"),
+    (["--class-weight", "scratch:0"], "--class-weight: weight of 'scratch' must be in (0, 100], got 0"),
 ])
 def test_train_rejects_a_bad_option_before_generating_data(tmp_path: Path, options: list[str], message: str) -> None:
     proc = subprocess.run(
@@ -255,6 +258,16 @@ def test_train_rejects_a_bad_option_before_generating_data(tmp_path: Path, optio
     )
     assert proc.returncode == 2 and f"error: {message}" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "engines").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
+def test_class_weights_follow_the_label_order() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_visual import parse_class_weights
+
+    assert parse_class_weights("") == [1.0] * len(LABELS)
+    named = {"scratch": 2.0, "dent": 0.5}
+    assert parse_class_weights("scratch:2, dent:0.5") == [named.get(label, 1.0) for label in LABELS]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")

@@ -123,14 +123,43 @@ def test_shipped_graph_has_the_front_end_and_only_tensorrt_ops() -> None:
     assert layers.startswith("16/2-") and stride == 8 and field > 100
 
 
+@needs_torch
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx not installed (./setup.sh --dev)")
+def test_export_folds_batchnorm_inside_the_residual_blocks(tmp_path: Path) -> None:
+    """Every BatchNorm, inside a residual block or not, is folded away without changing the output,
+    and the card's reading of the graph finds which blocks add their input back."""
+    import torch
+    from _visual_card import conv_stack, op_types
+    from _visual_net import VisualNet
+    from train_visual import export_onnx
+
+    torch.manual_seed(0)
+    expected = {"residual": "16/2-32/2-32r-32r-64/2-64r-64r d2-64r d4", "plain": "16/2-32/2-32-32-64/2-64-64 d2-64 d4"}
+    for arch, stack in expected.items():
+        net = VisualNet(arch=arch)
+        for module in net.modules():  # statistics far from the identity, as after training
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.normal_(0.0, 0.2)
+        path = tmp_path / f"{arch}.onnx"
+        assert export_onnx(net, path, torch.randn(2, 3, 256, 256)) < 1e-4, arch
+        assert "BatchNormalization" not in op_types(path)
+        layers, field, stride = conv_stack(path)
+        assert layers == stack and stride == 8
+
+
 def test_held_out_model_counts_as_the_same_recipe_only_when_every_setting_matches() -> None:
     """The card calls the held-out style model "the same recipe" only when its stored settings
-    match the shipped model's; a model file from before the --lr/--ema options (no such keys)
-    trained with the old fixed values, so it matches a newer file that states them."""
+    match the shipped model's; a model file from before the --lr/--ema options and the residual
+    blocks (no such keys) trained with the old fixed values and plain blocks, so it matches a
+    newer file that states them, and differs from a residual one."""
     from _visual_card import _recipe_differences
 
     before_options = {"crops": "128:42", "full_images": "20000", "batch": "32", "seed": "20240611"}
-    with_defaults = dict(before_options, lr="0.003", ema="0.0")
+    with_defaults = dict(before_options, lr="0.003", ema="0.0", arch="plain")
     assert _recipe_differences(with_defaults, before_options) == []
     assert _recipe_differences(dict(with_defaults, lr="0.006", ema="0.998"), before_options) == ["lr", "ema"]
     assert _recipe_differences(dict(before_options, crops="64:12,96:10"), before_options) == ["crops"]
+    assert _recipe_differences(dict(with_defaults, arch="residual"), before_options) == ["arch"]

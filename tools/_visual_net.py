@@ -8,6 +8,11 @@ import torch.nn.functional as F
 
 from edge_inspector.synthetic.surfaces import LABELS
 
+# The block kinds --arch chooses from: "plain" = every block a conv+BN+ReLU, "residual" = the
+# stride-1 blocks add their input back.  Stored in the exported model's training recipe; model
+# files without it predate the option and are plain.
+ARCHITECTURES = ("plain", "residual")
+
 
 def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -15,6 +20,25 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequenti
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
+
+
+class Residual(nn.Module):
+    """``x + relu(bn(conv(x)))``: a 3x3 conv block that adds its input back.
+
+    The identity path lets every block start as a small correction of the one before, so the
+    stack learns more in a short schedule, which is what a 20-minute CPU budget allows.  On the
+    same cached data, 8 epochs of 64 px crops then 600 whole images took the validation AUROC
+    from 0.916 (0.935 with averaged weights) to 0.954, and 0.951 with another seed; in the
+    20-minute recipe of the model card, F1 went from 0.935 to 0.948.  At run time it costs one
+    elementwise Add per block.
+    """
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.body = _cbr(channels, channels, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 class LocalContrast(nn.Module):
@@ -63,11 +87,12 @@ class LocalContrast(nn.Module):
 
 
 class VisualNet(nn.Module):
-    """Local-contrast front end, then a plain 3x3 conv stack to 1/8 resolution; heatmap = 1x1
-    conv; class head on pooled features.
+    """Local-contrast front end, then a 3x3 conv stack to 1/8 resolution (with ``arch="residual"``
+    its stride-1 blocks add their input back); heatmap = 1x1 conv; class head on pooled features.
 
-    Only Conv/ReLU/pooling/concat/Gemm/sigmoid/softmax plus the front end's AveragePool, Resize,
-    elementwise Sub/Mul/Add/Sqrt/Reciprocal and a channel ReduceMean, so TensorRT takes it as is.  Three
+    Only Conv/ReLU/pooling/concat/Gemm/sigmoid/softmax plus the residual Adds and the front end's
+    AveragePool, Resize, elementwise Sub/Mul/Add/Sqrt/Reciprocal and a channel ReduceMean, so
+    TensorRT takes it as is.  Three
     convolutions run at 1/4 resolution, where a 1-3 px scratch is still a line: depth there is
     what tells a scratch from the grain of brushed metal or cast (adding the third, together
     with training on more metal and cast, took the image AUROC from 0.966 to 0.980).  Dilated
@@ -75,12 +100,15 @@ class VisualNet(nn.Module):
     32x32 heatmap aligned with the image.
     """
 
-    def __init__(self, num_classes: int = len(LABELS)) -> None:
+    def __init__(self, num_classes: int = len(LABELS), arch: str = "plain") -> None:
         super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+        block = Residual if arch == "residual" else (lambda c, dilation=1: _cbr(c, c, dilation=dilation))
         self.contrast = LocalContrast()
         self.features = nn.Sequential(
-            _cbr(6, 16, 2), _cbr(16, 32, 2), _cbr(32, 32), _cbr(32, 32), _cbr(32, 64, 2),
-            _cbr(64, 64), _cbr(64, 64, dilation=2), _cbr(64, 64, dilation=4),
+            _cbr(6, 16, 2), _cbr(16, 32, 2), block(32), block(32), _cbr(32, 64, 2),
+            block(64), block(64, dilation=2), block(64, dilation=4),
         )
         self.heat = nn.Conv2d(64, 1, 1)
         self.classifier = nn.Sequential(nn.Linear(64 * 2 + 2, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
@@ -109,6 +137,7 @@ def fold_batchnorm(model: VisualNet) -> VisualNet:
 
     model.eval()
     for block in model.features:
-        block[0] = fuse_conv_bn_eval(block[0], block[1])
-        block[1] = nn.Identity()
+        layers = block.body if isinstance(block, Residual) else block
+        layers[0] = fuse_conv_bn_eval(layers[0], layers[1])
+        layers[1] = nn.Identity()
     return model

@@ -15,7 +15,9 @@ held-out style experiment leaves one family out, so tools/eval_visual.py can rep
 recipe does on a surface style it was not trained on.
 The epochs train on crops around the defect (``--crops``, 128 px), then on whole images
 (``--full-images``).  The front end's contrast channels are computed once per image while
-the data is generated (tools/_visual_data.py), not at every step.  Loss = cross-entropy on the class + BCE on the
+the data is generated (tools/_visual_data.py), not at every step.  ``--arch residual`` makes the
+stride-1 conv blocks add their input back, which trains in fewer steps (tools/_visual_net.py).
+Loss = cross-entropy on the class (``--class-weight`` weighs some labels' errors more) + BCE on the
 32x32 heatmap against the max-pooled defect mask; AdamW with a one-cycle schedule peaking at
 ``--lr``; with ``--ema`` the exported weights are their moving average over the steps, which
 helps short schedules (engines/README.md lists the budget recipes measured).  Convolutions
@@ -53,11 +55,13 @@ from _visual_data import (  # noqa: E402
     CELL, MEAN, SPLIT_TRAIN, SPLIT_VAL, STD, TRAIN_FAMILIES, crop_batch, family_cycle, generate, to_tensor,
     to_training_batch,
 )
-from _visual_net import VisualNet, fold_batchnorm  # noqa: E402
+from _visual_net import ARCHITECTURES, VisualNet, fold_batchnorm  # noqa: E402
 
 DEFAULT_MIX = "metal:3,cast:3,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
 DEFAULT_LR = 3e-3  # AdamW peak learning rate of the one-cycle schedule
 DEFAULT_EMA = 0.0  # per-step decay of the weight average that is exported (0: the last weights)
+DEFAULT_ARCH = "plain"  # conv blocks without (plain) or with (residual) the identity path
+DEFAULT_CLASS_WEIGHT = ""  # every label's class loss weighs 1
 DEFAULT_CROPS = "128:42"  # crop side:epochs; the 20-minute recipes are in engines/README.md
 
 
@@ -89,9 +93,25 @@ def parse_crops(text: str) -> list[tuple[int, int]]:
     return phases
 
 
+def parse_class_weights(text: str) -> list[float]:
+    """``"scratch:2"`` -> the class-loss weight of each label in LABELS order (1 where not named)."""
+    weights = dict.fromkeys(LABELS, 1.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition(":")
+        if name.strip() not in weights:
+            raise ValueError(f"unknown label {name.strip()!r}; expected some of {', '.join(LABELS)}")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"weight of {name.strip()!r} must be a number, got {value!r}") from None
+        if not 0.0 < weights[name.strip()] <= 100.0:
+            raise ValueError(f"weight of {name.strip()!r} must be in (0, 100], got {value.strip()}")
+    return list(weights.values())
+
+
 def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int, int]], batch: int, seed: int,
           device: str = "cpu", full_images: int = 20000, bf16: bool = False, lr: float = DEFAULT_LR,
-          ema: float = DEFAULT_EMA) -> VisualNet:
+          ema: float = DEFAULT_EMA, class_weights: list[float] | None = None) -> VisualNet:
     """Epochs on crops around the defects (``crops``: side, epochs, in order), then ``full_images``
     whole images (several passes when that exceeds the set).
 
@@ -102,6 +122,9 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int,
     take a float32 step ~1.8x faster on 2 AVX2 cores) and, with ``bf16``, under bfloat16 autocast
     (weights, optimiser and losses stay float32): 2-2.7x faster steps on CPUs with AVX512-BF16,
     while on CPUs without it bfloat16 is emulated and ~17x slower.
+
+    ``class_weights`` (one per label, in LABELS order) weigh the class loss (cross-entropy's
+    ``weight``), then the per-sample losses are averaged over the batch; all 1 = unweighted.
 
     Returns the exponential moving average of the weights and BatchNorm statistics over the
     steps (``ema`` decay per step; 0 returns the last weights): averaging smooths out the noise
@@ -120,6 +143,8 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int,
     steps = sum(math.ceil(n / batch) for _, n in phases)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     pos_weight = torch.tensor([4.0], device=device)
+    weighted = class_weights is not None and any(w != 1.0 for w in class_weights)
+    weight = torch.tensor(class_weights, device=device) if weighted else None
     for epoch, (size, count) in enumerate(phases):
         model.train()
         order = rng.permutation(len(images))[:count]
@@ -134,7 +159,8 @@ def train(model: VisualNet, data: tuple[np.ndarray, ...], crops: list[tuple[int,
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 logits, heat = model.logits_from_contrast(x)
             logits, heat = logits.float(), heat.float()
-            loss = F.cross_entropy(logits, y, label_smoothing=0.02) + F.binary_cross_entropy_with_logits(
+            class_loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=0.02, reduction="none").mean()
+            loss = class_loss + F.binary_cross_entropy_with_logits(
                 heat[:, 0], t, pos_weight=pos_weight
             )
             opt.zero_grad(set_to_none=True)
@@ -194,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-size", type=int, default=2000,
                     help="validation images; the threshold is set on the ~30 %% of them that are good")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULT_ARCH,
+                    help="residual: the stride-1 conv blocks add their input back (trains in fewer steps)")
     ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate (one-cycle schedule)")
     ap.add_argument("--ema", type=float, default=DEFAULT_EMA,
                     help="export the moving average of the weights with this per-step decay, e.g. 0.998 (0: last weights)")
+    ap.add_argument("--class-weight", default=DEFAULT_CLASS_WEIGHT,
+                    help="class-loss weights, LABEL:WEIGHT, e.g. scratch:2 (unnamed labels weigh 1)")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--workers", type=int, default=2, help="processes generating data")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
@@ -228,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --crops: {exc}", file=sys.stderr)
         return 2
+    try:
+        class_weights = parse_class_weights(args.class_weight)
+    except ValueError as exc:
+        print(f"error: --class-weight: {exc}", file=sys.stderr)
+        return 2
     if not 0.0 <= args.ema < 1.0:
         print(f"error: --ema: {args.ema} is not a decay in [0, 1) (e.g. 0.998; 0 exports the last weights)", file=sys.stderr)
         return 2
@@ -243,14 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     # the threshold is set on the camera families only (texture is a training aid, never a product)
     val_families = tuple(f for f in FAMILIES if f != args.holdout_family)
     val_images, val_labels, _, _ = generate(args.seed, SPLIT_VAL, args.val_size, args.workers, "val data", val_families)
-    model = VisualNet()
-    model = train(model, train_data, crops, args.batch, args.seed, args.device, args.full_images, bf16, args.lr, args.ema)
+    model = VisualNet(arch=args.arch)
+    model = train(model, train_data, crops, args.batch, args.seed, args.device, args.full_images, bf16, args.lr, args.ema,
+                  class_weights)
 
     onnx_path = out / "visual_cnn.onnx"
     probe = to_tensor(val_images[:8])
     recipe = {
-        "crops": args.crops, "epochs": sum(e for _, e in crops), "full_images": args.full_images, "train_size": args.train_size, "val_size": args.val_size,
-        "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
+        "arch": args.arch, "crops": args.crops, "epochs": sum(e for _, e in crops), "full_images": args.full_images, "train_size": args.train_size, "val_size": args.val_size,
+        "batch": args.batch, "lr": args.lr, "ema": args.ema, "class_weight": args.class_weight, "seed": args.seed, "train_minutes": round((time.time() - t0) / 60, 1),
         "families": "+".join(dict.fromkeys(families)), "mix": args.mix, "precision": "bf16" if bf16 else "fp32", "holdout_family": args.holdout_family or "", "torch": torch.__version__, "device": args.device,
     }
     diff = export_onnx(model, onnx_path, probe, metadata=recipe)
