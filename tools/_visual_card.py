@@ -119,6 +119,10 @@ def conv_stack(onnx_path: Path) -> tuple[str, int, int]:
     head) are left out."""
     graph = _graph(onnx_path)
     shapes = {t.name: tuple(t.dims) for t in graph.initializer}  # (out, in, kh, kw)
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
     parts, field, jump = [], 1, 1
     for node in graph.node:
         if node.op_type != "Conv" or node.input[1] not in shapes or shapes[node.input[1]][-1] == 1:
@@ -126,7 +130,7 @@ def conv_stack(onnx_path: Path) -> tuple[str, int, int]:
         shape = shapes[node.input[1]]
         attrs = {a.name: list(a.ints) for a in node.attribute}
         stride, dilation = attrs.get("strides", [1])[0], attrs.get("dilations", [1])[0]
-        parts.append(f"{shape[0]}" + ("r" if _adds_input_back(graph, node) else "")
+        parts.append(f"{shape[0]}" + ("r" if _adds_input_back(users, node) else "")
                      + (f" k{shape[-1]}" if shape[-1] != 3 else "")
                      + (f"/{stride}" if stride > 1 else "") + (f" d{dilation}" if dilation > 1 else ""))
         field += (shape[-1] - 1) * dilation * jump
@@ -134,13 +138,9 @@ def conv_stack(onnx_path: Path) -> tuple[str, int, int]:
     return "-".join(parts), field, jump
 
 
-def _adds_input_back(graph: Any, conv: Any) -> bool:
+def _adds_input_back(users: dict[str, list[Any]], conv: Any) -> bool:
     """Whether the conv's output, through at most one ReLU, is added to the conv's own input
-    (a residual block)."""
-    users: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    (a residual block); ``users`` maps each tensor name to the nodes that read it."""
     frontier = [conv.output[0]]
     for _ in range(2):
         nodes = [n for name in frontier for n in users.get(name, [])]

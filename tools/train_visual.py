@@ -97,15 +97,15 @@ def parse_class_weights(text: str) -> list[float]:
     """``"scratch:2"`` -> the class-loss weight of each label in LABELS order (1 where not named)."""
     weights = dict.fromkeys(LABELS, 1.0)
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, value = part.partition(":")
-        if name.strip() not in weights:
-            raise ValueError(f"unknown label {name.strip()!r}; expected some of {', '.join(LABELS)}")
+        name, _, value = (piece.strip() for piece in part.partition(":"))
+        if name not in weights:
+            raise ValueError(f"unknown label {name!r}; expected some of {', '.join(LABELS)}")
         try:
-            weights[name.strip()] = float(value)
+            weights[name] = float(value)
         except ValueError:
-            raise ValueError(f"weight of {name.strip()!r} must be a number, got {value!r}") from None
-        if not 0.0 < weights[name.strip()] <= 100.0:
-            raise ValueError(f"weight of {name.strip()!r} must be in (0, 100], got {value.strip()}")
+            raise ValueError(f"weight of {name!r} must be a number, got {value!r}") from None
+        if not 0.0 < weights[name] <= 100.0:
+            raise ValueError(f"weight of {name!r} must be in (0, 100], got {value}")
     return list(weights.values())
 
 
