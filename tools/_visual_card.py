@@ -28,15 +28,18 @@ ROWS = (
 TRAINING_TIME = (
     "{wall} min wall for data generation and training on the 2-core build machine ({precision} "
     "convolutions; {note}), plus ~1 min for the evaluation that follows -- {budget} the 20-minute "
-    "budget. Each epoch prints its wall and process CPU time, so a run on a shared machine can be told apart."
+    "budget. {other_runs} Each epoch prints its wall and process CPU time, so a run on a shared machine can be "
+    "told apart."
 )
 # What the shipped model's training run ran on and beside (the wall time above includes it).
 TRAINING_NOTE = ("an Intel Xeon with AMX, where a bfloat16 step takes 0.42x the float32 time on 128 px crops; nothing "
-                 "else ran beside it. On 2 AVX2 cores without fast bfloat16 (an AMD EPYC VM) the steps run in "
-                 "float32 and the same recipe took 64.6 min, for a model with AUROC 0.983, F1 0.953, 0.7 % of good "
-                 "parts rejected and type accuracy 0.943 on the same evaluation (the previously shipped file). With "
-                 "`--seed 7` (other training images and initial weights) the recipe took 13.4 min on the Xeon and "
-                 "scored AUROC 0.985, F1 0.957, 1.0 % rejected, type accuracy 0.927")
+                 "else ran beside it")
+# The same default recipe in other runs: another seed, and a CPU without fast bfloat16.
+OTHER_RUNS = ("With `--seed 7` (other training images and initial weights) it took 13.4 min on the same machine and "
+              "scored AUROC 0.985, F1 0.957, 1.0 % rejected, type accuracy 0.927. On 2 AVX2 cores without fast "
+              "bfloat16 (an AMD EPYC VM) the steps run in float32: there it took 64.6 min, and that model (the "
+              "previously shipped file) scored AUROC 0.983, F1 0.953, 0.7 % rejected, type accuracy 0.943 on the "
+              "same evaluation.")
 BUDGET_MINUTES = 20.0
 # Recipes that fit the 20-minute budget on 2 AVX2 cores without fast bfloat16 (the AMD EPYC VM,
 # float32), each trained once there with
@@ -337,7 +340,7 @@ def model_card(model: Any, onnx_path: Path, metrics: dict[str, dict[str, float]]
     except ValueError:
         budget = "not measured against"
     times = TRAINING_TIME.format(wall=r.get("train_minutes", "?"), precision=precision, note=TRAINING_NOTE,
-                                 budget=budget)
+                                 budget=budget, other_runs=OTHER_RUNS)
     return f"""## visual_cnn.onnx -- surface defect classifier and localiser
 
 **Task.** One image of a part surface -> `ok` or a defect type (`scratch`, `crack`, `spot`, `dent`),
