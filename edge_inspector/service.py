@@ -249,7 +249,8 @@ class Service:
             if inspector.error is not None:
                 return f"{inspector.name}: {inspector.error}"
         if check_bus and not self.bus.alive:
-            return "event publisher stopped"
+            failed = self.bus.failed_sinks()
+            return "event sink failed: " + "; ".join(failed) if failed else "event publisher stopped"
         return None
 
     def stop(self, timeout_s: float = 5.0) -> int:

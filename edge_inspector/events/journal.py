@@ -35,6 +35,12 @@ _SCHEMA_SQL = (
     "seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL)"
 )
 _EXPECTED_COLUMNS = ["seq", "topic", "payload", "created"]
+# One row per durable sink (MQTT, ...): the last seq it got through.  Kept in the journal's own
+# database so a cursor can never point into another journal, and survives what the journal survives.
+_CURSORS_SQL = (
+    "CREATE TABLE IF NOT EXISTS cursors ("
+    "name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL NOT NULL)"
+)
 
 
 class Journal:
@@ -112,6 +118,7 @@ class Journal:
                 raise UserError(f"journal path {self.path}: cannot enable WAL mode (got {mode})")
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.execute(_SCHEMA_SQL)
+            db.execute(_CURSORS_SQL)
             cols = [r[1] for r in db.execute("PRAGMA table_info(events)").fetchall()]
         except sqlite3.DatabaseError as err:
             db.close()
@@ -208,6 +215,26 @@ class Journal:
             if self._closed:
                 raise RuntimeError("journal is closed")
             return self._reader.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ sink cursors
+    def cursor(self, name: str) -> int | None:
+        """The last seq durable sink ``name`` delivered, or None if it never ran on this journal."""
+        rows = self._read("SELECT seq FROM cursors WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else None
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Record that sink ``name`` delivered everything up to ``seq`` (one small commit)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("journal is closed")
+            try:
+                self._db.execute(
+                    "INSERT INTO cursors (name, seq, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, updated = excluded.updated",
+                    (name, int(seq), time.time()),
+                )
+            except sqlite3.Error as err:
+                raise UserError(f"journal path {self.path}: write failed ({err})") from None
 
     # ------------------------------------------------------------------ upkeep
     def prune(self, max_batches: int = 1) -> int:
