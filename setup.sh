@@ -2,7 +2,7 @@
 # One-step set-up for a fresh Debian / Ubuntu / Jetson (JetPack 6) machine.
 #   ./setup.sh          system packages + .venv with the daemon
 #   ./setup.sh --dev    the same, plus everything the test suite needs
-#   ./setup.sh --train  the same as --dev, plus PyTorch (CPU) for tools/train_*.py
+#   ./setup.sh --train  the same as --dev, plus PyTorch (CPU) for python -m training.visual.train / tools/train_acoustic.py
 # Idempotent: re-running it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -136,19 +136,25 @@ def _check_models(cfg: Config) -> list[str]:
     except UserError as exc:
         return [f"runtime.engines_dir: {exc}"]
     problems = []
-    if cfg.cameras and manifest.visual is None:
-        problems.append("runtime.engines_dir: the manifest has no [visual] model but cameras are configured")
-    if cfg.microphones and manifest.acoustic is None:
-        problems.append("runtime.engines_dir: the manifest has no [acoustic] model but microphones are configured")
-    if manifest.acoustic is not None:
+    if cfg.cameras and not manifest.entries("visual"):
+        problems.append("runtime.engines_dir: the manifest has no visual model but cameras are configured")
+    if cfg.microphones and manifest.classifier("acoustic") is None:
+        problems.append("runtime.engines_dir: the manifest has no acoustic model but microphones are configured")
+    acoustic = manifest.classifier("acoustic")
+    if acoustic is not None:
         for i, mic in enumerate(cfg.microphone):
-            onset = manifest.acoustic.onset if mic.onset is None else mic.onset
-            offset = manifest.acoustic.offset if mic.offset is None else mic.offset
+            onset = acoustic.onset if mic.onset is None else mic.onset
+            offset = acoustic.offset if mic.offset is None else mic.offset
             if offset > onset:
                 problems.append(
                     f"microphone[{i}].offset: {offset} is above the onset {onset} (the model's "
-                    f"onset/offset are {manifest.acoustic.onset}/{manifest.acoustic.offset}); offset must be <= onset"
+                    f"onset/offset are {acoustic.onset}/{acoustic.offset}); offset must be <= onset"
                 )
+    if manifest.anomaly("visual") is None:
+        for i, cam in enumerate(cfg.camera):
+            if cam.anomaly_threshold is not None:
+                problems.append(f"camera[{i}].anomaly_threshold: the engines directory has no visual anomaly model "
+                                "(make one with `edge-inspector learn visual`)")
     if cfg.runtime.backend == "tensorrt":
         from edge_inspector.runtime.tensorrt import tensorrt_available
 

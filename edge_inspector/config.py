@@ -67,7 +67,8 @@ class CameraConfig(SourceConfig):
     roi: tuple[int, int, int, int] | None = Field(None, description="[x, y, w, h] crop in pixels")
     loop: bool = False  # file: start again at the end
     realtime: bool = True  # file: pace at the file's frame rate (False: as fast as inspected)
-    threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the model's threshold
+    threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the classifier's threshold (on 1 - p(ok))
+    anomaly_threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the anomaly model's (0.5 = learnt)
     width: int | None = Field(None, ge=1)  # v4l2 capture size request
     height: int | None = Field(None, ge=1)
     # FFmpeg decoder threads (file, rtsp, http).  One is the cheapest per frame and adds no frame

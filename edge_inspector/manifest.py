@@ -1,48 +1,141 @@
-"""``engines/manifest.toml``: everything the runtime must know about a shipped model.
+"""``manifest.toml``: everything the runtime must know about the models of an engines directory.
 
-The manifest is written by ``tools/train_*.py`` and read by the inspectors.  It pins input
-names and shapes, normalisation, labels, feature parameters and decision thresholds, plus the
-sha256 of each ONNX file so a swapped or corrupted model is refused instead of silently used.
+A directory holds up to two models per modality: a ``classifier`` (supervised: names the defect
+or fault types it was trained on) and an ``anomaly`` model (learnt on the line from good parts
+only: scores how far a frame or a sound is from them).  Each entry says which it is with
+``kind``; the inspectors pick a head for it by that key (:mod:`edge_inspector.inspectors.heads`).
+One model per modality is a table, several are an array of tables::
+
+    [acoustic]                 # one model: kind defaults to "classifier" (the original layout)
+    name = "acoustic_gru"
+    ...
+    [[visual]]                 # two models for one camera: both run on every frame
+    kind = "classifier"
+    name = "visual_cnn"
+    ...
+    [[visual]]
+    kind = "anomaly"
+    name = "visual_anomaly"
+    ...
+
+An entry pins input names and shapes, normalisation, labels, decision thresholds and the sha256
+of its ONNX file, so a swapped or corrupted model is refused instead of silently used.  An
+``anomaly`` entry also records what it learnt from and every re-calibration of its threshold.
+
+Writing: training (``python -m training.…``), ``edge-inspector learn`` and ``calibrate`` change
+one entry with :func:`replace_entry` and :func:`write_manifest`, keeping every other entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge_inspector.atomic import atomic_write_text
 from edge_inspector.errors import UserError
 from edge_inspector.tomlcompat import tomllib
+
+MANIFEST_NAME = "manifest.toml"
+MODALITIES = ("visual", "acoustic")
+KINDS = ("classifier", "anomaly")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class VisualModel(_Strict):
-    """The vision CNN: image in, class probabilities and a coarse defect heatmap out."""
+class ImageInput(_Strict):
+    """The input contract of an image model: how a BGR frame becomes its input tensor.
 
-    name: str = "visual_cnn"
-    file: str
-    sha256: str
+    Every visual model of one directory must share it, so a frame is preprocessed once and the
+    same tensor feeds each model.
+    """
+
     input: str = "image"
     input_shape: tuple[int, int, int] = (3, 256, 256)  # C, H, W; batch is dynamic
     color: Literal["RGB", "BGR"] = "RGB"
     mean: tuple[float, float, float]  # applied to pixel/255
     std: tuple[float, float, float]
     resize: Literal["stretch"] = "stretch"  # any frame size is resized to H x W
+
+    def same_contract(self, other: "ImageInput") -> bool:
+        keys = ("input_shape", "color", "mean", "std", "resize")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+class Provenance(_Strict):
+    """What a model learnt on the line was fitted on."""
+
+    items: int = Field(ge=1)  # images (visual) or clips (acoustic)
+    sha256: str  # of the items' own sha256 digests in order: the same data gives the same value
+    sources: tuple[str, ...]  # the folders, videos and recordings given to `learn`
+    date: str  # ISO 8601 UTC
+
+
+class Calibration(_Strict):
+    """One re-set of a threshold from good parts (``learn`` or ``calibrate``)."""
+
+    date: str
+    items: int  # good images (clips) the rate was measured on
+    sources: tuple[str, ...]
+    target: float  # the false-reject rate asked for
+    threshold_before: float | None
+    threshold: float
+    rate_before: float | None  # measured on these items at the old threshold
+    rate_after: float  # measured on these items at the new one (out-of-fold scores for `learn`)
+
+
+class VisualModel(ImageInput):
+    """The vision CNN: image in, class probabilities and a coarse defect heatmap out."""
+
+    kind: Literal["classifier"] = "classifier"
+    name: str = "visual_cnn"
+    file: str
+    sha256: str
     labels: tuple[str, ...]  # index 0 is the good class ("ok")
     output_probs: str = "probs"  # [N, len(labels)] softmax
     output_heatmap: str = "heatmap"  # [N, 1, h, w] sigmoid defect probability per cell
     threshold: float = Field(ge=0.0, le=1.0)  # defect if 1 - p(ok) >= threshold
     heatmap_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    calibrations: tuple[Calibration, ...] = ()  # threshold re-set on the line (edge-inspector calibrate)
+
+
+class AnomalyDecision(_Strict):
+    """The decision fields every anomaly model shares, visual or acoustic.
+
+    The graph outputs a raw score (higher = further from what it learnt); the head maps it to
+    ``anomaly_score = sigmoid((raw - threshold) / score_scale)``: 0.5 at the threshold, and
+    ``score_scale`` set from the spread of the good parts' scores when it was learnt, so a good
+    part typically scores ~0.05 and the scale means the same on every line.
+    """
+
+    kind: Literal["anomaly"]
+    threshold: float  # raw score at which an item is anomalous
+    score_scale: float = Field(gt=0.0)
+    max_false_reject: float = Field(ge=0.0, le=1.0)  # the rate the threshold was set for
+    learnt_from: Provenance
+    calibrations: tuple[Calibration, ...] = ()
+
+
+class VisualAnomalyModel(ImageInput, AnomalyDecision):
+    """A good-parts-only image model: image in, an image score and a per-cell score map out."""
+
+    name: str = "visual_anomaly"
+    file: str
+    sha256: str
+    method: str  # how it scores, for people (e.g. "patch kNN over a 16x16 grid")
+    output_score: str = "score"  # [N] raw image score
+    output_map: str = "anomaly_map"  # [N, 1, h, w] raw score per cell (the box comes from it)
+    map_threshold: float  # raw cell score at which a cell counts as part of the defect's box
 
 
 class AcousticModel(_Strict):
     """The streaming GRU: log-mel frames in, per-frame class probabilities out, state carried."""
 
+    kind: Literal["classifier"] = "classifier"
     name: str = "acoustic_gru"
     file: str
     sha256: str
@@ -70,16 +163,79 @@ class AcousticModel(_Strict):
     min_duration_s: float = 0.3
     warmup_s: float = 0.5  # frames before this (after a state reset) are not scored
     report_after_s: float = Field(2.0, gt=0.0)  # an episode still open this long after onset is reported early
+    calibrations: tuple[Calibration, ...] = ()
+
+
+# One entry type per kind; an acoustic anomaly entry joins AcousticEntry as the visual one does.
+VisualEntry = Annotated[Union[VisualModel, VisualAnomalyModel], Field(discriminator="kind")]
+AcousticEntry = AcousticModel
+ModelEntry = Union[VisualModel, VisualAnomalyModel, AcousticModel]
 
 
 class Manifest(_Strict):
     schema_version: int = 1
-    visual: VisualModel | None = None
-    acoustic: AcousticModel | None = None
+    visual: tuple[VisualEntry, ...] = ()
+    acoustic: tuple[AcousticEntry, ...] = ()
     directory: Path = Path(".")
 
-    def path_of(self, model: VisualModel | AcousticModel) -> Path:
+    @model_validator(mode="before")
+    @classmethod
+    def _as_lists(cls, data: Any) -> Any:
+        """A single table is one entry; an entry without ``kind`` is a classifier."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for modality in MODALITIES:
+            value = data.get(modality)
+            if value is None:
+                data.pop(modality, None)
+                continue
+            entries = [value] if isinstance(value, dict) else list(value)
+            data[modality] = [dict(e, kind=e.get("kind", "classifier")) if isinstance(e, dict) else e
+                              for e in entries]
+        return data
+
+    @model_validator(mode="after")
+    def _one_per_kind(self) -> "Manifest":
+        names: set[str] = set()
+        for modality in MODALITIES:
+            kinds = [e.kind for e in self.entries(modality)]
+            for kind in set(kinds):
+                if kinds.count(kind) > 1:
+                    raise ValueError(f"{modality}: {kinds.count(kind)} models of kind {kind!r}; at most one per kind")
+            for entry in self.entries(modality):
+                if entry.name in names:
+                    raise ValueError(f"{modality}: model name {entry.name!r} is used twice")
+                names.add(entry.name)
+        visual = self.entries("visual")
+        for entry in visual[1:]:
+            if not entry.same_contract(visual[0]):  # type: ignore[union-attr]
+                raise ValueError(f"visual: {entry.name!r} and {visual[0].name!r} need the same input_shape, "
+                                 "color, mean, std and resize (one preprocessed frame feeds both)")
+        return self
+
+    def entries(self, modality: str) -> tuple[Any, ...]:
+        """Every model of ``modality`` ("visual" or "acoustic"), classifier first."""
+        return tuple(sorted(getattr(self, modality), key=lambda e: KINDS.index(e.kind)))
+
+    def entry(self, modality: str, kind: str) -> Any | None:
+        """The ``kind`` model of ``modality``, or None."""
+        return next((e for e in getattr(self, modality) if e.kind == kind), None)
+
+    def classifier(self, modality: str) -> Any | None:
+        return self.entry(modality, "classifier")
+
+    def anomaly(self, modality: str) -> Any | None:
+        return self.entry(modality, "anomaly")
+
+    def path_of(self, model: ModelEntry) -> Path:
         return self.directory / model.file
+
+    def summary(self) -> dict[str, dict[str, str]]:
+        """``{"visual": {name, file, sha256}, "visual.anomaly": {…}, …}`` for recordings and reports
+        (a classifier keeps the bare modality as its key, as before anomaly models existed)."""
+        return {(m if e.kind == "classifier" else f"{m}.{e.kind}"): {"name": e.name, "file": e.file, "sha256": e.sha256}
+                for m in MODALITIES for e in self.entries(m)}
 
 
 def sha256_of(path: Path) -> str:
@@ -90,11 +246,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
 def load_manifest(engines_dir: Path, verify: bool = True) -> Manifest:
     """Read ``engines_dir/manifest.toml``; with ``verify`` refuse files whose sha256 differs."""
-    path = Path(engines_dir) / "manifest.toml"
+    path = Path(engines_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise UserError(f"model manifest not found: {path} (run tools/train_*.py or check runtime.engines_dir)")
+        raise UserError(f"model manifest not found: {path} (a directory made by `edge-inspector learn`, the "
+                        "shipped engines/, or check runtime.engines_dir)")
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -102,21 +263,65 @@ def load_manifest(engines_dir: Path, verify: bool = True) -> Manifest:
     try:
         manifest = Manifest(directory=Path(engines_dir), **data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise UserError(f"{path}: invalid manifest: {problems}") from None
+        raise UserError(f"{path}: invalid manifest: {_problems(exc)}") from None
     if verify:
-        for model in (manifest.visual, manifest.acoustic):
-            if model is None:
-                continue
-            file = manifest.path_of(model)
-            if not file.is_file():
-                raise UserError(f"{path}: model file missing: {file}")
-            actual = sha256_of(file)
-            if actual != model.sha256:
-                raise UserError(
-                    f"{file}: sha256 {actual[:12]}… does not match the manifest ({model.sha256[:12]}…); "
-                    "the model was changed without re-running its training/export tool"
-                )
+        for modality in MODALITIES:
+            for model in manifest.entries(modality):
+                verify_file(manifest, model, path)
     return manifest
+
+
+def verify_file(manifest: Manifest, model: ModelEntry, where: Path | None = None) -> None:
+    """Refuse a missing model file or one whose sha256 is not the manifest's."""
+    file = manifest.path_of(model)
+    if not file.is_file():
+        raise UserError(f"{where or manifest.directory / MANIFEST_NAME}: model file missing: {file}")
+    actual = sha256_of(file)
+    if actual != model.sha256:
+        raise UserError(
+            f"{file}: sha256 {actual[:12]}… does not match the manifest ({model.sha256[:12]}…); "
+            "the model was changed without re-running the tool that made it"
+        )
+
+
+def replace_entry(manifest: Manifest, modality: str, entry: ModelEntry) -> Manifest:
+    """``manifest`` with ``entry`` in place of the model of the same kind (or added)."""
+    kept = [e for e in manifest.entries(modality) if e.kind != entry.kind]
+    return manifest.model_copy(update={modality: tuple(sorted(kept + [entry], key=lambda e: KINDS.index(e.kind)))})
+
+
+def manifest_data(manifest: Manifest) -> dict[str, Any]:
+    """The TOML document of ``manifest``: one model per modality as a table, several as an array."""
+    data: dict[str, Any] = {"schema_version": manifest.schema_version}
+    for modality in MODALITIES:
+        entries = []
+        for model in manifest.entries(modality):
+            fields = model.model_dump(mode="json")
+            if not fields.get("calibrations"):
+                fields.pop("calibrations", None)
+            first = {k: fields.pop(k) for k in ("kind", "name", "file", "sha256")}
+            entries.append({**first, **fields})
+        if entries:
+            data[modality] = entries[0] if len(entries) == 1 else entries
+    return data
+
+
+def write_manifest(manifest: Manifest, directory: Path | None = None) -> Path:
+    """Write ``manifest`` to ``directory`` (default: its own), atomically: a reader (the daemon
+    starting, another tool) sees the old file or the new one, never half of one."""
+    import tomli_w
+
+    directory = Path(directory or manifest.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / MANIFEST_NAME
+    header = ("# Written by edge-inspector (learn, calibrate) and the training package (python -m training.…);\n"
+              "# change it with those tools: every model file's sha256 is checked against it.\n")
+    return atomic_write_text(path, header + tomli_w.dumps(manifest_data(manifest)))
+
+
+def load_or_empty(engines_dir: Path) -> Manifest:
+    """The manifest of ``engines_dir`` unverified, or an empty one when it has none yet."""
+    if (Path(engines_dir) / MANIFEST_NAME).is_file():
+        return load_manifest(engines_dir, verify=False)
+    return Manifest(directory=Path(engines_dir))
+

@@ -13,41 +13,33 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from edge_inspector.errors import InputError, UserError
+from edge_inspector.errors import InputError
 from edge_inspector.manifest import Manifest, load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_acoustic, open_visual
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 AUDIO_SUFFIXES = {".wav", ".wave"}
 
 
 class _Models:
-    """Opens each model on first use only: inspecting WAV files never loads the CNN."""
+    """Opens each modality's models on first use only: inspecting WAV files never loads the CNN."""
 
     def __init__(self, manifest: Manifest, backend: str) -> None:
         self.manifest = manifest
-        self.backend = backend
+        self.open_engine = engine_opener(backend)
         self._visual: Any = None
         self._acoustic: Any = None
 
     def visual(self) -> Any:
         if self._visual is None:
-            from edge_inspector.inspectors.visual_model import VisualModelRunner
-
-            if self.manifest.visual is None:
-                raise UserError("the model manifest has no [visual] model")
-            engine = create_engine(self.manifest.path_of(self.manifest.visual), self.backend, max_batch=1)
-            self._visual = VisualModelRunner(engine, self.manifest.visual)
+            self._visual = open_visual(self.manifest, self.open_engine, max_batch=1)
         return self._visual
 
     def acoustic(self) -> Any:
         if self._acoustic is None:
             from edge_inspector.inspectors.acoustic_model import AcousticStreamRunner
 
-            if self.manifest.acoustic is None:
-                raise UserError("the model manifest has no [acoustic] model")
-            engine = create_engine(self.manifest.path_of(self.manifest.acoustic), self.backend, max_batch=1)
-            self._acoustic = AcousticStreamRunner(engine, self.manifest.acoustic)
+            self._acoustic = AcousticStreamRunner(*open_acoustic(self.manifest, self.open_engine))
         return self._acoustic
 
 

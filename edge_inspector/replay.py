@@ -51,7 +51,7 @@ from edge_inspector.tomlcompat import tomllib
 
 log = logging.getLogger(__name__)
 
-CAMERA_KEYS = ("threshold", "roi", "queue_size")
+CAMERA_KEYS = ("threshold", "anomaly_threshold", "roi", "queue_size")
 MICROPHONE_KEYS = ("onset", "offset", "chunk_s", "channel", "queue_size")
 
 

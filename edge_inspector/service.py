@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edge_inspector.config import Config, uri_scheme
-from edge_inspector.errors import UserError
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.schema import topic_for
@@ -102,17 +101,15 @@ class Service:
         return engine
 
     def _build_visual(self) -> None:
+        from edge_inspector.inspectors.factory import open_visual
+        from edge_inspector.inspectors.heads import Thresholds
         from edge_inspector.inspectors.visual import VisualInspector
-        from edge_inspector.inspectors.visual_model import VisualModelRunner
         from edge_inspector.sources.camera import open_camera
 
         cameras = self.cfg.cameras
         if not cameras:
             return
-        if self.manifest.visual is None:
-            raise UserError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [visual] model")
-        engine = self._engine(self.manifest.path_of(self.manifest.visual), self.cfg.runtime.max_batch)
-        runner = VisualModelRunner(engine, self.manifest.visual)
+        runner = open_visual(self.manifest, self._engine, self.cfg.runtime.max_batch)
         wakeup = threading.Condition()
         queues = {}
         for cam in cameras:
@@ -129,7 +126,7 @@ class Service:
             self._on_verdict,
             max_batch=self.cfg.runtime.max_batch,
             batch_timeout_ms=self.cfg.runtime.batch_timeout_ms,
-            thresholds={c.name: c.threshold for c in cameras if c.threshold is not None},
+            thresholds={c.name: Thresholds(c.threshold, c.anomaly_threshold) for c in cameras},
             # files read as fast as inspected: deterministic merge and full batches;
             # real-time files behave like live cameras (partial batches, bounded latency)
             lockstep=all(uri_scheme(c.uri) == "file" and not c.realtime for c in cameras),
@@ -140,12 +137,10 @@ class Service:
         if not mics:
             return
         from edge_inspector.inspectors.acoustic import AcousticInspector
+        from edge_inspector.inspectors.factory import open_acoustic
         from edge_inspector.sources.microphone import open_microphone
 
-        model = self.manifest.acoustic
-        if model is None:
-            raise UserError(f"{self.cfg.runtime.engines_dir}/manifest.toml has no [acoustic] model")
-        engine = self._engine(self.manifest.path_of(model), max_batch=1)
+        engine, model = open_acoustic(self.manifest, self._engine)
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:

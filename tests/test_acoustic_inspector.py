@@ -15,7 +15,7 @@ from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.inspectors.acoustic import AcousticInspector
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_acoustic
 from edge_inspector.sources.base import BoundedQueue, Chunk
 from edge_inspector.synthetic.machines import make_clip
 
@@ -26,8 +26,8 @@ T0 = 1_700_000_000.0  # capture time of the first sample
 @pytest.fixture(scope="module")
 def shipped():
     manifest = load_manifest(ROOT / "engines")
-    assert manifest.acoustic is not None
-    return create_engine(manifest.path_of(manifest.acoustic), "onnxruntime", max_batch=1), manifest.acoustic
+    assert manifest.classifier("acoustic") is not None
+    return open_acoustic(manifest, engine_opener("onnxruntime"))
 
 
 def chunks_of(name: str, samples: np.ndarray, chunk_s: float = 0.1, start_s: float = 0.0) -> list[Chunk]:

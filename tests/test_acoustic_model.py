@@ -18,7 +18,7 @@ from edge_inspector.errors import InputError
 from edge_inspector.features import LogMelParams, LogMelStream, load_wav, logmel
 from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_acoustic
 from edge_inspector.synthetic.machines import LABELS, machine_stream, make_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def shipped():
     manifest = load_manifest(ROOT / "engines")
-    assert manifest.acoustic is not None, "engines/manifest.toml has no [acoustic] section"
-    engine = create_engine(manifest.path_of(manifest.acoustic), "onnxruntime", max_batch=8)
-    return engine, manifest.acoustic
+    assert manifest.classifier("acoustic") is not None, "engines/manifest.toml has no acoustic model"
+    return open_acoustic(manifest, engine_opener("onnxruntime"), max_batch=8)
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -205,6 +204,6 @@ def test_training_smoke_run(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = load_manifest(out)
-    assert manifest.acoustic is not None and manifest.acoustic.labels == LABELS
+    assert manifest.classifier("acoustic") is not None and manifest.classifier("acoustic").labels == LABELS
     assert (out / "acoustic_confusion.png").stat().st_size > 1000
     assert "<!-- BEGIN acoustic -->" in (out / "README.md").read_text()

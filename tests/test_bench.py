@@ -140,7 +140,7 @@ def test_paired_replays_runs_the_engine_before_each_real_daemon_run(tmp_path: Pa
     engines = ROOT / "engines"
     manifest = load_manifest(engines)
     clip = make_clips(tmp_path, 24, distinct=4).h264
-    out = paired_replays(clip, engines, manifest.path_of(manifest.visual), 4, 2, 0.2, decode_fps=150.0)
+    out = paired_replays(clip, engines, manifest.path_of(manifest.classifier("visual")), 4, 2, 0.2, decode_fps=150.0)
     assert len(out["runs_fps"]) == len(out["runs_engine_fps"]) == len(out["runs_efficiency"]) == 2
     assert out["verdicts"] == 24 and out["fps"] in out["runs_fps"]
     for fps, engine, ratio in zip(out["runs_fps"], out["runs_engine_fps"], out["runs_efficiency"]):

@@ -17,7 +17,7 @@ import pytest
 
 from edge_inspector.config import load_config
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_visual
 
 from conftest import ENGINES, DaemonConfig, Subscriber, free_port, journal_events, start_daemon, write_video
 
@@ -35,10 +35,9 @@ def make_clip(tmp_path: Path, surfaces: Any, n: int = 30, seed0: int = 9000, fps
 
 def offline_verdicts(video: Path) -> list[Any]:
     """What the model says about each decoded frame, outside the daemon."""
-    from edge_inspector.inspectors.visual_model import VisualModelRunner
 
     manifest = load_manifest(ENGINES)
-    runner = VisualModelRunner(create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=1), manifest.visual)
+    runner = open_visual(manifest, engine_opener("onnxruntime"), 1)
     cap = cv2.VideoCapture(str(video))
     results = []
     while True:

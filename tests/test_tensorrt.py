@@ -395,7 +395,7 @@ def test_build_all_builds_once_then_hits_the_cache(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model", sorted((ROOT / "engines").glob("*.onnx")) or [None], ids=lambda p: getattr(p, "name", "none"))
 def test_shipped_models_match_onnxruntime_in_fp16(tmp_path: Path, model: Path | None) -> None:
     if model is None:
-        pytest.skip("no engines/*.onnx to compare (train them with tools/train_*.py)")
+        pytest.skip("no engines/*.onnx to compare (train them with python -m training.visual.train / tools/train_acoustic.py)")
     _tensorrt_or_skip()
     from edge_inspector.runtime import create_engine
 

@@ -14,7 +14,7 @@ from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.visual import VisualInspector
 from edge_inspector.inspectors.visual_model import VisualModelRunner
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_visual
 from edge_inspector.sources.base import BoundedQueue, Frame
 from edge_inspector.synthetic.surfaces import make_surface
 
@@ -24,8 +24,7 @@ ENGINES = Path(__file__).resolve().parents[1] / "engines"
 @pytest.fixture(scope="module")
 def runner() -> VisualModelRunner:
     manifest = load_manifest(ENGINES)
-    assert manifest.visual is not None
-    return VisualModelRunner(create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=4), manifest.visual)
+    return open_visual(manifest, engine_opener("onnxruntime"), 4)
 
 
 def _file_camera(n: int) -> BoundedQueue[Frame]:

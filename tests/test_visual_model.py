@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ from edge_inspector.inspectors.visual_model import (
     resize_to,
 )
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import create_engine
+from edge_inspector.inspectors.factory import engine_opener, open_visual
+from edge_inspector.inspectors.heads import Thresholds
 from edge_inspector.synthetic.surfaces import FAMILIES, LABELS, make_surface, sample_stream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,21 +30,20 @@ ENGINES = ROOT / "engines"
 
 pytestmark = pytest.mark.skipif(
     not (ENGINES / "visual_cnn.onnx").is_file(),
-    reason="engines/visual_cnn.onnx is absent (run tools/train_visual.py --out engines)",
+    reason="engines/visual_cnn.onnx is absent (run python -m training.visual.train --out engines)",
 )
 
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[VisualModelRunner]:
     manifest = load_manifest(ENGINES)  # verify=True: sha256 must match the file
-    assert manifest.visual is not None
-    engine = create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=8)
-    yield VisualModelRunner(engine, manifest.visual)
-    engine.close()
+    runner = open_visual(manifest, engine_opener("onnxruntime"), 8)
+    yield runner
+    runner.close()
 
 
 def test_manifest_matches_file_and_labels() -> None:
-    model = load_manifest(ENGINES).visual
+    model = load_manifest(ENGINES).classifier("visual")
     assert model is not None
     assert model.labels == LABELS
     assert model.input_shape == (3, 256, 256)
@@ -56,7 +55,7 @@ def test_output_shapes(runner: VisualModelRunner, batch: int) -> None:
     frames = [np.full((120 + 40 * i, 200, 3), 90 + i, np.uint8) for i in range(batch)]
     x = runner.preprocess(frames)
     assert x.shape == (batch, 3, 256, 256) and x.dtype == np.float32
-    out = runner.engine.run({"image": x})
+    out = runner.run(x)[0]
     assert out["probs"].shape == (batch, len(LABELS))
     assert out["heatmap"].shape == (batch, 1, 32, 32)
     np.testing.assert_allclose(out["probs"].sum(axis=1), 1.0, atol=1e-4)
@@ -66,14 +65,14 @@ def test_preprocess_is_rgb_and_normalised(runner: VisualModelRunner) -> None:
     frame = np.zeros((10, 20, 3), np.uint8)
     frame[..., 0] = 255  # pure blue in BGR
     x = runner.preprocess([frame])[0]
-    mean, std = runner.model.mean, runner.model.std
+    mean, std = runner.contract.mean, runner.contract.std
     assert x[2].mean() == pytest.approx((1.0 - mean[2]) / std[2], abs=1e-5)  # blue is channel 2 in RGB
     assert x[0].mean() == pytest.approx((0.0 - mean[0]) / std[0], abs=1e-5)
 
 
 def test_infer_splits_long_lists_into_engine_batches(runner: VisualModelRunner) -> None:
     rng = np.random.default_rng(11)
-    frames = [make_surface(rng, "metal", "ok").image for _ in range(runner.engine.max_batch + 3)]
+    frames = [make_surface(rng, "metal", "ok").image for _ in range(runner.max_batch + 3)]
     together = runner.infer(frames)
     alone = runner.infer(frames[-1:])
     assert len(together) == len(frames)
@@ -123,7 +122,7 @@ def test_bbox_maps_to_original_pixels(runner: VisualModelRunner) -> None:
     rng = np.random.default_rng(5)
     sample = make_surface(rng, "painted", "spot")
     big = cv2.resize(sample.image, (768, 512), interpolation=cv2.INTER_LINEAR)
-    result = runner.infer([big], threshold=0.0)[0]
+    result = runner.infer([big], Thresholds(classifier=0.0))[0]
     assert result.defect and result.bbox is not None
     x, y, w, h = result.bbox
     assert 0 <= x and 0 <= y and x + w <= 768 and y + h <= 512
@@ -133,8 +132,8 @@ def test_bbox_maps_to_original_pixels(runner: VisualModelRunner) -> None:
 
 def test_threshold_override_and_label_rule(runner: VisualModelRunner) -> None:
     frame = make_surface(np.random.default_rng(3), "metal", "ok").image
-    never = runner.infer([frame], threshold=1.0)[0]
-    always = runner.infer([frame], threshold=0.0)[0]
+    never = runner.infer([frame], Thresholds(classifier=1.0))[0]
+    always = runner.infer([frame], Thresholds(classifier=0.0))[0]
     assert not never.defect and never.label == "ok" and never.bbox is None
     assert always.defect and always.label in LABELS[1:] and always.bbox is not None
 
@@ -227,14 +226,13 @@ def test_bmp_and_grey_inputs(tmp_path: Path, runner: VisualModelRunner) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_train_smoke(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_visual.py"), "--smoke", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=180, env=env, cwd=ROOT,
+        [sys.executable, "-m", "training.visual.train", "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = load_manifest(tmp_path)
-    assert manifest.visual is not None and manifest.visual.labels == LABELS
+    assert manifest.classifier("visual") is not None and manifest.classifier("visual").labels == LABELS
     for name in ("visual_cnn.onnx", "visual_confusion.png", "visual_examples.png", "README.md"):
         assert (tmp_path / name).is_file(), name
     assert "<!-- BEGIN visual -->" in (tmp_path / "README.md").read_text()
@@ -253,7 +251,7 @@ def test_train_smoke(tmp_path: Path) -> None:
 ])
 def test_train_rejects_a_bad_option_before_generating_data(tmp_path: Path, options: list[str], message: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_visual.py"), *options, "--out", str(tmp_path / "engines")],
+        [sys.executable, "-m", "training.visual.train", *options, "--out", str(tmp_path / "engines")],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert proc.returncode == 2 and f"error: {message}" in proc.stderr, proc.stderr[-2000:]
@@ -262,8 +260,7 @@ def test_train_rejects_a_bad_option_before_generating_data(tmp_path: Path, optio
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_class_weights_follow_the_label_order() -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    from train_visual import parse_class_weights
+    from training.visual.train import parse_class_weights
 
     assert parse_class_weights("") == [1.0] * len(LABELS)
     named = {"scratch": 2.0, "dent": 0.5}
@@ -275,11 +272,11 @@ def test_training_exports_the_moving_average_of_the_weights() -> None:
     """With ``ema`` the returned network is the per-step average of the weights, not the last ones:
     with a decay of almost 1 it stays where the first (smallest, warm-up) step left it, while the
     trained network moves on.  Without it, the trained network itself is returned."""
-    sys.path.insert(0, str(ROOT / "tools"))
     import torch
-    from _visual_data import SPLIT_TRAIN, generate
-    from _visual_net import VisualNet
-    from train_visual import train
+
+    from training.visual.data import SPLIT_TRAIN, generate
+    from training.visual.net import VisualNet
+    from training.visual.train import train
 
     data = generate(5, SPLIT_TRAIN, 96, 1, "test data", with_contrast=True)  # 12 steps: a real warm-up
 
@@ -305,10 +302,10 @@ def test_training_batches_hold_what_the_runtime_feeds_the_model(runner: VisualMo
     """The training input is what the exported network computes from the runtime's preprocessing of
     the same image, turned and flipped with its mask: raw channels, and the front end's contrast
     channels (computed once per whole image with OpenCV, then turned with it)."""
-    sys.path.insert(0, str(ROOT / "tools"))
     import torch
-    from _visual_net import LocalContrast
-    from _visual_data import contrast_of, to_tensor, to_training_batch
+
+    from training.visual.data import contrast_of, to_tensor, to_training_batch
+    from training.visual.net import LocalContrast
 
     rng = np.random.default_rng(7)
     images = cv2.GaussianBlur(rng.integers(0, 256, (3 * 256, 256, 3), dtype=np.uint8), (0, 0), 0.8).reshape(3, 256, 256, 3)

@@ -1,9 +1,8 @@
-"""The visual CNN's local-contrast front end (tools/_visual_net.py) and what the shipped graph holds."""
+"""The visual CNN's local-contrast front end (training/visual/net.py) and what the shipped graph holds."""
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch not installed (./setup.sh --train)")
@@ -42,7 +40,7 @@ def _reference(x: np.ndarray, size: int, floor: float) -> np.ndarray:
 @pytest.mark.parametrize("height,width", [(256, 256), (128, 128), (40, 72)])
 def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int) -> None:
     import torch
-    from _visual_net import LocalContrast
+    from training.visual.net import LocalContrast
 
     x = np.random.default_rng(3).normal(0, 1, (2, 3, height, width)).astype(np.float32)
     x[1] *= np.linspace(0.1, 3, width, dtype=np.float32)  # texture strength varying across the image
@@ -54,11 +52,11 @@ def test_local_contrast_is_mean_removed_over_local_std(height: int, width: int) 
 
 @needs_torch
 def test_training_computes_the_same_channels_as_the_exported_front_end() -> None:
-    """Training (tools/_visual_data.py) computes the contrast channels once per image with OpenCV (float16);
+    """Training (training/visual/data.py) computes the contrast channels once per image with OpenCV (float16);
     they must be what the network's own front end gives at run time."""
     import torch
-    from _visual_net import LocalContrast
-    from _visual_data import contrast_of, to_tensor
+    from training.visual.net import LocalContrast
+    from training.visual.data import contrast_of, to_tensor
 
     rng = np.random.default_rng(5)
     image = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 1.0)
@@ -75,7 +73,7 @@ def test_a_scratch_looks_the_same_on_faint_and_strong_texture() -> None:
     """A line 1.5 texture-std bright reads the same after the front end whatever the texture's strength,
     brightness or gain: the network sees visibility, not grey levels."""
     import torch
-    from _visual_net import LocalContrast
+    from training.visual.net import LocalContrast
 
     rng = np.random.default_rng(11)
     texture = cv2.GaussianBlur(rng.standard_normal((128, 128)).astype(np.float32), (0, 0), 1.0)
@@ -97,7 +95,7 @@ def test_a_scratch_looks_the_same_on_faint_and_strong_texture() -> None:
 @needs_torch
 def test_front_end_runs_in_float32_under_bfloat16_autocast() -> None:
     import torch
-    from _visual_net import LocalContrast
+    from training.visual.net import LocalContrast
 
     x = torch.randn(1, 3, 64, 64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -114,7 +112,7 @@ TENSORRT_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "
 
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx not installed (./setup.sh --dev)")
 def test_shipped_graph_has_the_front_end_and_only_tensorrt_ops() -> None:
-    from _visual_card import contrast_window, conv_stack, op_types
+    from training.visual.card import contrast_window, conv_stack, op_types
 
     path = ROOT / "engines" / "visual_cnn.onnx"
     assert contrast_window(path) == 14  # a 7x7 box on 2x2 means
@@ -129,9 +127,9 @@ def test_export_folds_batchnorm_inside_the_residual_blocks(tmp_path: Path) -> No
     """Every BatchNorm, inside a residual block or not, is folded away without changing the output,
     and the card's reading of the graph finds which blocks add their input back."""
     import torch
-    from _visual_card import conv_stack, op_types
-    from _visual_net import VisualNet
-    from train_visual import export_onnx
+    from training.visual.card import conv_stack, op_types
+    from training.visual.net import VisualNet
+    from training.visual.train import export_onnx
 
     torch.manual_seed(0)
     expected = {"residual": "16/2-32/2-32r-32r-64/2-64r-64r d2-64r d4", "plain": "16/2-32/2-32-32-64/2-64-64 d2-64 d4"}
@@ -155,7 +153,7 @@ def test_held_out_model_counts_as_the_same_recipe_only_when_every_setting_matche
     match the shipped model's; a model file from before the --lr/--ema options and the residual
     blocks (no such keys) trained with the old fixed values and plain blocks, so it matches a
     newer file that states them, and differs from a residual one."""
-    from _visual_card import _recipe_differences
+    from training.visual.card import _recipe_differences
 
     before_options = {"crops": "128:42", "full_images": "20000", "batch": "32", "seed": "20240611"}
     with_defaults = dict(before_options, lr="0.003", ema="0.0", arch="plain")

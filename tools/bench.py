@@ -87,14 +87,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         manifest = load_manifest(engines)
     except UserError as exc:
         raise SystemExit(f"bench.py: error: {exc}") from None
-    vis = manifest.visual
+    vis = manifest.classifier("visual")
     needs_visual = set(only) - {"audio", "bus"}
     if needs_visual and vis is None:
-        raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no [visual] model")
+        raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no visual classifier")
     results: dict[str, Any] = {
         "machine": machine_info(), "mode": "quick" if args.quick else "full", "scenarios": only,
         "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "intra_op_threads": 0},
-        "models": {k: {"file": m.file, "sha256": m.sha256[:12]} for k, m in (("visual", vis), ("acoustic", manifest.acoustic)) if m},
+        "models": {k: {"file": m["file"], "sha256": m["sha256"][:12]} for k, m in manifest.summary().items()},
     }
     load = results["machine"]["load_average_at_start"][0]
     if load > 0.5 * (results["machine"]["cpu_cores"] or 1):

@@ -136,17 +136,16 @@ def naive_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple
 def audio_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int, progress: Progress | None = None) -> dict[str, Any]:
     """Seconds of compute per second of audio: log-mel features + streaming GRU, 0.1 s chunks."""
     from edge_inspector.inspectors.acoustic_model import AcousticStreamRunner
+    from edge_inspector.inspectors.factory import engine_opener, open_acoustic
     from edge_inspector.manifest import load_manifest
-    from edge_inspector.runtime import create_engine
     from edge_inspector.synthetic.machines import make_clip
 
     if progress:
         progress("audio real-time factor")
     manifest = load_manifest(engines_dir)
-    if manifest.acoustic is None:
-        return {"skipped": f"{engines_dir}/manifest.toml has no [acoustic] model"}
-    model = manifest.acoustic
-    engine = create_engine(manifest.path_of(model), "onnxruntime", max_batch=1)
+    if manifest.classifier("acoustic") is None:
+        return {"skipped": f"{engines_dir}/manifest.toml has no acoustic model"}
+    engine, model = open_acoustic(manifest, engine_opener("onnxruntime"))
     clip = make_clip(np.random.default_rng(3), duration_s=seconds_of_audio, label="bearing"
                      if "bearing" in model.labels else None, sample_rate=model.sample_rate)
     chunk = int(round(0.1 * model.sample_rate))
@@ -233,15 +232,14 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
     """
     import cv2
 
-    from edge_inspector.inspectors.visual_model import VisualModelRunner, resize_to
+    from edge_inspector.inspectors.factory import engine_opener, open_visual
+    from edge_inspector.inspectors.visual_model import resize_to
     from edge_inspector.manifest import load_manifest
-    from edge_inspector.runtime import create_engine
 
     if progress:
         progress("preprocess cost breakdown")
     manifest = load_manifest(engines_dir)
-    engine = create_engine(manifest.path_of(manifest.visual), "onnxruntime", max_batch=batch)
-    runner = VisualModelRunner(engine, manifest.visual)
+    runner = open_visual(manifest, engine_opener("onnxruntime"), batch, kinds=("classifier",))
     h, w = runner.height, runner.width
     frames = [frame] * batch
     small = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)] * batch)
@@ -268,4 +266,4 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
             "normalise_layout": per_frame(normalise, batch),
         }
     finally:
-        engine.close()
+        runner.close()

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _modelcard import update_manifest_section, update_readme_section  # noqa: E402
+from training.common.metrics import auroc_of as auroc  # noqa: E402
+from training.common.modelcard import update_manifest_section, update_readme_section  # noqa: E402
 
 from edge_inspector.features import LogMelParams, logmel  # noqa: E402
 from edge_inspector.inspectors import acoustic_model as am  # noqa: E402
@@ -53,13 +54,6 @@ def smoothed(scores: np.ndarray, model: AcousticModel) -> np.ndarray:
     idx = np.arange(1, scores.size + 1)
     return (c[idx] - c[np.maximum(0, idx - k)]) / np.minimum(idx, k)
 
-
-def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
-    """Probability that a random fault clip scores above a random normal clip (ties = 1/2)."""
-    if not len(neg) or not len(pos):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def clip_set(seed: int, per_class: int, rotation: tuple[float, float], snr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -338,7 +332,7 @@ def calibrate_and_evaluate(out: Path, model: AcousticModel, seed: int, smoke: bo
     model = calibrate(engine, model, seed + 1, n_cal)
     section = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.model_dump().items()}
     update_manifest_section(out, "acoustic", section)
-    model = load_manifest(out).acoustic  # round-trip through the real loader (verifies sha256)
+    model = load_manifest(out).classifier("acoustic")  # round-trip through the real loader (verifies sha256)
     assert model is not None
     if not evaluate:
         return model
@@ -370,9 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1234, help="the training seed (evaluation uses seed + k)")
     args = ap.parse_args(argv)
     manifest = load_manifest(args.out)
-    if manifest.acoustic is None:
+    if manifest.classifier("acoustic") is None:
         raise SystemExit(f"{args.out}/manifest.toml has no [acoustic] section")
-    calibrate_and_evaluate(args.out, manifest.acoustic, args.seed, False, True,
+    calibrate_and_evaluate(args.out, manifest.classifier("acoustic"), args.seed, False, True,
                            recipe={"epochs": "?", "train_clips": "?", "seed": args.seed, "crop": "?", "ort_torch_diff": float("nan"), "train_s": "?"})
     return 0
 

@@ -19,6 +19,7 @@ import numpy as np
 from edge_inspector.config import Config
 from edge_inspector.evaluation.labels import Labels, load_labels
 from edge_inspector.evaluation.metrics import Confusion, match_episodes, percentiles
+from edge_inspector.inspectors.heads import decision_labels, decision_threshold
 from edge_inspector.inspectors.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ class Evaluation:
         cameras = {c.name for c in cfg.cameras}
         labels = load_labels(path, cameras, {m.name for m in cfg.microphones})
         manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
-        classes = list(manifest.visual.labels) if manifest.visual else ["ok"]
-        threshold = manifest.visual.threshold if manifest.visual else None
+        visual = list(manifest.entries("visual"))
+        classes, threshold = decision_labels(visual), decision_threshold(visual)
         videos = {i.name: i.path for i in inputs if i.kind == "camera"}
         return cls(labels, cfg, videos, classes, threshold, path)
 
@@ -165,8 +166,7 @@ class Evaluation:
         figures = self.figures()
         figures["speed"] = speed
         figures["recordings"] = [{"started": m.get("started"), "ended": m.get("ended")} for m in manifests]
-        figures["models"] = {k: {"name": m.name, "sha256": m.sha256} for k, m in
-                             (("visual", model_manifest.visual), ("acoustic", model_manifest.acoustic)) if m is not None}
+        figures["models"] = {k: {"name": m["name"], "sha256": m["sha256"]} for k, m in model_manifest.summary().items()}
         rois = {c.name: c.roi for c in self.cfg.cameras}
         thumbs = render_thumbnails(self.mismatches, self.video_paths, rois)
         write_report(report, figures, thumbs, self.mismatch_counts)

@@ -82,6 +82,8 @@ def event_from_verdict(v: Verdict, seq: int, now_mono: float) -> dict[str, Any]:
     ev["label"] = v.label
     ev["score"] = _clean_score(v.score)
     ev["defect"] = bool(v.defect)
+    if v.anomaly_score is not None:
+        ev["anomaly_score"] = _clean_score(v.anomaly_score)
     if v.kind == "visual":
         ev["frame"] = v.frame
         if v.bbox is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_inspector.features import LogMelParams, LogMelStream, load_wav
+from edge_inspector.inspectors.heads import classify
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.runtime.base import Engine
 
@@ -70,11 +71,9 @@ def top_fraction_probs(frame_probs: np.ndarray, n_labels: int) -> np.ndarray:
 
 def decide(probs: np.ndarray, threshold: float, labels: tuple[str, ...]) -> tuple[float, str]:
     """``(score, label)`` from aggregated class probabilities: a defect label when
-    ``1 - p(normal) >= threshold``, the good class otherwise."""
-    score = float(np.clip(1.0 - probs[0], 0.0, 1.0))
-    if score >= threshold:
-        return score, labels[1 + int(np.argmax(probs[1:]))]
-    return score, labels[0]
+    ``1 - p(normal) >= threshold``, the good class otherwise (the classifier head's rule)."""
+    score, label, _ = classify(probs, threshold, labels)
+    return score, label
 
 
 def clip_probs(frame_probs: np.ndarray, model: AcousticModel) -> np.ndarray:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 class Verdict:
     source: str
     kind: Literal["visual", "acoustic"]
-    label: str  # "ok"/"normal" or the defect type
-    score: float  # defect (anomaly) probability in [0, 1], higher = worse
+    label: str  # "ok"/"normal", the defect type, or "anomaly"
+    score: float  # in [0, 1], higher = worse (the scoring contract: inspectors/heads.py)
     defect: bool  # score crossed this source's threshold
     ts: float  # capture time (epoch seconds) of the frame / episode start
     mono: float  # monotonic capture time, for latency_ms
@@ -25,5 +25,6 @@ class Verdict:
     bbox: list[int] | None = None  # visual: [x, y, w, h] in source-frame pixels
     offset_s: float | None = None  # acoustic: episode start from stream start
     duration_s: float | None = None  # acoustic: episode length
+    anomaly_score: float | None = None  # when an anomaly model ran: its normalised score (0.5 = its threshold)
     extra: dict[str, Any] = field(default_factory=dict)  # probs, stage timings, ... (published)
     heatmap: Any = None  # visual: the model's defect heatmap (reports only, never published)

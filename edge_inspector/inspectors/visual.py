@@ -2,7 +2,8 @@
 
 One thread serves every camera.  It waits on the cameras' shared wake-up condition, takes
 frames round-robin (so a busy camera cannot starve a quiet one) until the batch is full or a
-short deadline after the first frame passes, and runs the CNN once.  A second thread turns the
+short deadline after the first frame passes, and runs the models once (every visual model of
+the engines directory: the classifier, the anomaly model, or both, on the same tensor).  A second thread turns the
 engine's outputs into one :class:`~edge_inspector.inspectors.verdict.Verdict` per frame and
 hands them, in order, to ``on_verdict`` (which journals and publishes): the model never waits
 for the journal, so the engine is busy back to back at full load (about a tenth more frames/s
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge_inspector.inspectors.heads import Thresholds
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.visual_model import VisualModelRunner
 from edge_inspector.sources.base import BoundedQueue, Frame
@@ -39,7 +41,7 @@ class _Inferred:
     """One engine call's batch and outputs, on its way to the delivery thread."""
 
     batch: Sequence[Frame]
-    outputs: dict[str, np.ndarray]
+    outputs: list[dict[str, np.ndarray]]  # one dict per model of the runner
     t0: float  # batch taken from the queues (monotonic)
     preprocess_ms: float
     inference_ms: float
@@ -64,7 +66,7 @@ class VisualInspector(threading.Thread):
         on_verdict: Callable[[Verdict], None],
         max_batch: int = 8,
         batch_timeout_ms: float = 5.0,
-        thresholds: dict[str, float] | None = None,
+        thresholds: dict[str, Thresholds] | None = None,
         lockstep: bool = False,
     ) -> None:
         super().__init__(name="visual-inspector", daemon=True)
@@ -73,7 +75,7 @@ class VisualInspector(threading.Thread):
         self.runner = runner
         self.queues = queues
         self.on_verdict = on_verdict
-        self.max_batch = max(1, min(max_batch, runner.engine.max_batch))
+        self.max_batch = max(1, min(max_batch, runner.max_batch))
         self.batch_timeout_s = batch_timeout_ms / 1000.0
         self.thresholds = thresholds or {}
         self.lockstep = lockstep
@@ -173,7 +175,7 @@ class VisualInspector(threading.Thread):
         else:
             x = runner.preprocess([f.image for f in batch])
         t1 = time.monotonic()
-        outputs = runner.engine.run({runner.model.input: x})
+        outputs = runner.run(x)
         t2 = time.monotonic()
         capture_prep_ms = max(f.prep_ms for f in batch)
         item = _Inferred(batch, outputs, t0, (t1 - t0) * 1000.0 + capture_prep_ms, (t2 - t1) * 1000.0)
@@ -214,12 +216,11 @@ class VisualInspector(threading.Thread):
     def _deliver(self, item: _Inferred) -> None:
         runner, batch, outputs, t0 = self.runner, item.batch, item.outputs, item.t0
         results = []
-        for i, f in enumerate(batch):  # per frame: each camera may have its own threshold
-            one = {name: value[i : i + 1] for name, value in outputs.items()}
+        for i, f in enumerate(batch):  # per frame: each camera may have its own thresholds
+            one = [{name: value[i : i + 1] for name, value in out.items()} for out in outputs]
             size = (int(f.image.shape[0]), int(f.image.shape[1]))
             results += runner.postprocess(one, [size], self.thresholds.get(f.source))
         done = time.monotonic()
-        model = self.runner.model
         for frame, result in zip(batch, results):
             queue_wait_ms = (t0 - frame.mono) * 1000.0 - frame.prep_ms  # prep ran in the capture thread
             self.stats.queue_wait_ms_total += queue_wait_ms
@@ -238,13 +239,14 @@ class VisualInspector(threading.Thread):
                     defect=bool(result.defect),
                     ts=frame.ts,
                     mono=frame.mono,
-                    model=model.name,
-                    model_sha256=model.sha256,
+                    model=runner.name,
+                    model_sha256=runner.sha256,
                     frame=frame.index,
                     bbox=bbox,
                     heatmap=result.heatmap,
+                    anomaly_score=result.anomaly_score,
                     extra={
-                        "probs": result.probs,
+                        **({"probs": result.probs} if result.probs else {}),
                         "batch": len(batch),
                         "timing_ms": {
                             "queue_wait": round(queue_wait_ms, 3),

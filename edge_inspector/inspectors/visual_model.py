@@ -1,24 +1,27 @@
 """Pre- and post-processing around the visual defect CNN, shared by the daemon and ``inspect``.
 
-The model sees a fixed 256x256 RGB input; frames of any size are **resized (stretched)** to it,
+The models see a fixed 256x256 RGB input; frames of any size are **resized (stretched)** to it,
 so aspect ratio is not kept -- the training data is square and stretching keeps every pixel of
 the field of view (a letterbox would waste resolution); shrinking averages every source
-pixel, so a 1-pixel scratch in a large frame is not stepped over (:func:`resize_to`).  The
-model returns class probabilities and a 32x32 defect heatmap; a bounding box is derived from
-the heatmap and mapped back to the original frame's pixels.
+pixel, so a 1-pixel scratch in a large frame is not stepped over (:func:`resize_to`).  One
+preprocessed tensor feeds every visual model of the directory (the classifier: class
+probabilities and a 32x32 defect heatmap; the anomaly model: a score and a score map); their
+heads and :func:`~edge_inspector.inspectors.heads.decide` make the verdict, and a bounding box
+is derived from the deciding model's map and mapped back to the original frame's pixels.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from edge_inspector.errors import InputError, UserError
-from edge_inspector.manifest import VisualModel
+from edge_inspector.inspectors.heads import Head, Thresholds, decide
 from edge_inspector.runtime.base import Engine
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -26,37 +29,53 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @dataclass
 class VisualResult:
-    """The decision about one image."""
+    """The decision about one image (the scoring contract: :mod:`~edge_inspector.inspectors.heads`)."""
 
-    label: str  # "ok" or the defect type
-    score: float  # 1 - p(ok): defect probability in [0, 1]
-    defect: bool  # score >= threshold
+    label: str  # "ok", a defect type, or "anomaly"
+    score: float  # in [0, 1], higher = more defective (classifier alone: 1 - p(ok))
+    defect: bool  # a model flagged it
     bbox: list[int] | None  # [x, y, w, h] in original image pixels, only when defective
-    probs: dict[str, float] = field(default_factory=dict)
-    heatmap: np.ndarray | None = None  # h x w float32 defect probability per cell (for reports)
+    probs: dict[str, float] = field(default_factory=dict)  # classifier class probabilities
+    heatmap: np.ndarray | None = None  # h x w in [0, 1]: the deciding model's map (for reports)
+    anomaly_score: float | None = None  # when an anomaly model ran: 0.5 at its threshold
+
+
+@dataclass
+class LoadedModel:
+    """One model of the runner: its manifest entry, head and engine."""
+
+    entry: Any
+    head: Head
+    engine: Engine
 
 
 class VisualModelRunner:
-    """Runs the visual model on lists of BGR frames through any :class:`Engine`."""
+    """Runs a directory's visual models (a classifier, an anomaly model, or both) on lists of BGR
+    frames through any :class:`Engine`; every model sees the same preprocessed tensor."""
 
-    def __init__(self, engine: Engine, model: VisualModel) -> None:
-        names = {spec.name for spec in engine.inputs}
-        if model.input not in names:
-            raise UserError(
-                f"{engine.model_path}: has no input {model.input!r} (inputs: {sorted(names)}); "
-                "manifest and model file disagree"
-            )
-        outputs = {spec.name for spec in engine.outputs}
-        for wanted in (model.output_probs, model.output_heatmap):
-            if wanted not in outputs:
-                raise UserError(f"{engine.model_path}: has no output {wanted!r} (outputs: {sorted(outputs)})")
-        self.engine = engine
-        self.model = model
-        _, self.height, self.width = model.input_shape
+    def __init__(self, models: Sequence[LoadedModel]) -> None:
+        if not models:
+            raise UserError("no visual model to run")
+        for m in models:
+            _check_io(m.engine, m.entry.input, m.head.output_names)
+        self.models = list(models)
+        contract = self.models[0].entry
+        self.contract = contract
+        classifier = next((m.entry for m in self.models if m.head.kind == "classifier"), None)
+        self.good_label = classifier.labels[0] if classifier is not None else "ok"
+        self.name = "+".join(m.entry.name for m in self.models)
+        self.sha256 = (self.models[0].entry.sha256 if len(self.models) == 1 else
+                       hashlib.sha256("+".join(m.entry.sha256 for m in self.models).encode()).hexdigest())
+        self.max_batch = max(1, min(int(m.engine.max_batch) for m in self.models))
+        _, self.height, self.width = contract.input_shape
         # (pixel/255 - mean)/std folded into one multiply-subtract per channel
-        self._scale = 1.0 / (255.0 * np.asarray(model.std, np.float32))
-        self._offset = np.asarray(model.mean, np.float32) / np.asarray(model.std, np.float32)
-        self._channels = (2, 1, 0) if model.color == "RGB" else (0, 1, 2)  # source BGR channel
+        self._scale = 1.0 / (255.0 * np.asarray(contract.std, np.float32))
+        self._offset = np.asarray(contract.mean, np.float32) / np.asarray(contract.std, np.float32)
+        self._channels = (2, 1, 0) if contract.color == "RGB" else (0, 1, 2)  # source BGR channel
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(m.head.kind for m in self.models)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 frames of any size -> resized (stretched) normalised NCHW float32 batch."""
@@ -69,39 +88,52 @@ class VisualModelRunner:
             x[:, c] -= self._offset[c]
         return x
 
-    def infer(self, images: Sequence[np.ndarray], threshold: float | None = None) -> list[VisualResult]:
-        """Inspect ``images``: one engine call per ``engine.max_batch`` frames."""
+    def run(self, x: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """One engine call per model on the preprocessed batch: each model's raw outputs."""
+        return [m.engine.run({m.entry.input: x}) for m in self.models]
+
+    def infer(self, images: Sequence[np.ndarray], thresholds: Thresholds | None = None) -> list[VisualResult]:
+        """Inspect ``images``: one engine call per model per ``max_batch`` frames."""
         results: list[VisualResult] = []
-        step = max(1, int(self.engine.max_batch))
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
-            outputs = self.engine.run({self.model.input: self.preprocess(chunk)})
+        for start in range(0, len(images), self.max_batch):
+            chunk = images[start : start + self.max_batch]
+            outputs = self.run(self.preprocess(chunk))
             sizes = [(int(im.shape[0]), int(im.shape[1])) for im in chunk]
-            results.extend(self.postprocess(outputs, sizes, threshold))
+            results.extend(self.postprocess(outputs, sizes, thresholds))
         return results
 
     def postprocess(
-        self, outputs: Mapping[str, np.ndarray], sizes: Sequence[tuple[int, int]], threshold: float | None = None
+        self, outputs: Sequence[Mapping[str, np.ndarray]], sizes: Sequence[tuple[int, int]],
+        thresholds: Thresholds | None = None,
     ) -> list[VisualResult]:
-        """Engine outputs + original (height, width) of each frame -> one result per frame."""
-        probs = np.asarray(outputs[self.model.output_probs], np.float32)
-        heat = np.asarray(outputs[self.model.output_heatmap], np.float32)
-        limit = self.model.threshold if threshold is None else float(threshold)
-        labels = self.model.labels
+        """Each model's outputs + original (height, width) of each frame -> one result per frame."""
+        limits = thresholds or Thresholds()
+        batches = [m.head.batch(out) for m, out in zip(self.models, outputs)]
         results = []
         for i, (h, w) in enumerate(sizes):
-            p = probs[i]
-            score = float(np.clip(1.0 - p[0], 0.0, 1.0))
-            defect = score >= limit
-            label = labels[int(np.argmax(p))]
-            if defect and label == labels[0]:
-                label = labels[1 + int(np.argmax(p[1:]))]
-            elif not defect:
-                label = labels[0]
-            hmap = heat[i, 0]
-            bbox = heatmap_bbox(hmap, self.model.heatmap_threshold, (h, w)) if defect else None
-            results.append(VisualResult(label, score, defect, bbox, {k: float(v) for k, v in zip(labels, p)}, hmap))
+            opinions = [m.head.opinion(b, i, getattr(limits, m.head.kind)) for m, b in zip(self.models, batches)]
+            d = decide(opinions, self.good_label)
+            bbox = heatmap_bbox(d.cell_map, d.map_threshold, (h, w)) if d.defect and d.cell_map is not None else None
+            results.append(VisualResult(d.label, d.score, d.defect, bbox, d.probs, d.cell_map, d.anomaly_score))
         return results
+
+    def close(self) -> None:
+        for m in self.models:
+            m.engine.close()
+
+
+def _check_io(engine: Engine, input_name: str, output_names: Sequence[str]) -> None:
+    """The manifest and the model file must agree on tensor names."""
+    names = {spec.name for spec in engine.inputs}
+    if input_name not in names:
+        raise UserError(
+            f"{engine.model_path}: has no input {input_name!r} (inputs: {sorted(names)}); "
+            "manifest and model file disagree"
+        )
+    outputs = {spec.name for spec in engine.outputs}
+    for wanted in output_names:
+        if wanted not in outputs:
+            raise UserError(f"{engine.model_path}: has no output {wanted!r} (outputs: {sorted(outputs)})")
 
 
 def resize_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -219,8 +251,11 @@ def inspect_image(path: str | Path, runner: VisualModelRunner) -> dict:
     image = load_image(path)
     result = runner.infer([image])[0]
     out: dict = {"path": str(path), "kind": "visual", "label": result.label, "score": round(result.score, 6)}
+    if result.anomaly_score is not None:
+        out["anomaly_score"] = round(result.anomaly_score, 6)
     if result.defect and result.bbox is not None:
         out["bbox"] = result.bbox
-    out["probs"] = {k: round(v, 6) for k, v in result.probs.items()}
+    if result.probs:
+        out["probs"] = {k: round(v, 6) for k, v in result.probs.items()}
     out["width"], out["height"] = int(image.shape[1]), int(image.shape[0])
     return out

@@ -123,7 +123,7 @@ def default_profile(onnx_path: Path, max_batch: int) -> ShapeProfile:
     ``manifest.toml`` next to the model describes it; a broken manifest is the inspectors' concern.
     """
     try:
-        acoustic = load_manifest(Path(onnx_path).parent, verify=False).acoustic
+        acoustic = load_manifest(Path(onnx_path).parent, verify=False).classifier("acoustic")
     except UserError:
         acoustic = None
     if acoustic is not None and acoustic.file == Path(onnx_path).name:
@@ -337,7 +337,7 @@ def build_all(
     engines, cache = Path(engines_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
     models = sorted(engines.glob("*.onnx"))
     if not models:
-        raise UserError(f"no *.onnx models in {engines} (train them with tools/train_*.py)")
+        raise UserError(f"no *.onnx models in {engines} (train them with python -m training.visual.train / tools/train_acoustic.py)")
     if (engines / "manifest.toml").is_file():
         load_manifest(engines, verify=True)  # refuse to compile a model the runtime would refuse
     console = console or Console(stderr=True)

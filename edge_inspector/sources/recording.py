@@ -169,8 +169,7 @@ def _models(cfg: Config) -> dict[str, Any]:
         manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
     except UserError:
         return {}
-    return {kind: {"name": m.name, "file": m.file, "sha256": m.sha256}
-            for kind, m in (("visual", manifest.visual), ("acoustic", manifest.acoustic)) if m is not None}
+    return manifest.summary()
 
 
 def acoustic_rate(cfg: Config) -> int:
@@ -181,7 +180,8 @@ def acoustic_rate(cfg: Config) -> int:
         manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
     except UserError:
         return 16000
-    return manifest.acoustic.sample_rate if manifest.acoustic else 16000
+    acoustic = manifest.classifier("acoustic")
+    return acoustic.sample_rate if acoustic else 16000
 
 
 class Recorder:

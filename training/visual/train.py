@@ -1,23 +1,23 @@
 #!/usr/bin/env python3
 """Train the visual defect CNN on synthetic surfaces, export it to ONNX and write its manifest.
 
-    python3 tools/train_visual.py --out engines            # the shipped model: CPU, 13 min on 2 cores with
+    python -m training.visual.train --out engines            # the shipped model: CPU, 13 min on 2 cores with
                                                            # fast bfloat16 (AMX), ~1 h on 2 AVX2 cores
-    python3 tools/train_visual.py --arch residual --crops 64:12,96:10 --full-images 2500 --lr 0.006 --out /tmp/vis-quick
+    python -m training.visual.train --arch residual --crops 64:12,96:10 --full-images 2500 --lr 0.006 --out /tmp/vis-quick
                                                            # < 20 min on 2 AVX2 cores, a little less accurate (engines/README.md)
-    python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout
+    python -m training.visual.train --holdout-family cast --out /tmp/vis-holdout
                                                            # same recipe without cast (held-out style)
-    python3 tools/train_visual.py --smoke                  # < 1 min end-to-end check (temp dir)
+    python -m training.visual.train --smoke                  # < 1 min end-to-end check (temp dir)
 
 Recipe (from scratch, seeded): surfaces of the three families (metal, painted, cast) plus
 scikit-image CC0 textures (gravel, brick, grass) with procedurally drawn defects, the hard
 striated and grainy families three times as often as the others (``--mix``).  The
-held-out style experiment leaves one family out, so tools/eval_visual.py can report how the
+held-out style experiment leaves one family out, so training/visual/evaluate.py can report how the
 recipe does on a surface style it was not trained on.
 The epochs train on crops around the defect (``--crops``, 128 px), then on whole images
 (``--full-images``).  The front end's contrast channels are computed once per image while
-the data is generated (tools/_visual_data.py), not at every step.  ``--arch residual`` makes the
-stride-1 conv blocks add their input back, which trains in fewer steps (tools/_visual_net.py).
+the data is generated (training/visual/data.py), not at every step.  ``--arch residual`` makes the
+stride-1 conv blocks add their input back, which trains in fewer steps (training/visual/net.py).
 Loss = cross-entropy on the class (``--class-weight`` weighs some labels' errors more) + BCE on the
 32x32 heatmap against the max-pooled defect mask; AdamW with a one-cycle schedule peaking at
 ``--lr``; with ``--ema`` the exported weights are their moving average over the steps, which
@@ -46,17 +46,15 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from edge_inspector.manifest import VisualModel, sha256_of  # noqa: E402
-from edge_inspector.synthetic.surfaces import FAMILIES, LABELS  # noqa: E402
-from _visual_data import (  # noqa: E402
+from edge_inspector import DEFAULT_ENGINES_DIR
+from edge_inspector.manifest import VisualModel, sha256_of
+from edge_inspector.synthetic.surfaces import FAMILIES, LABELS
+from training.common.modelcard import update_manifest_section
+from training.visual.data import (
     CELL, MEAN, SPLIT_TRAIN, SPLIT_VAL, STD, TRAIN_FAMILIES, crop_batch, family_cycle, generate, to_tensor,
     to_training_batch,
 )
-from _visual_net import ARCHITECTURES, VisualNet, fold_batchnorm  # noqa: E402
+from training.visual.net import ARCHITECTURES, VisualNet, fold_batchnorm
 
 DEFAULT_MIX = "metal:3,cast:3,painted:1,texture:1"  # the grainy/striated surfaces are the hard ones
 DEFAULT_LR = 3e-3  # AdamW peak learning rate of the one-cycle schedule
@@ -239,12 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout-family", choices=[f for f in TRAIN_FAMILIES if f != "texture"], default=None,
                     help="leave this surface family out of training (held-out style experiment)")
     ap.add_argument("--smoke", action="store_true", help="tiny end-to-end run into a temp dir")
-    ap.add_argument("--no-eval", action="store_true", help="skip tools/eval_visual.py afterwards")
+    ap.add_argument("--no-eval", action="store_true", help="skip training/visual/evaluate.py afterwards")
     args = ap.parse_args(argv)
     if args.smoke:
         args.crops, args.full_images, args.train_size, args.val_size, args.workers = "64:1,96:1", 32, 48, 40, 1
         args.out = args.out or Path(tempfile.mkdtemp(prefix="visual-smoke-"))
-    out: Path = args.out or ROOT / "engines"
+    out: Path = args.out or DEFAULT_ENGINES_DIR
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -271,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --lr: {args.lr} is not a positive learning rate", file=sys.stderr)
         return 2
     bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_supported(args.device))
-    if args.holdout_family and out.resolve() == (ROOT / "engines").resolve():
+    if args.holdout_family and out.resolve() == DEFAULT_ENGINES_DIR.resolve():
         print("error: --holdout-family trains an experiment model; give --out another directory", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
@@ -307,8 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation: accuracy {val_acc:.3f}, threshold {threshold:.4f} "
           f"({int((val_labels == 0).sum())} good images)")
 
-    from _modelcard import update_manifest_section
-
     section = VisualModel(
         file=onnx_path.name, sha256=sha256_of(onnx_path), mean=MEAN, std=STD, labels=LABELS,
         threshold=round(threshold, 6), heatmap_threshold=0.5,
@@ -316,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     update_manifest_section(out, "visual", section)
     print(f"wrote {out / 'manifest.toml'} [visual]; recipe {recipe}")
     if not args.no_eval:
-        from eval_visual import evaluate
+        from training.visual.evaluate import evaluate
 
         evaluate(out, smoke=args.smoke)
     print(f"finished in {(time.time() - t0) / 60:.1f} min (data, training, export{'' if args.no_eval else ', evaluation'})")

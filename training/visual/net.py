@@ -59,7 +59,7 @@ class LocalContrast(nn.Module):
     This takes the front end from 3.1 to 1.9 ms per 256x256 frame on one core in ONNX Runtime,
     and every step is a plain AveragePool, Resize or elementwise op for TensorRT.  Training
     computes the same channels with OpenCV, once per whole image (``contrast_of`` in
-    tools/_visual_data.py), so a crop sees what the whole frame gives at run time.
+    training/visual/data.py), so a crop sees what the whole frame gives at run time.
     ``floor`` (in normalised input units; 0.06 = ~4 grey levels) keeps flat painted surfaces
     from having their sensor noise blown up.  Runs in float32 even under autocast: bfloat16's
     8-bit mantissa is too coarse for a difference of nearby means.  Height and width must be even.

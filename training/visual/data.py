@@ -1,6 +1,6 @@
 """Training data of the visual CNN: synthetic samples, their contrast channels, crops and batches.
 
-Kept apart from tools/train_visual.py (the training loop, export and threshold), so the tests
+Kept apart from training/visual/train.py (the training loop, export and threshold), so the tests
 can check what the network is trained on against what the runtime feeds it without the loop.
 Everything here is deterministic per sample index, whatever the number of worker processes.
 """
@@ -16,12 +16,12 @@ import torch
 from tqdm import tqdm
 
 from edge_inspector.synthetic.surfaces import LABELS, compose, make_surface, scene_from_image
-from _visual_net import LocalContrast
+from training.visual.net import LocalContrast
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 TRAIN_FAMILIES = ("metal", "painted", "cast", "texture")  # every family the demo camera shows
-SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; tools/eval_visual.py uses 3 and 4
+SPLIT_TRAIN, SPLIT_VAL = 1, 2  # SeedSequence split ids; training/visual/evaluate.py uses 3 and 4
 OK_FRACTION = 0.3
 CELL = 8  # heatmap cell size in pixels (256 / 32)
 

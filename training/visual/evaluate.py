@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Evaluate the shipped visual model through ONNX Runtime and write its model card.
 
-    python3 tools/eval_visual.py --engines engines
+    python -m training.visual.evaluate --engines engines
 
 Uses the runtime path (``edge_inspector.inspectors.visual_model``) on the exported ONNX file,
 so the figures are what the daemon delivers.  Two held-out sets, generated from seeds never
 used in training: all three families (metal, painted, cast) and cast alone.  Writes
 ``visual_confusion.png``, ``visual_examples.png`` and the ``visual`` section of README.md.
 
-    python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout
-    python3 tools/eval_visual.py --engines engines --holdout-engines /tmp/vis-holdout
+    python -m training.visual.train --holdout-family cast --out /tmp/vis-holdout
+    python -m training.visual.evaluate --engines engines --holdout-engines /tmp/vis-holdout
 
 The second form also runs the cast set through a model trained WITHOUT cast (the held-out
 style experiment) and stores its figures in ``visual_heldout_style.json`` next to the shipped
@@ -28,15 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from edge_inspector.inspectors.visual_model import VisualModelRunner, VisualResult  # noqa: E402
-from edge_inspector.manifest import load_manifest  # noqa: E402
-from edge_inspector.runtime import create_engine  # noqa: E402
-from edge_inspector.synthetic.surfaces import LABELS, Sample, make_surface  # noqa: E402
-from _visual_card import HELDOUT_NAME as HELDOUT_FILE, contrast_window, model_card, speed_text  # noqa: E402
+from edge_inspector import DEFAULT_ENGINES_DIR
+from edge_inspector.inspectors.factory import engine_opener, open_visual
+from edge_inspector.inspectors.visual_model import VisualModelRunner, VisualResult
+from edge_inspector.manifest import Manifest, load_manifest
+from edge_inspector.synthetic.surfaces import LABELS, Sample, make_surface
+from training.common.metrics import auroc
+from training.common.modelcard import update_readme_section
+from training.visual.card import HELDOUT_NAME as HELDOUT_FILE, contrast_window, model_card, speed_text
 
 EVAL_SEED = 900_001  # training uses --seed with splits 1/2; these never overlap
 MAIN, CAST = "main (metal, painted, cast)", "cast only"
@@ -49,25 +48,6 @@ class SetResult:
     results: list[VisualResult]
     metrics: dict[str, float]
 
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
-    scores = np.asarray(scores, np.float64)
-    positive = np.asarray(positive, bool)
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average the ranks of tied scores
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def generate_set(families: tuple[str, ...], split: int, n: int) -> list[Sample]:
@@ -119,13 +99,12 @@ def confusion(samples: list[Sample], results: list[VisualResult]) -> np.ndarray:
 def speed(runner: VisualModelRunner, batch: int, repeats: int) -> float:
     """Median ms per frame of one engine call at ``batch`` (preprocessing excluded)."""
     x = runner.preprocess([np.zeros((256, 256, 3), np.uint8)] * batch)
-    feeds = {runner.model.input: x}
     for _ in range(3):  # warm-up: first calls allocate and pick kernels
-        runner.engine.run(feeds)
+        runner.run(x)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        runner.engine.run(feeds)
+        runner.run(x)
         times.append(time.perf_counter() - t)
     return float(np.median(times)) * 1000.0 / batch
 
@@ -143,17 +122,17 @@ def speed_rounds(runner: VisualModelRunner, rounds: int, repeats: int) -> dict[s
     return timing
 
 
-def _open(engines_dir: Path) -> tuple[object, VisualModelRunner]:
+def _open(engines_dir: Path) -> tuple[Manifest, VisualModelRunner]:
+    """The directory's visual classifier alone, as the daemon opens it (its anomaly model, if any,
+    has a card of its own)."""
     manifest = load_manifest(engines_dir)
-    model = manifest.visual
-    if model is None:
-        raise SystemExit(f"{engines_dir}/manifest.toml has no [visual] section")
-    engine = create_engine(manifest.path_of(model), "onnxruntime", max_batch=8)
-    return manifest, VisualModelRunner(engine, model)
+    if manifest.classifier("visual") is None:
+        raise SystemExit(f"{engines_dir}/manifest.toml has no visual classifier")
+    return manifest, open_visual(manifest, engine_opener("onnxruntime"), 8, kinds=("classifier",))
 
 
 def _recipe(path: Path) -> dict[str, str]:
-    """The training recipe stored in the ONNX metadata by tools/train_visual.py."""
+    """The training recipe stored in the ONNX metadata by training/visual/train.py."""
     import onnxruntime as ort
 
     meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -173,14 +152,15 @@ def _run_set(runner: VisualModelRunner, name: str, n: int) -> SetResult:
 def evaluate_heldout(holdout_dir: Path, engines_dir: Path, n: int = 600) -> dict:
     """Cast set through a model trained without cast; figures saved next to the shipped model."""
     manifest, runner = _open(Path(holdout_dir))
-    recipe = _recipe(manifest.path_of(manifest.visual))
+    model = manifest.classifier("visual")
+    recipe = _recipe(manifest.path_of(model))
     if "cast" in recipe.get("families", "cast").split("+"):
         raise SystemExit(f"{holdout_dir}: this model was trained on cast (families {recipe.get('families')!r}); "
-                         "train it with tools/train_visual.py --holdout-family cast")
+                         "train it with python -m training.visual.train --holdout-family cast")
     result = _run_set(runner, CAST, n)
-    runner.engine.close()
-    record = {"metrics": result.metrics, "recipe": recipe, "threshold": manifest.visual.threshold,
-              "contrast_window": contrast_window(manifest.path_of(manifest.visual))}
+    runner.close()
+    record = {"metrics": result.metrics, "recipe": recipe, "threshold": model.threshold,
+              "contrast_window": contrast_window(manifest.path_of(model))}
     (Path(engines_dir) / HELDOUT_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return record
 
@@ -188,11 +168,9 @@ def evaluate_heldout(holdout_dir: Path, engines_dir: Path, n: int = 600) -> dict
 def evaluate(engines_dir: Path, smoke: bool = False, n: int = 600,
              holdout_dir: Path | None = None) -> dict[str, SetResult]:
     """Run both held-out sets, measure speed, write the PNGs and the model card section."""
-    from _modelcard import update_readme_section
-
     engines_dir = Path(engines_dir)
     manifest, runner = _open(engines_dir)
-    model, engine = manifest.visual, runner.engine
+    model = manifest.classifier("visual")
     n = 20 if smoke else n
     sets = {name: _run_set(runner, name, n) for name in SETS}
     heldout_path = engines_dir / HELDOUT_FILE
@@ -210,7 +188,7 @@ def evaluate(engines_dir: Path, smoke: bool = False, n: int = 600,
     card = model_card(model, manifest.path_of(model), {k: v.metrics for k, v in sets.items()}, timing, recipe, heldout)
     update_readme_section(engines_dir, "visual", card)
     print(f"wrote {engines_dir / 'README.md'} (visual section), visual_confusion.png, visual_examples.png")
-    engine.close()
+    runner.close()
     return sets
 
 
@@ -266,7 +244,7 @@ def plot_examples(samples: list[Sample], results: list[VisualResult], path: Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--engines", type=Path, default=ROOT / "engines")
+    ap.add_argument("--engines", type=Path, default=DEFAULT_ENGINES_DIR)
     ap.add_argument("-n", type=int, default=600, help="images per held-out set")
     ap.add_argument("--holdout-engines", type=Path, default=None,
                     help="directory of a model trained with --holdout-family cast: adds the held-out style figures")

@@ -1,4 +1,4 @@
-"""The visual model card (section ``visual`` of ``engines/README.md``), written by tools/eval_visual.py.
+"""The visual model card (section ``visual`` of ``engines/README.md``), written by training/visual/evaluate.py.
 
 Kept apart from the evaluation so the card text can be read and reviewed as one piece.  Every
 figure in it comes from the evaluation run or from the recipe stored in the ONNX metadata (the
@@ -24,7 +24,7 @@ ROWS = (
 )
 
 # The wall time comes from the recipe in the ONNX metadata (train_minutes: data generation and
-# training, as tools/train_visual.py measured it).
+# training, as training/visual/train.py measured it).
 TRAINING_TIME = (
     "{wall} min wall for data generation and training on the 2-core build machine ({precision} "
     "convolutions; {note}), plus ~1 min for the evaluation that follows -- {budget} the 20-minute "
@@ -43,7 +43,7 @@ OTHER_RUNS = ("With `--seed 7` (other training images and initial weights) it to
 BUDGET_MINUTES = 20.0
 # Recipes that fit the 20-minute budget on 2 AVX2 cores without fast bfloat16 (the AMD EPYC VM,
 # float32), each trained once there with
-# `python3 tools/train_visual.py <options> --out /tmp/X`, which ends with tools/eval_visual.py:
+# `python -m training.visual.train <options> --out /tmp/X`, which ends with training/visual/evaluate.py:
 # (options, what they change, minutes with the evaluation, AUROC, F1, good parts rejected, type accuracy).
 # The seed-7 rows repeat the row above them with other training images and initial weights.
 BUDGET_RECIPES = (
@@ -248,7 +248,7 @@ def class_weight_text(recipe: dict[str, Any]) -> str:
 
 
 def speed_text(timing: dict[str, float]) -> str:
-    """``batch 1 9.61 ms/frame (7.75-10.23), ...`` from tools/eval_visual.py's ``speed_rounds``."""
+    """``batch 1 9.61 ms/frame (7.75-10.23), ...`` from training/visual/evaluate.py's ``speed_rounds``."""
     return ", ".join(f"batch {b} {timing[f'batch {b}']:.2f} ms/frame "
                      f"({timing[f'batch {b} min']:.2f}-{timing[f'batch {b} max']:.2f})" for b in (1, 8))
 
@@ -279,12 +279,12 @@ def _heldout_text(heldout: dict[str, Any] | None, window: int, shipped: dict[str
     ``shipped`` is the shipped model's recipe: column B is "the same recipe" only when it
     matches on :data:`SAME_RECIPE_KEYS` too."""
     if heldout is None:
-        return "", ("No held-out style run is recorded: run `python3 tools/train_visual.py "
+        return "", ("No held-out style run is recorded: run `python -m training.visual.train "
                     "--holdout-family cast --out /tmp/vis-holdout` and pass `--holdout-engines /tmp/vis-holdout`.")
     r = heldout.get("recipe", {})
     if r.get("holdout_family") == "cast" and int(heldout.get("contrast_window", 0)) != window:
-        how = (f"the EARLIER recipe, without the shipped model's local-contrast front end: `python3 "
-               f"tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout` at the time ({r.get('train_size')} "
+        how = (f"the EARLIER recipe, without the shipped model's local-contrast front end: `python -m "
+               f"training.visual.train --holdout-family cast --out /tmp/vis-holdout` at the time ({r.get('train_size')} "
                f"images of {r.get('families')}, {r.get('epochs')} epochs, seed {r.get('seed')}, "
                f"{r.get('train_minutes')} min), without the cast family; its own threshold "
                f"{heldout.get('threshold', 0.0):.4f} set on its own validation images -- re-run that command and pass "
@@ -294,21 +294,21 @@ def _heldout_text(heldout: dict[str, Any] | None, window: int, shipped: dict[str
         differs = _recipe_differences(r, shipped)
         same = ("the same recipe as the shipped model" if not differs else
                 "NOT the shipped model's recipe (it differs in " + ", ".join(f"{k} {r.get(k)}" for k in differs) + ")")
-        how = (f"`python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout` -- {same} "
+        how = (f"`python -m training.visual.train --holdout-family cast --out /tmp/vis-holdout` -- {same} "
                f"({r.get('train_size')} images of {r.get('families')}, {crops_text(r)}, then {r.get('full_images')} "
                f"whole images, seed {r.get('seed')}, {r.get('train_minutes')} min), without the cast family; "
                f"its own threshold {heldout.get('threshold', 0.0):.4f} set on its own validation images. {EARLIER_HELDOUT}")
         title = "B: model trained WITHOUT cast, on cast (held-out style)"
     else:
-        source = (f"`python3 tools/train_visual.py --device {r.get('device')} --train-size {r.get('train_size')} "
+        source = (f"`python -m training.visual.train --device {r.get('device')} --train-size {r.get('train_size')} "
                   f"--epochs {r.get('epochs')}` when cast was left out by default ({r.get('families')}, "
                   f"{r.get('train_minutes')} min on a GPU machine)")
         how = (f"the EARLIER recipe, not the shipped one: {source} -- re-run "
-               "`python3 tools/train_visual.py --holdout-family cast --out /tmp/vis-holdout` for figures of the current recipe")
+               "`python -m training.visual.train --holdout-family cast --out /tmp/vis-holdout` for figures of the current recipe")
         title = "B: model trained WITHOUT cast (earlier recipe), on cast"
     text = (f"Column B is a different model, NOT shipped, made only to measure how the recipe "
             f"generalises to a surface style it has never seen: {how}. Its figures come from "
-            f"`python3 tools/eval_visual.py --engines engines --holdout-engines <its directory>` "
+            f"`python -m training.visual.evaluate --engines engines --holdout-engines <its directory>` "
             f"on the same cast set as column A's cast column (stored in `{HELDOUT_NAME}`).")
     return title, text
 
@@ -369,7 +369,7 @@ light). Every image, good or bad, gets illumination gradients and vignetting, ga
 gamma, a small shift, blur, sensor noise and JPEG compression.
 
 **Training.** The shipped file was made from scratch on the CPU with the default recipe,
-`python3 tools/train_visual.py --out engines` (seed {r.get("seed")}, torch {r.get("torch")},
+`python -m training.visual.train --out engines` (seed {r.get("seed")}, torch {r.get("torch")},
 device {r.get("device")}): {r.get("train_size")} images of {r.get("families")} in the proportions
 {r.get("mix", "1:1:1:1")} (the harder metal and cast surfaces more often; 30 % good),
 {crops_text(r)} around the defect (a crop costs about its share of a whole image's pixels), then
@@ -386,7 +386,7 @@ the score of the good images among {r.get("val_size")} validation images of the 
 kept in [0.05, 0.95]. `heatmap_threshold = {model.heatmap_threshold}`: the box is the largest
 connected group of cells above it (or the region around the peak when none is).
 
-**Evaluation** (`python3 tools/eval_visual.py --engines engines`; ONNX Runtime, through the
+**Evaluation** (`python -m training.visual.evaluate --engines engines`; ONNX Runtime, through the
 runtime code; seeds never used in training; half good, half defects evenly over the four types).
 Columns A are the shipped `visual_cnn.onnx`: the main set (metal, painted and cast mixed) and
 a cast-only set. {held_text}

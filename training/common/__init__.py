@@ -1,0 +1,1 @@
+"""What the training and evaluation of every model share: metrics and the model-card writers."""
