@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-step set-up for a fresh Debian / Ubuntu / Jetson (JetPack 6) machine.
-#   ./setup.sh          system packages + .venv with the daemon
+#   ./setup.sh          system packages + .venv with the daemon (and its MQTT / PLC integrations)
 #   ./setup.sh --dev    the same, plus everything the test suite needs
 #   ./setup.sh --train  the same as --dev, plus PyTorch (CPU) for python -m training.visual.train / tools/train_acoustic.py
 # Idempotent: re-running it only installs what is missing.
@@ -14,8 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 apt_packages=(python3-venv python3-dev portaudio19-dev ffmpeg sqlite3)
 if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
   # Real components for the tests: PulseAudio null sink, ffmpeg streams, systemd unit checks,
-  # headless Chromium for the evaluation report.
-  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc)
+  # headless Chromium for the evaluation report, an MQTT broker, protoc for the Sparkplug schema.
+  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc mosquitto protobuf-compiler)
 fi
 
 missing=()
@@ -33,10 +33,10 @@ if [ ! -x .venv/bin/python ]; then
   # --system-site-packages lets JetPack's system TensorRT bindings be seen from the venv.
   "$PY" -m venv --system-site-packages .venv
 fi
-extras="audio"
+extras="audio,mqtt,plc"
 case "$mode" in
-  --dev) extras="audio,dev" ;;
-  --train) extras="audio,dev,train" ;;
+  --dev) extras="audio,mqtt,plc,dev" ;;
+  --train) extras="audio,mqtt,plc,dev,train" ;;
 esac
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extras}]"

@@ -81,6 +81,9 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
         problems += _check_publisher(cfg)
     problems += _check_journal(cfg)
     problems += _check_models(cfg)
+    from edge_inspector.sinks import check_sinks
+
+    problems += check_sinks(cfg)
     return problems
 
 

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, default=None, help="CSV of ground truth: evaluate and write a report")
     p.add_argument("--report", type=Path, default=None, help="HTML report path (with --labels)")
     p.add_argument("--events", type=Path, default=None, help="also write every published event as JSON lines")
+    p.add_argument("--mqtt", action="store_true",
+                   help="also send the replayed events to the config's [mqtt] broker (off by default)")
+    p.add_argument("--plc", action="store_true",
+                   help="also serve the replayed decisions on the config's [plc] bridge (off by default)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("record", help="record the configured cameras and microphones")

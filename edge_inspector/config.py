@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_inspector import DEFAULT_CONFIG, DEFAULT_ENGINES_DIR
 from edge_inspector.errors import UserError
+from edge_inspector.sinks.mqtt_config import MqttConfig
 from edge_inspector.tomlcompat import tomllib
 
 CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
@@ -164,6 +165,7 @@ class Config(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    mqtt: MqttConfig | None = None
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -230,6 +232,12 @@ def _format_errors(err: ValidationError) -> list[str]:
     return problems
 
 
+def _resolve(base: Path, path: Path) -> Path:
+    """``~`` expanded; a relative path is relative to the config file's directory."""
+    path = Path(os.path.expanduser(path))
+    return path if path.is_absolute() else (base / path).resolve()
+
+
 def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths are resolved against the config file."""
     try:
@@ -241,9 +249,12 @@ def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Confi
     if not runtime.engines_dir.is_absolute():
         runtime.engines_dir = (base / runtime.engines_dir).resolve()
     pub = cfg.publisher
-    pub.journal = Path(os.path.expanduser(pub.journal))
-    if not pub.journal.is_absolute():
-        pub.journal = (base / pub.journal).resolve()
+    pub.journal = _resolve(base, pub.journal)
+    if cfg.mqtt is not None:
+        for key in ("password_file", "ca_file", "cert_file", "key_file"):
+            value = getattr(cfg.mqtt, key)
+            if value is not None:
+                setattr(cfg.mqtt, key, _resolve(base, value))
     return cfg
 
 

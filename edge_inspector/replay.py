@@ -162,8 +162,17 @@ def prepare_wavs(inputs: list[ReplayInput], workdir: Path) -> None:
                 shutil.copy(sidecar, sub / sidecar.name)
 
 
-def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: bool, workdir: Path) -> Config:
-    """A daemon config whose sources are the inputs (see the module docstring for the rules)."""
+PLANT_SECTIONS = ("mqtt", "plc")
+
+
+def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: bool, workdir: Path,
+                 plant: tuple[str, ...] = ()) -> Config:
+    """A daemon config whose sources are the inputs (see the module docstring for the rules).
+
+    The config's plant integrations (``[mqtt]``, ``[plc]``) are left out unless named in
+    ``plant`` (``--mqtt``, ``--plc``): replayed events must not reach a real broker or a real
+    reject gate by accident.
+    """
     path = config_path or DEFAULT_CONFIG
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -181,6 +190,11 @@ def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: 
         entry.update(name=inp.name, uri=inp.uri, realtime=realtime, loop=False)
         out[inp.kind].append(entry)
     out["health"] = {**out.get("health", {}), "listen": None}
+    for section in PLANT_SECTIONS:
+        if section in out and section not in plant:
+            del out[section]
+            log.info("replay: [%s] of %s is not used (pass --%s to send replayed events there)",
+                     section, path, section)
     publisher = dict(out.get("publisher", {}))
     # never the station's own journal: replayed events must not reach PLC bridges through catch-up
     publisher["journal"] = str(workdir / "journal.sqlite3")
@@ -304,7 +318,8 @@ def replay_command(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="edge-inspector-replay-"))
     try:
         prepare_wavs(inputs, workdir)
-        cfg = build_config(inputs, args.config, args.speed == "realtime", workdir)
+        plant = tuple(name for name in PLANT_SECTIONS if getattr(args, name, False))
+        cfg = build_config(inputs, args.config, args.speed == "realtime", workdir, plant)
         evaluation = None
         if args.labels is not None:
             from edge_inspector.evaluation import Evaluation

@@ -23,6 +23,7 @@ from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watch
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import available_backends, create_engine
+from edge_inspector.sinks import build_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Service:
             heartbeat_s=cfg.publisher.heartbeat_s,
             counters=self.counters,
             curve_server_secret=cfg.publisher.curve_secret_key,
+            sinks=build_sinks(cfg, self.journal),
         )
         try:
             self._build_visual()

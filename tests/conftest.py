@@ -52,7 +52,8 @@ class DaemonConfig:
     """A config file in tmp_path with its own free ports and journal."""
 
     def __init__(self, tmp_path: Path, cameras: list[dict[str, Any]] = (), microphones: list[dict[str, Any]] = (),
-                 publisher: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> None:
+                 publisher: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
+                 extra: dict[str, dict[str, Any]] | None = None) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.catchup = f"tcp://127.0.0.1:{free_port()}"
         self.journal = tmp_path / "journal.sqlite3"
@@ -62,6 +63,7 @@ class DaemonConfig:
         tables = {"publisher": pub, "runtime": {"backend": "onnxruntime", **(runtime or {})},
                   "health": {"listen": f"127.0.0.1:{free_port()}", "status_interval_s": 1.0}}
         self.health = tables["health"]["listen"]
+        tables.update(extra or {})
         self.path = tmp_path / "config.toml"
         self.path.write_text(render_toml(tables, {"camera": list(cameras), "microphone": list(microphones)}))
 

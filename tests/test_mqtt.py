@@ -1,0 +1,246 @@
+"""The MQTT sink against a real mosquitto: topics, payloads, retained status, store-and-forward."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_inspector.events import EventBus, Journal
+from edge_inspector.sinks.mqtt import MqttSink
+from edge_inspector.sinks.mqtt_config import MqttConfig
+from mqtt_broker import Broker, Collector, broker  # noqa: F401  (fixture)
+from test_events import visual
+
+PREFIX = "edge-inspector/test"
+
+
+def _bus(tmp_path: Path, url: str, **kw) -> EventBus:
+    journal = Journal(tmp_path / "journal.db")
+    cfg = MqttConfig(url=url, topic_prefix=PREFIX, **kw)
+    return EventBus("tcp://127.0.0.1:*", journal, None, heartbeat_s=0, sinks=[MqttSink(cfg, journal)])
+
+
+def _first_seen(messages: list[tuple[str, bytes, bool]]) -> list[int]:
+    """Event seqs in arrival order, each once (at-least-once delivery may repeat some)."""
+    seen: set[int] = set()
+    out = []
+    for topic, payload, _ in messages:
+        if topic.endswith("/status"):
+            continue
+        seq = json.loads(payload)["seq"]
+        if seq not in seen:
+            seen.add(seq)
+            out.append(seq)
+    return out
+
+
+def test_events_topics_payloads_and_retained_status(tmp_path: Path, broker: Broker) -> None:
+    sub = Collector(broker, f"{PREFIX}/#")
+    bus = _bus(tmp_path, broker.url)
+    try:
+        sent = [bus.publish_verdict(visual(frame=1)), bus.publish_status("cam0", "offline", "unplugged"),
+                bus.publish_verdict(visual("ok", frame=2, defect=False), "verdict")]
+        assert sub.wait_for(lambda m: len(_first_seen(m)) == 3, 10)
+        payloads = {json.loads(p)["seq"]: (t, p) for t, p, _ in sub.snapshot() if not t.endswith("/status")}
+        assert [payloads[e["seq"]][0] for e in sent] == [f"{PREFIX}/defect/visual/cam0", f"{PREFIX}/status/cam0",
+                                                        f"{PREFIX}/verdict/cam0"]
+        for ev in sent:  # byte for byte what the journal (and ZeroMQ) carry
+            assert payloads[ev["seq"]][1] == bus.journal.payload_of(ev["seq"])
+        assert bus.counters()["mqtt"]["cursor"] == sent[-1]["seq"]
+    finally:
+        bus.close()
+        bus.journal.close()
+    late = Collector(broker, f"{PREFIX}/status", client_id="late")  # retained: a late joiner learns it
+    try:
+        assert late.wait_for(lambda m: (f"{PREFIX}/status", b"offline", True) in m, 5)
+    finally:
+        late.close()
+        sub.close()
+
+
+@pytest.mark.slow
+def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path, broker: Broker) -> None:
+    """Broker stopped for 10 s mid-stream at ~50 events/s: every event arrives, in seq order."""
+    sub = Collector(broker, f"{PREFIX}/#")
+    bus = _bus(tmp_path, broker.url)
+    stop = threading.Event()
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            bus.publish_verdict(visual(frame=i))
+            i += 1
+            time.sleep(0.02)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        assert sub.wait_for(lambda m: len(_first_seen(m)) >= 50, 10)
+        broker.stop()
+        t0 = time.monotonic()
+        time.sleep(10)
+        assert bus.counters()["mqtt"]["connected"] is False
+        assert bus.counters()["mqtt"]["backlog"] >= 300  # inspection went on, into the journal
+        broker.start()
+        time.sleep(1)
+        stop.set()
+        producer.join()
+        last = bus.journal.last_seq
+        assert sub.wait_for(lambda m: len(_first_seen(m)) >= last, 20), f"after {time.monotonic() - t0:.1f} s"
+    finally:
+        stop.set()
+        producer.join()
+        bus.close()
+        bus.journal.close()
+        sub.close()
+    assert _first_seen(sub.snapshot()) == list(range(1, last + 1))
+
+
+def _journal_seqs(path: Path) -> int:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _wait_journal(path: Path, at_least: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and (n := _journal_seqs(path)) >= at_least:
+            return n
+        time.sleep(0.1)
+    raise AssertionError(f"journal {path} never reached seq {at_least}")
+
+
+@pytest.mark.slow
+def test_daemon_events_on_mqtt_as_on_zeromq_and_backlog_after_sigkill(
+        tmp_path: Path, surfaces, broker: Broker) -> None:
+    from conftest import DaemonConfig, Subscriber, journal_events, start_daemon
+    from test_daemon import make_clip, wait_exit
+
+    video = make_clip(tmp_path, surfaces)
+    mqtt = {"url": broker.url, "topic_prefix": PREFIX}
+    cfg = DaemonConfig(tmp_path, cameras=[{"name": "belt", "uri": f"file://{video}"}], extra={"mqtt": mqtt})
+    sub, mq = Subscriber(cfg.endpoint), Collector(broker, f"{PREFIX}/#")
+    try:
+        time.sleep(0.3)
+        code, err = wait_exit(start_daemon(cfg.path), 60)
+        assert code == 0, err[-3000:]
+        journalled = journal_events(cfg.journal)
+        assert mq.wait_for(lambda m: len(_first_seen(m)) >= len(journalled), 10)
+        zmq_defects = sub.topics("defect.")
+    finally:
+        sub.close()
+    on_mqtt = {json.loads(p)["seq"]: (t, json.loads(p)) for t, p, _ in mq.snapshot() if not t.endswith("/status")}
+    assert len(zmq_defects) >= 5
+    for ev in zmq_defects:  # every defect event: the same topic and the same fields on both
+        assert on_mqtt[ev["seq"]] == (f"{PREFIX}/defect/visual/belt", ev)
+    assert [e["seq"] for t, e in journalled if t.startswith("defect.")] == [
+        s for s, (t, _) in sorted(on_mqtt.items()) if "/defect/" in t]
+    delivered = len(journalled)
+
+    # broker down; a daemon killed mid-stream and restarted: the backlog arrives when it returns
+    broker.stop()
+    looping = DaemonConfig(tmp_path, cameras=[{"name": "belt", "uri": f"file://{video}", "loop": True}],
+                           publisher={"journal": str(cfg.journal), "publish_verdicts": True}, extra={"mqtt": mqtt})
+    first = start_daemon(looping.path)
+    try:
+        _wait_journal(cfg.journal, delivered + 40, 30)
+        first.kill()
+        first.wait(10)
+        second = start_daemon(looping.path)
+        try:
+            before = _wait_journal(cfg.journal, _journal_seqs(cfg.journal) + 20, 30)
+            broker.start()
+            assert mq.wait_for(lambda m: len(_first_seen(m)) >= before, 20)
+        finally:
+            second.terminate()
+            wait_exit(second, 20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        mq.close()
+    seqs = _first_seen(mq.snapshot())
+    assert seqs[:before] == list(range(1, before + 1))
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "expected"),
+    [
+        ({"url": "mqtt://127.0.0.1:1"}, None),  # nobody listens there: not an error, it connects later
+        ({"url": "tcp://broker:1883"}, "mqtt.url: 'tcp://broker:1883': expected mqtt://host:1883"),
+        ({"url": "mqtt://broker:99999"}, "mqtt.url: 'mqtt://broker:99999': the port must be"),
+        ({"url": "mqtt://user:secret@broker"}, "mqtt.url: put no user name or password in the URL"),
+        ({"url": "mqtts://broker", "ca_file": "/nonexistent/ca.pem"}, "mqtt.ca_file: file not found: /nonexistent/ca.pem"),
+        ({"url": "mqtt://broker", "username": "u", "password_env": "EI_TEST_UNSET"},
+         "mqtt.password_env: the environment variable EI_TEST_UNSET is not set"),
+        ({"url": "mqtt://broker", "topic_prefix": "plant/#"}, "mqtt.topic_prefix: 'plant/#' is not a topic prefix"),
+        ({"url": "mqtt://broker", "qos": 3}, "mqtt.qos:"),
+    ],
+)
+def test_check_config_mqtt(tmp_path: Path, capsys: pytest.CaptureFixture[str], mqtt: dict, expected: str | None) -> None:
+    from test_config import base_tables, check, write
+
+    from conftest import render_toml
+
+    tables = {**base_tables(tmp_path), "mqtt": mqtt}
+    path = write(tmp_path, render_toml(tables, {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
+    code, lines = check(path, capsys)
+    if expected is None:
+        assert code == 0, lines
+    else:
+        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
+def test_password_is_used_and_never_logged(tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    """A broker that requires a login: the password from a file works, a wrong one is refused
+    with a log line that names the problem but not the password."""
+    import logging
+    import subprocess
+
+    broker.stop()
+    pw_db = broker.dir / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw_db), "station1", "s3cret-pw"], check=True)
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", f"allow_anonymous false\npassword_file {pw_db}"))
+    broker.start()
+    good, bad = tmp_path / "good.pass", tmp_path / "bad.pass"
+    good.write_text("s3cret-pw\n")
+    bad.write_text("wrong-pw-9\n")
+    caplog.set_level(logging.INFO)
+    for name, pw_file in (("ok", good), ("refused", bad)):
+        journal = Journal(tmp_path / f"{name}.db")
+        cfg = MqttConfig(url=broker.url, topic_prefix=PREFIX, username="station1", password_file=pw_file,
+                         client_id=f"station-{name}")
+        bus = EventBus("tcp://127.0.0.1:*", journal, None, heartbeat_s=0, sinks=[MqttSink(cfg, journal)])
+        try:
+            bus.publish_verdict(visual())
+            deadline = time.monotonic() + 5
+            while bus.counters()["mqtt"]["cursor"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert (bus.counters()["mqtt"]["cursor"] == 1) == (name == "ok")
+        finally:
+            bus.close()
+            journal.close()
+    assert any("refused the connection" in r.getMessage() for r in caplog.records)
+    assert not any("s3cret" in r.getMessage() or "wrong-pw" in r.getMessage() for r in caplog.records)
+
+
+def test_replay_sends_to_the_broker_only_when_asked(tmp_path: Path) -> None:
+    from edge_inspector.replay import ReplayInput, build_config
+
+    from conftest import render_toml
+
+    config = tmp_path / "line.toml"
+    config.write_text(render_toml({"mqtt": {"url": "mqtt://plant-broker:1883"}},
+                                  {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
+    inputs = [ReplayInput("camera", "cam0", tmp_path / "cam0.mkv")]
+    assert build_config(inputs, config, False, tmp_path).mqtt is None
+    asked = build_config(inputs, config, False, tmp_path, plant=("mqtt",))
+    assert asked.mqtt is not None and asked.mqtt.url == "mqtt://plant-broker:1883"
