@@ -22,6 +22,11 @@ def build_sinks(cfg: Config, journal: Journal) -> list[Sink]:
         from edge_inspector.sinks.mqtt import MqttSink
 
         sinks.append(MqttSink(cfg.mqtt, journal))
+        if cfg.mqtt.sparkplug:
+            from edge_inspector.sinks.sparkplug import SparkplugSink
+
+            sources = [c.name for c in cfg.cameras] + [m.name for m in cfg.microphones]
+            sinks.append(SparkplugSink(cfg.mqtt, journal, sources))
     return sinks
 
 
