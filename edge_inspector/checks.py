@@ -83,7 +83,7 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
     problems += _check_models(cfg)
     from edge_inspector.sinks import check_sinks
 
-    problems += check_sinks(cfg)
+    problems += check_sinks(cfg, bind)
     return problems
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge_inspector import DEFAULT_CONFIG, DEFAULT_ENGINES_DIR
 from edge_inspector.errors import UserError
 from edge_inspector.sinks.mqtt_config import MqttConfig
+from edge_inspector.sinks.plc_config import PlcConfig
 from edge_inspector.tomlcompat import tomllib
 
 CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
@@ -166,6 +167,7 @@ class Config(_Section):
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     mqtt: MqttConfig | None = None
+    plc: PlcConfig | None = None
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

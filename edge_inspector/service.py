@@ -23,7 +23,7 @@ from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watch
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import available_backends, create_engine
-from edge_inspector.sinks import build_sinks
+from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,25 @@ class Service:
             retention_events=cfg.publisher.retention_events,
             synchronous=cfg.publisher.journal_sync,
         )
-        self.bus = EventBus(
-            cfg.publisher.endpoint,
-            self.journal,
-            catchup_endpoint=cfg.publisher.catchup_endpoint,
-            sndhwm=cfg.publisher.sndhwm,
-            linger_ms=cfg.publisher.linger_ms,
-            heartbeat_s=cfg.publisher.heartbeat_s,
-            counters=self.counters,
-            curve_server_secret=cfg.publisher.curve_secret_key,
-            sinks=build_sinks(cfg, self.journal),
-        )
+        classifier = self.manifest.classifier("visual")
+        sinks = []
+        try:
+            sinks = build_sinks(cfg, self.journal, tuple(getattr(classifier, "labels", ())))
+            self.bus = EventBus(
+                cfg.publisher.endpoint,
+                self.journal,
+                catchup_endpoint=cfg.publisher.catchup_endpoint,
+                sndhwm=cfg.publisher.sndhwm,
+                linger_ms=cfg.publisher.linger_ms,
+                heartbeat_s=cfg.publisher.heartbeat_s,
+                counters=self.counters,
+                curve_server_secret=cfg.publisher.curve_secret_key,
+                sinks=sinks,
+            )
+        except BaseException:
+            stop_sinks(sinks)
+            self.journal.close()
+            raise
         try:
             self._build_visual()
             self._build_acoustic()
