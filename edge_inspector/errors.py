@@ -11,6 +11,8 @@ class UserError(Exception):
     """A problem the user can fix; ``str(err)`` is the whole message."""
 
     exit_code = 2
+    #: True when one place reports it (the service as it stops); threads that hit it stay silent
+    quiet = False
 
 
 class InputError(UserError):

@@ -2,7 +2,8 @@
 
 ``/metrics`` (Prometheus text format), ``/healthz`` (the process is alive and its threads are
 running) and ``/readyz`` (every enabled source is online) are served by a tiny HTTP server in
-its own thread.  Metrics are read from the service's counters at scrape time, so the hot path
+its own thread (:mod:`edge_inspector.http_server`: bounded connections, timeouts and
+workers).  Metrics are read from the service's counters at scrape time, so the hot path
 never touches them.
 """
 
@@ -11,14 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from edge_inspector.errors import UserError
+from edge_inspector.http_server import Handler, HttpServer, Request, Response, text
+from edge_inspector.supervision import ThreadHealth
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class _SnapshotCollector:
 
 
 class HealthServer:
-    """Serves /metrics, /healthz and /readyz on ``host:port``."""
+    """Serves /metrics, /healthz and /readyz on ``host:port`` (more routes: :meth:`add_route`)."""
 
     def __init__(
         self,
@@ -50,48 +51,46 @@ class HealthServer:
         snapshot: Callable[[], MetricSnapshot],
         alive: Callable[[], bool],
         ready: Callable[[], bool],
+        health: ThreadHealth | None = None,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self.registry = CollectorRegistry()
         self.registry.register(_SnapshotCollector(snapshot))
-        registry, is_alive, is_ready = self.registry, alive, ready
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if self.path.startswith("/metrics"):
-                    body, status = generate_latest(registry), 200
-                    ctype = "text/plain; version=0.0.4; charset=utf-8"
-                elif self.path.startswith("/healthz"):
-                    ok = is_alive()
-                    body, status, ctype = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
-                elif self.path.startswith("/readyz"):
-                    ok = is_ready()
-                    body, status, ctype = (b"ready\n" if ok else b"not ready\n"), (200 if ok else 503), "text/plain"
-                else:
-                    body, status, ctype = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:  # keep scrapes out of the logs
-                pass
-
+        registry = self.registry
         try:
-            self.httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"health.listen: cannot listen on {listen!r}: {exc}") from None
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+            port_number = int(port)
+        except ValueError:
+            raise UserError(f"health.listen: expected HOST:PORT, got {listen!r}") from None
+        try:
+            self.server = HttpServer(host or "127.0.0.1", port_number, what="health", health=health)
+        except UserError as exc:
+            raise UserError(f"health.listen: {exc}") from None
+        self.port = self.server.port
+
+        def probe(check: Callable[[], bool], good: str, bad: str) -> Handler:
+            def handle(_request: Request) -> Response:
+                ok = check()
+                return text(f"{good if ok else bad}\n", 200 if ok else 503)
+            return handle
+
+        self.add_route("/metrics", lambda _r: Response(200, generate_latest(registry),
+                                                       "text/plain; version=0.0.4; charset=utf-8"))
+        self.add_route("/healthz", probe(alive, "ok", "unhealthy"))
+        self.add_route("/readyz", probe(ready, "ready", "not ready"))
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        """Serve another page (a status page, snapshots) next to the health endpoints."""
+        self.server.add_route(path, handler)
+
+    @property
+    def alive(self) -> bool:
+        return self.server.alive
 
     def start(self) -> None:
-        self.thread.start()
+        self.server.start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 def sd_notify(message: str) -> bool:

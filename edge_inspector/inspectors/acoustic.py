@@ -34,6 +34,7 @@ from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.runtime.base import Engine
 from edge_inspector.sources.base import BoundedQueue, Chunk
+from edge_inspector.supervision import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class AcousticInspector(threading.Thread):
             self.finish()
         except BaseException as exc:  # surfaced by the service as a runtime failure
             self.error = exc
-            log.exception("acoustic inspector failed")
+            log_failure("acoustic-inspector", exc, 1, restarting=False)
 
     def summary(self) -> dict[str, float]:
         s = self.stats

@@ -30,6 +30,7 @@ from edge_inspector.inspectors.heads import Thresholds
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.visual_model import VisualModelRunner
 from edge_inspector.sources.base import BoundedQueue, Frame
+from edge_inspector.supervision import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ class VisualInspector(threading.Thread):
                     self._handoff_cv.notify_all()
         except BaseException as exc:  # the inspector sees it at its next hand-off
             self.error = exc
-            log.exception("visual verdict delivery failed")
+            log_failure("visual-delivery", exc, 1, restarting=False)
             with self._handoff_cv:
                 self._handoff_cv.notify_all()
 
@@ -272,7 +273,7 @@ class VisualInspector(threading.Thread):
         except BaseException as exc:  # surfaced by the service as a runtime failure
             if self.error is None:
                 self.error = exc
-                log.exception("visual inspector failed")
+                log_failure("visual-inspector", exc, 1, restarting=False)
         finally:  # this thread ends only when every inferred frame was delivered
             with self._handoff_cv:
                 self._closing = True
