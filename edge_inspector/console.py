@@ -19,26 +19,47 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from edge_inspector.native_log import NativeLogCapture
+from edge_inspector.redact import RedactingFilter, redact_text
+
 STATE_STYLE = {"online": "green", "offline": "red", "reconnecting": "yellow", "ended": "dim"}
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        origin = getattr(record, "origin", None)
+        if origin:
+            out["origin"] = origin  # ffmpeg / opencv / native: a line a C library wrote to stderr
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out)
 
 
-def setup_logging(fmt: str = "auto", verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+_native = NativeLogCapture()
+
+
+def setup_logging(fmt: str = "auto", verbose: bool = False, capture_native: bool = False) -> None:
+    """One handler on stderr, credentials redacted; ``capture_native`` also routes C libraries' stderr.
+
+    With ``capture_native`` the lines FFmpeg, OpenCV or GStreamer print become log records
+    (JSON under ``fmt="json"``); call :func:`stop_native_capture` before the process exits.
+    """
+    stream = _native.start() if capture_native else sys.stderr
+    handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def stop_native_capture() -> None:
+    """Give fd 2 back to the process (after the last library has logged)."""
+    _native.stop()
 
 
 def status_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -73,6 +94,7 @@ class StatusDisplay:
             console = Console()
             # log lines print above the live table instead of tearing through it
             handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+            handler.addFilter(RedactingFilter())
             logging.getLogger().handlers[:] = [handler]
             self.live = Live(status_table(self.rows(), self.title), console=console, refresh_per_second=4, transient=False)
             self.live.__enter__()

@@ -40,6 +40,7 @@ import numpy as np
 
 from edge_inspector import __version__
 from edge_inspector.config import Config, load_config, uri_scheme
+from edge_inspector.redact import redact_config, redact_text, redact_uri
 from edge_inspector.errors import UserError
 from edge_inspector.sources.base import BoundedQueue, Chunk, Frame, SourceThread
 from edge_inspector.sources.recording_files import (
@@ -139,8 +140,9 @@ class SourceRecorder(threading.Thread):
                     self.on_error(self.error)
 
     def summary(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"uri": self.source.uri, "file": self.media_path.name, "timestamps": self.sidecar_path.name,
-                               "dropped": self.queue.stats.dropped, "error": self.error}
+        row: dict[str, Any] = {"uri": redact_uri(self.source.uri), "file": self.media_path.name,
+                               "timestamps": self.sidecar_path.name, "dropped": self.queue.stats.dropped,
+                               "error": redact_text(self.error) if self.error else self.error}
         if self.kind == "camera":
             row.update(frames=self.items, codec=self.codec, fps=self.fps, width=self.width, height=self.height)
         else:
@@ -225,8 +227,8 @@ class Recorder:
         return {
             "format": FORMAT, "versions": _versions(), "started": utc_iso(self.started), "started_ts": self.started,
             "ended": utc_iso(ended) if ended else None, "complete": ended is not None and not self.errors,
-            "stopped_by": self.stopped_by if ended else None, "errors": self.errors,
-            "config": self.cfg.model_dump(mode="json"), "models": _models(self.cfg),
+            "stopped_by": self.stopped_by if ended else None, "errors": [redact_text(e) for e in self.errors],
+            "config": redact_config(self.cfg.model_dump(mode="json")), "models": _models(self.cfg),
             "cameras": {r.source_name: r.summary() for r in self.recorders if r.kind == "camera"},
             "microphones": {r.source_name: r.summary() for r in self.recorders if r.kind == "microphone"},
         }
