@@ -14,8 +14,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 apt_packages=(python3-venv python3-dev portaudio19-dev ffmpeg sqlite3)
 if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
   # Real components for the tests: PulseAudio null sink, ffmpeg streams, systemd unit checks,
-  # headless Chromium for the evaluation report, an MQTT broker, protoc for the Sparkplug schema.
-  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc mosquitto protobuf-compiler)
+  # headless Chromium for the evaluation report, an MQTT broker, protoc for the Sparkplug schema,
+  # GStreamer's RTSP server as an IP camera.
+  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc mosquitto protobuf-compiler
+                 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+                 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 fi
 
 missing=()
@@ -40,4 +43,22 @@ case "$mode" in
 esac
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extras}]"
+
+# python3-gi (GStreamer's Python bindings, for the RTSP test camera) is a Debian package: the
+# venv sees it through --system-site-packages when it was made from Debian's python3. A venv
+# made from another build of the same Python version gets the package linked in instead.
+if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
+  if ! .venv/bin/python -c "import gi" 2>/dev/null && [ -d /usr/lib/python3/dist-packages/gi ]; then
+    venv_ver=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    sys_ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+    if [ "$venv_ver" = "$sys_ver" ]; then
+      mkdir -p .venv/system-gi
+      ln -sfn /usr/lib/python3/dist-packages/gi .venv/system-gi/gi
+      site=$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')
+      echo "$PWD/.venv/system-gi" > "$site/system-gi.pth"
+    else
+      echo "setup: python3-gi is for Python $sys_ver, the venv runs $venv_ver: RTSP tests will be skipped"
+    fi
+  fi
+fi
 echo "setup: done (.venv ready with extras: ${extras})"

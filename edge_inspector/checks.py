@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from edge_inspector.config import Config, file_path, uri_scheme
 from edge_inspector.errors import UserError
 
+MIN_JOURNAL_FREE_BYTES = 32_000_000
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".ts"}
 
 
@@ -62,6 +64,8 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
                 synthetic_camera_params(cam.uri)
             except UserError as exc:
                 problems.append(f"{key}: {exc}")
+    if check_devices:
+        problems += _check_network_streams(cfg)
     for i, mic in enumerate(cfg.microphone):
         if not mic.enabled:
             continue
@@ -79,12 +83,27 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
                 problems.append(f"{key}: {msg}")
     if bind:
         problems += _check_publisher(cfg)
-    problems += _check_journal(cfg)
-    problems += _check_models(cfg)
+    problems += _check_journal(cfg, free_space=check_devices)  # run journals what fits, then stops
+    problems += _check_models(cfg, load=check_devices)  # run loads them itself, right after
     from edge_inspector.sinks import check_sinks
 
     problems += check_sinks(cfg, bind)
     return problems
+
+
+def _check_network_streams(cfg: Config) -> list[str]:
+    """Ask every enabled network camera for its stream, all at once (each with a short timeout)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edge_inspector.config import NETWORK_SCHEMES
+    from edge_inspector.sources.probe import probe_stream
+
+    targets = [(i, cam.uri) for i, cam in enumerate(cfg.camera) if cam.enabled and uri_scheme(cam.uri) in NETWORK_SCHEMES]
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        answers = list(pool.map(lambda target: probe_stream(target[1]), targets))
+    return [f"camera[{i}].uri: {msg}" for (i, _uri), msg in zip(targets, answers) if msg]
 
 
 def _check_listen(listen: str) -> str | None:
@@ -118,20 +137,72 @@ def _check_publisher(cfg: Config) -> list[str]:
     return problems
 
 
-def _check_journal(cfg: Config) -> list[str]:
+def _check_journal(cfg: Config, free_space: bool = True) -> list[str]:
     problems = []
     pub = cfg.publisher
     if pub.catchup_endpoint and pub.catchup_endpoint == pub.endpoint:
         problems.append("publisher.catchup_endpoint: must differ from publisher.endpoint")
-    parent = pub.journal.parent
+    journal = pub.journal
+    if journal.is_dir():
+        return problems + [f"publisher.journal: {journal} is a directory; name a file in it, e.g. {journal / 'journal.sqlite3'}"]
+    if journal.exists():
+        msg = _existing_journal_problem(journal)
+        if msg:
+            problems.append(f"publisher.journal: {msg}")
+    parent = journal.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        problems.append(f"publisher.journal: cannot create {pub.journal} ({parent} is not writable)")
+    if not parent.is_dir():
+        problems.append(f"publisher.journal: cannot create {journal} ({parent} is not a directory)")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        problems.append(f"publisher.journal: cannot create {journal} ({parent} is not writable)")
+    elif free_space:
+        st = os.statvfs(parent)
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_JOURNAL_FREE_BYTES:
+            problems.append(f"publisher.journal: only {free / 1e6:.1f} MB free on the file system of {parent} "
+                            f"(at least {MIN_JOURNAL_FREE_BYTES // 1_000_000} MB needed to journal events)")
     return problems
 
 
-def _check_models(cfg: Config) -> list[str]:
+def _existing_journal_problem(path: Path) -> str | None:
+    """Why an existing journal file cannot be used (not SQLite, another database, damaged), else None."""
+    import sqlite3
+
+    from edge_inspector.events.journal import JOURNAL_COLUMNS
+
+    if not path.is_file():
+        return f"{path} is not a regular file"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not readable and writable by this user"
+    if path.stat().st_size == 0:
+        return None  # an empty file becomes a new journal
+    with open(path, "rb") as fh:
+        magic = fh.read(16)
+    if magic != b"SQLite format 3\x00":
+        return f"{path} is not an SQLite database (an edge-inspector journal); move it away or choose another path"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "events" not in tables:
+                return f"{path} is an SQLite database of something else (tables: {', '.join(sorted(tables)[:5])})"
+            if "events" in tables:
+                cols = [r[1] for r in con.execute("PRAGMA table_info(events)")]
+                if cols != JOURNAL_COLUMNS:
+                    return f"{path} has an 'events' table with columns {cols}, expected {JOURNAL_COLUMNS}"
+            verdict = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                verdict = "; ".join(part.strip(" *") for part in str(verdict).splitlines() if part.strip(" *"))
+                return f"{path} is damaged (SQLite quick_check: {verdict}); move it away and keep it for analysis"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:
+        return f"{path} cannot be read as a journal ({err})"
+    return None
+
+
+def _check_models(cfg: Config, load: bool = True) -> list[str]:
     from edge_inspector.manifest import load_manifest
 
     try:
@@ -158,6 +229,8 @@ def _check_models(cfg: Config) -> list[str]:
             if cam.anomaly_threshold is not None:
                 problems.append(f"camera[{i}].anomaly_threshold: the engines directory has no visual anomaly model "
                                 "(make one with `edge-inspector learn visual`)")
+    if load:
+        problems += _check_models_load(cfg, manifest)
     if cfg.runtime.backend == "tensorrt":
         from edge_inspector.runtime.tensorrt import tensorrt_available
 
@@ -165,3 +238,55 @@ def _check_models(cfg: Config) -> list[str]:
         if not ok:
             problems.append(f"runtime.backend: TensorRT is not usable here: {reason}")
     return problems
+
+
+def _check_models_load(cfg: Config, manifest: Any) -> list[str]:
+    """Load each model the config uses in ONNX Runtime: a file can match its sha256 and still not parse."""
+    import onnxruntime as ort
+
+    needed = [(m, "visual") for m in manifest.entries("visual") if cfg.cameras]
+    needed += [(m, "acoustic") for m in manifest.entries("acoustic") if cfg.microphones]
+    problems = []
+    for model, kind in needed:
+        path = manifest.path_of(model)
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # its own complaint is in the exception
+        options.intra_op_num_threads = 1
+        try:
+            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+            problems.append(f"runtime.engines_dir: the {kind} model {path.name} does not load in ONNX Runtime ({reason})")
+    return problems
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost; ``*``, ``0.0.0.0`` and any other address serve the network."""
+    import ipaddress
+
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # an interface name or a host name: reachable from elsewhere
+
+
+def exposure_warnings(cfg: Config) -> list[str]:
+    """Endpoints reachable from the network without CURVE: anyone there can read every event."""
+    warnings = []
+    pub = cfg.publisher
+    curve = bool(getattr(pub, "curve_secret_key", None))
+    for key, endpoint in (("publisher.endpoint", pub.endpoint), ("publisher.catchup_endpoint", pub.catchup_endpoint)):
+        if endpoint and endpoint.startswith("tcp://") and not curve:
+            host = endpoint[len("tcp://"):].rpartition(":")[0]
+            if not is_loopback(host):
+                warnings.append(f"{key}: {endpoint} serves the network without CURVE: anyone who can reach it "
+                                "reads every event; set publisher.curve_secret_key and curve_allowed_clients")
+    if cfg.health.listen:
+        host = cfg.health.listen.rpartition(":")[0]
+        if host and not is_loopback(host):
+            warnings.append(f"health.listen: {cfg.health.listen} serves metrics and health to the network "
+                            "without authentication; bind 127.0.0.1 unless a firewall guards the port")
+    return warnings

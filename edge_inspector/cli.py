@@ -32,28 +32,36 @@ def _load_checked_config(path: Path | None, check_devices: bool = True, bind: bo
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from edge_inspector.checks import exposure_warnings
+
     cfg = _load_checked_config(args.config, bind=not args.no_bind)
+    for warning in exposure_warnings(cfg):
+        print(f"edge-inspector: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.microphones)} microphone(s))")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_inspector.console import StatusDisplay, setup_logging
+    from edge_inspector.console import StatusDisplay, setup_logging, stop_native_capture
     from edge_inspector.service import Service
 
     # A camera or microphone missing at boot starts offline and reconnects like one unplugged
     # later; refusing to start would take every other source of the station down with it.
     cfg = _load_checked_config(args.config, check_devices=False)
-    setup_logging("json" if cfg.health.log_format == "json" else "text", args.verbose)
-    if args.config is None:
-        log.info("no --config given: running the embedded demo (%s)", DEFAULT_CONFIG)
-    service = Service(cfg)
-    title = f"edge-inspector {__version__} · events on {cfg.publisher.endpoint} · Ctrl-C stops"
-    with StatusDisplay(service.source_rows, title, cfg.health.status_interval_s) as display:
-        code = service.run(tick=display.tick)
-    if service.failure:
-        log.error("stopped with a failure: %s", service.failure)
-    return code
+    # FFmpeg/OpenCV print to stderr themselves: route that through the logger too
+    setup_logging("json" if cfg.health.log_format == "json" else "text", args.verbose, capture_native=True)
+    try:
+        if args.config is None:
+            log.info("no --config given: running the embedded demo (%s)", DEFAULT_CONFIG)
+        service = Service(cfg)
+        title = f"edge-inspector {__version__} · events on {cfg.publisher.endpoint} · Ctrl-C stops"
+        with StatusDisplay(service.source_rows, title, cfg.health.status_interval_s) as display:
+            code = service.run(tick=display.tick)
+        if service.failure:
+            log.error("stopped with a failure: %s", service.failure)
+        return code
+    finally:
+        stop_native_capture()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from edge_inspector.sinks.plc_config import PlcConfig
 from edge_inspector.tomlcompat import tomllib
 
 CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
+#: cameras reached over the network: opened with timeouts, probed by check-config, timestamps mapped
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MICROPHONE_SCHEMES = ("pulse", "pyaudio", "file", "synthetic")
 _NAME = r"^[A-Za-z0-9_\-]+$"
 
@@ -76,6 +78,11 @@ class CameraConfig(SourceConfig):
     # FFmpeg decoder threads (file, rtsp, http).  One is the cheapest per frame and adds no frame
     # of delay; 0 lets FFmpeg use one per core (only for streams one core cannot decode).
     decode_threads: int = Field(1, ge=0, le=64, description="0 = FFmpeg's choice")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"  # rtsp: RTP over the RTSP connection, or UDP
+    # live cameras: nothing received for this long -> offline (status, /readyz, heartbeat), reconnect
+    stall_timeout_s: float = Field(2.0, ge=0.2, le=60.0)
+    # network streams: a frame older than this when it arrives is dropped as stale, not inspected
+    max_frame_age_s: float = Field(1.0, ge=0.05, le=60.0)
 
     @field_validator("uri")
     @classmethod
@@ -151,6 +158,10 @@ class PublisherConfig(_Section):
             return None  # catchup_endpoint = "" disables catch-up
         if value is not None and not re.match(r"^(tcp|ipc|inproc)://.+", value):
             raise ValueError("must look like tcp://HOST:PORT, ipc:///path or inproc://name")
+        if value is not None and value.startswith("tcp://"):
+            port = value.rpartition(":")[2]
+            if port != "*" and not valid_port(port):
+                raise ValueError(f"port {port!r} in {value!r} is not a TCP port (1-65535, or * for any free port)")
         return value
 
 
@@ -158,6 +169,22 @@ class HealthConfig(_Section):
     listen: str | None = "127.0.0.1:9108"  # /metrics, /healthz, /readyz; None disables
     log_format: Literal["auto", "text", "json"] = "auto"
     status_interval_s: float = Field(10.0, gt=0.0)  # periodic log line when not on a terminal
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # listen = "" turns the endpoints off
+        if value is not None:
+            _host, sep, port = value.rpartition(":")
+            if not sep or not valid_port(port):
+                raise ValueError(f"expected HOST:PORT with a port in 1-65535 (e.g. 127.0.0.1:9108), got {value!r}")
+        return value
+
+
+def valid_port(text: str) -> bool:
+    """A TCP port number a server can listen on: 1-65535."""
+    return text.isdigit() and 0 < int(text) < 65536
 
 
 class Config(_Section):

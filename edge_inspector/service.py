@@ -25,6 +25,7 @@ from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import available_backends, create_engine
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
+from edge_inspector.supervision import ThreadHealth, describe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Service:
         self.acoustic = None
         self.health: HealthServer | None = None
         self.failure: str | None = None
+        self.threads = ThreadHealth()  # failures and restarts of every long-lived thread
         self._engines: list[Any] = []
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
@@ -128,6 +130,7 @@ class Service:
             size = cam.queue_size if live else max(cam.queue_size, 2 * self.cfg.runtime.max_batch)
             queue: BoundedQueue[Any] = BoundedQueue(size, "drop_oldest" if live else "block", wakeup)
             thread = open_camera(cam, queue, self._on_status, prepare=lambda image: runner.preprocess([image])[0])
+            thread.health = self.threads
             queues[cam.name] = queue
             self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
         self.visual = VisualInspector(
@@ -160,6 +163,7 @@ class Service:
                 mic.name, mic.uri, queue, self._on_status, sample_rate=model.sample_rate,
                 chunk_s=mic.chunk_s, channel=mic.channel, realtime=mic.realtime, loop=mic.loop,
             )
+            thread.health = self.threads
             queues[mic.name] = queue
             self.sources[mic.name] = SourceView(mic.name, "microphone", thread, queue)
         overrides = {
@@ -209,8 +213,12 @@ class Service:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        from edge_inspector.checks import exposure_warnings
+
+        for warning in exposure_warnings(self.cfg):
+            log.warning("%s", warning)
         if self.cfg.health.listen:
-            self.health = HealthServer(self.cfg.health.listen, self.metrics, self.alive, self.ready)
+            self.health = HealthServer(self.cfg.health.listen, self.metrics, self.alive, self.ready, self.threads)
             self.health.start()
         for inspector in (self.visual, self.acoustic):
             if inspector is not None:
@@ -237,6 +245,8 @@ class Service:
             if ping and now - last_ping >= ping and self.alive():  # a dead inspector stops the pings
                 sd_notify("WATCHDOG=1")
                 last_ping = now
+            for view in self.sources.values():
+                view.thread.check_stall(now)
             if tick:
                 tick()
             if self.finished() or self.broken():
@@ -246,16 +256,24 @@ class Service:
         return [i for i in (self.visual, self.acoustic) if i is not None]
 
     def broken(self, check_bus: bool = True) -> str | None:
-        """Why the daemon cannot go on (an inspector or the publisher died), else None.
+        """Why the daemon cannot go on (a thread that could not be restarted), else None.
 
         Running half-blind would be worse than stopping: the exit code 1 makes systemd restart it.
         """
+        if self.journal.failure is not None:  # the cause, whichever thread met it first
+            return self.journal.failure
         for inspector in self._inspectors():
             if inspector.error is not None:
-                return f"{inspector.name}: {inspector.error}"
+                if self.threads.fatal is None:
+                    self.threads.mark_fatal(inspector.name, describe(inspector.error))
+                return f"{inspector.name}: {describe(inspector.error)}"
+        if self.threads.fatal is not None:
+            return self.threads.fatal
         if check_bus and not self.bus.alive:
             failed = self.bus.failed_sinks()
-            return "event sink failed: " + "; ".join(failed) if failed else "event publisher stopped"
+            reason = "event sink failed: " + "; ".join(failed) if failed else "event publisher stopped"
+            self.threads.mark_fatal("event-bus", reason)
+            return reason
         return None
 
     def stop(self, timeout_s: float = 5.0) -> int:
@@ -310,6 +328,9 @@ class Service:
         )
 
     def ready(self) -> bool:
+        """For /readyz: every source delivers and no thread has failed for good."""
+        if self.broken() is not None:
+            return False
         return all(v.thread.counters.state == "online" for v in self.sources.values())
 
     def source_rows(self) -> list[dict[str, Any]]:
@@ -328,6 +349,7 @@ class Service:
                     "p50_ms": lat[len(lat) // 2] if lat else None,
                     "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
                     "reconnects": v.thread.counters.reconnects, "error": v.thread.counters.last_error,
+                    "stale": v.thread.counters.stale, "stalls": v.thread.counters.stalls,
                 })
         return rows
 
@@ -335,7 +357,10 @@ class Service:
         """Compact counters carried by every heartbeat event."""
         out: dict[str, Any] = {"uptime_s": round(time.monotonic() - self.started_mono, 1)}
         for row in self.source_rows():
-            out[row["source"]] = {k: row[k] for k in ("state", "inspected", "dropped", "defects")}
+            out[row["source"]] = {k: row[k] for k in ("state", "inspected", "dropped", "defects", "stale")}
+        failures, _restarts = self.threads.snapshot()
+        if failures:
+            out["thread_failures"] = failures
         if self.visual is not None:
             out["visual_batches"] = dict(self.visual.stats.batch_sizes)
         return out
@@ -352,10 +377,19 @@ class Service:
             "edge_inspector_dropped": ("items dropped because the inspector was behind", "counter", per_source("dropped")),
             "edge_inspector_defects": ("defect verdicts per source", "counter", per_source("defects")),
             "edge_inspector_reconnects": ("source reconnects", "counter", per_source("reconnects")),
+            "edge_inspector_stale_frames": ("frames dropped because they arrived too late to be fresh", "counter", per_source("stale")),
+            "edge_inspector_stalls": ("times a source delivered nothing for its stall timeout", "counter", per_source("stalls")),
             "edge_inspector_source_online": ("1 when the source is online", "gauge", {
                 (("source", r["source"]), ("kind", r["kind"])): float(r["state"] == "online") for r in rows}),
             "edge_inspector_uptime_seconds": ("seconds since start", "gauge", {(): time.monotonic() - self.started_mono}),
         }
+        failures, restarts = self.threads.snapshot()
+        snap["edge_inspector_thread_failures"] = ("unexpected exceptions per long-lived thread", "counter", {
+            (("thread", name),): float(n) for name, n in failures.items()})
+        snap["edge_inspector_thread_restarts"] = ("restarts per long-lived thread after a failure", "counter", {
+            (("thread", name),): float(n) for name, n in restarts.items()})
+        snap["edge_inspector_failed"] = ("1 when a thread failed for good and the daemon is stopping", "gauge", {
+            (): float(self.broken() is not None)})
         if self.visual is not None:
             snap["edge_inspector_visual_batches"] = ("engine calls by batch size", "counter", {
                 (("size", str(k)),): float(n) for k, n in self.visual.stats.batch_sizes.items()})

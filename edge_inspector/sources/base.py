@@ -19,6 +19,8 @@ from typing import Callable, Generic, Iterator, Literal, TypeVar
 import numpy as np
 
 from edge_inspector.errors import UserError
+from edge_inspector.redact import redact_text
+from edge_inspector.supervision import ThreadHealth, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ class SourceCounters:
     reconnects: int = 0
     errors: int = 0
     overflows: int = 0  # device-side overruns (audio input overflow)
+    stale: int = 0  # frames that arrived too late to be published as fresh (dropped)
+    stalls: int = 0  # times the source delivered nothing for its stall timeout
     last_error: str = ""
     state: str = "starting"  # so a source that is missing at start-up still reports "offline"
     extra: dict[str, float] = field(default_factory=dict)
@@ -164,6 +168,11 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
         self.stop_event = threading.Event()
         self.counters = SourceCounters()
         self.fatal_error: str | None = None
+        #: a live source that delivers nothing for this long is reported offline (None: never)
+        self.stall_after_s: float | None = None
+        self.last_progress = time.monotonic()
+        self._state_lock = threading.Lock()
+        self.health: ThreadHealth | None = None  # where a failure of this thread is counted
 
     # -- subclass hooks --------------------------------------------------------------------
     @abc.abstractmethod
@@ -178,29 +187,77 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
         pass
 
     # -- lifecycle ----------------------------------------------------------------------
-    def _set_state(self, state: str, detail: str = "") -> None:
-        if state != self.counters.state:
+    def _set_state(self, state: str, detail: str = "", only_if: str | None = None) -> bool:
+        """Report a state change once (thread-safe: the stall check runs in another thread).
+
+        ``only_if`` makes the change conditional on the current state, atomically.
+        """
+        with self._state_lock:
+            if state == self.counters.state or (only_if is not None and self.counters.state != only_if):
+                return False
             self.counters.state = state
             try:
-                self.on_status(self.source_name, state, detail)
+                self.on_status(self.source_name, state, redact_text(detail))
             except Exception as exc:  # noqa: BLE001 - reporting must not break capture
-                log.warning("source %s: status %s not reported: %s", self.source_name, state, exc)
+                if not (isinstance(exc, UserError) and exc.quiet):
+                    log.warning("source %s: status %s not reported: %s", self.source_name, state, exc)
+            return True
+
+    def progress(self) -> None:
+        """The device delivered a fresh item (called per read, also for items skipped by a rate limit)."""
+        self.last_progress = time.monotonic()
+
+    def check_stall(self, now_mono: float | None = None) -> bool:
+        """Report an online live source that delivered nothing for ``stall_after_s`` as offline.
+
+        Called periodically from outside the capture thread, which may be blocked in a read
+        that only times out later: the state, ``/readyz`` and the heartbeat flip within the
+        stall timeout, not after the read gives up.  True when it flipped now.
+        """
+        limit = self.stall_after_s
+        if not self.live or limit is None or self.counters.state != "online":
+            return False
+        silent = (time.monotonic() if now_mono is None else now_mono) - self.last_progress
+        if silent < limit:
+            return False
+        if self._set_state("offline", f"no frame for {silent:.1f} s (stream stalled)", only_if="online"):
+            self.counters.stalls += 1
+            log.warning("source %s stalled: nothing received for %.1f s", self.source_name, silent)
+            return True
+        return False
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def run(self) -> None:
+        """The capture loop under supervision: a bug that escapes it restarts a live source."""
+
+        def fatal(exc: BaseException) -> None:
+            self.fatal_error = self.fatal_error or f"{self.source_name}: {redact_text(str(exc))}"
+
+        try:
+            run_supervised(self.name, self._capture, restart=self.live, stop=self.stop_event,
+                           health=self.health, on_fatal=fatal)
+        finally:
+            self.queue.close()  # first: the inspector may drain and finish right away
+            self._set_state("ended")
+
+    def _capture(self) -> None:
         delay = self.backoff_s[0]
         try:
             while not self.stop_event.is_set():
                 try:
                     self.open()
+                    self.progress()
                     self._set_state("online")
                     delay = self.backoff_s[0]
                     for item in self.read_items():
                         if not self.queue.put(item, self.stop_event):
                             break
                         self.counters.items += 1
+                        self.progress()
+                        if self.counters.state != "online":  # a stall that ended by itself
+                            self._set_state("online", "frames flowing again")
                         if self.stop_event.is_set():
                             break
                     if not self.live:
@@ -209,25 +266,22 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
                         raise OSError("stream ended")
                 except Exception as exc:  # noqa: BLE001 - a source must never kill the daemon
                     self.counters.errors += 1
-                    self.counters.last_error = str(exc)
+                    self.counters.last_error = redact_text(str(exc))
                     if not self.live or isinstance(exc, UserError):  # retrying cannot fix these
-                        self.fatal_error = f"{self.source_name}: {exc}"
-                        log.error("source %s failed: %s", self.source_name, exc)
+                        self.fatal_error = f"{self.source_name}: {self.counters.last_error}"
+                        log.error("source %s failed: %s", self.source_name, self.counters.last_error)
                         break
-                    log.warning(
-                        "source %s lost (%s); reconnecting in %.1fs", self.source_name, exc, delay
-                    )
-                    self._set_state("offline", str(exc))
+                    log.warning("source %s lost (%s); reconnecting in %.1fs",
+                                self.source_name, self.counters.last_error, delay)
+                    self._set_state("offline", self.counters.last_error)
                     self.release()
                     if self.stop_event.wait(delay):
                         break
                     self._set_state("reconnecting")
                     self.counters.reconnects += 1
                     delay = min(delay * 2, self.backoff_s[1])
-            self.release()
         finally:
-            self.queue.close()  # first: the inspector may drain and finish right away
-            self._set_state("ended")
+            self.release()
 
 
 def sleep_until(deadline_mono: float, stop: threading.Event) -> bool:

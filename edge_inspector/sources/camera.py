@@ -9,6 +9,7 @@ with the file (or loop) and never skip a frame.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,9 +19,11 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
-from edge_inspector.config import CameraConfig, file_path, uri_scheme
+from edge_inspector.config import NETWORK_SCHEMES, CameraConfig, file_path, uri_scheme
 from edge_inspector.errors import SourceError, UserError
+from edge_inspector.redact import redact_uri
 from edge_inspector.sources.base import BoundedQueue, Frame, SourceThread, StatusCallback, sleep_until
+from edge_inspector.sources.stream_clock import StreamClock
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,34 @@ class _Pacer:
         return False
 
 
+#: OpenCV reads FFmpeg's demuxer options from this variable at each open, process-wide; opens that
+#: set it are serialised so each camera gets its own transport
+_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ffmpeg_open_lock = threading.Lock()
+OPEN_TIMEOUT_MS = 5000
+
+
+def open_network_capture(uri: str, transport: str, read_timeout_s: float, extra: list[int]) -> cv2.VideoCapture:
+    """An FFmpeg ``VideoCapture`` on an rtsp/http stream with this transport and read timeout.
+
+    The read timeout is FFmpeg's interrupt: a read blocked longer than this returns (and the
+    stall is reported by the source before that, from outside the read).
+    """
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(100, int(read_timeout_s * 1000))] + extra
+    with _ffmpeg_open_lock:
+        previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
+        if uri_scheme(uri) in ("rtsp", "rtsps"):
+            os.environ[_FFMPEG_OPTIONS_ENV] = f"rtsp_transport;{transport}"
+        try:
+            return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+        finally:
+            if previous is None:
+                os.environ.pop(_FFMPEG_OPTIONS_ENV, None)
+            else:
+                os.environ[_FFMPEG_OPTIONS_ENV] = previous
+
+
 def ffmpeg_decoder_params(threads: int) -> list[int]:
     """``VideoCapture`` open parameters for FFmpeg's decoder thread count (0 = FFmpeg's choice).
 
@@ -131,6 +162,11 @@ class CameraSource(SourceThread[Frame]):
         self.file_fps = 0.0
         self.decode_ms_total = 0.0
         self.recorded: list[tuple[float, float]] = []  # (ts, mono) per frame from `record`'s sidecar
+        if live and self.scheme != "synthetic":
+            self.stall_after_s = cfg.stall_timeout_s
+        # network streams: capture times from the stream's own timestamps, stale frames dropped
+        self.clock = StreamClock(cfg.max_frame_age_s) if self.scheme in NETWORK_SCHEMES else None
+        self._stale_run: list[float] = []  # ages of the stale frames dropped since the last fresh one
 
     def _open_capture(self) -> cv2.VideoCapture:
         scheme, uri = self.scheme, self.cfg.uri
@@ -156,17 +192,19 @@ class CameraSource(SourceThread[Frame]):
                 )
             return cv2.VideoCapture(uri[len("gst:"):], cv2.CAP_GSTREAMER)
         # rtsp / http(s): FFmpeg backend; short timeouts so a dead stream is noticed quickly
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
-        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params + ffmpeg_decoder_params(self.cfg.decode_threads))
+        return open_network_capture(uri, self.cfg.rtsp_transport, self.cfg.stall_timeout_s,
+                                    ffmpeg_decoder_params(self.cfg.decode_threads))
 
     def open(self) -> None:
         self.release()
         cap = self._open_capture()
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.cfg.uri}")
+            raise SourceError(f"cannot open {redact_uri(self.cfg.uri)}")
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if self.clock is not None:
+            self.clock.reset(self.file_fps)
         if not self.live:
             self.recorded = recorded_timestamps(file_path(self.cfg.uri))
 
@@ -210,12 +248,36 @@ class CameraSource(SourceThread[Frame]):
             ts = self.recorded[position][0] if position < len(self.recorded) else time.time()
             position += 1
             self.decode_ms_total += (mono - t0) * 1000.0
+            if self.clock is not None:
+                stamp = self.clock.stamp(self.cap.get(cv2.CAP_PROP_POS_MSEC), mono - t0, mono, ts)
+                if stamp.stale:
+                    self._drop_stale(stamp.age_s, stamp.reason)
+                    continue
+                ts, mono = stamp.ts, stamp.mono
+                self._report_stale()
+            self.progress()
             if self.live and pacer.skip():
                 continue
             index = self.next_index
             self.next_index += 1
             crop, origin = self._crop(image)
             yield _prepared(Frame(self.source_name, index, ts, mono, crop, origin), self.prepare)
+
+
+    def _drop_stale(self, age_s: float, reason: str) -> None:
+        self.counters.stale += 1
+        backlog = reason.startswith("connect")
+        if not backlog and not any(a > 0 for a in self._stale_run):
+            log.warning("camera %s: dropped a stale frame (%s); it is not inspected as if captured now",
+                        self.source_name, reason)
+        self._stale_run.append(age_s if not backlog else 0.0)
+
+    def _report_stale(self) -> None:
+        if self._stale_run:
+            late = [a for a in self._stale_run if a > 0]
+            what = f"oldest {max(late):.2f} s" if late else "buffered before the connection caught up with the camera"
+            log.info("camera %s: %d stale frame(s) dropped before this one (%s)", self.source_name, len(self._stale_run), what)
+            self._stale_run = []
 
 
 class SyntheticCamera(SourceThread[Frame]):
