@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,36 @@ class LogMelStream:
         self._buf = buf[t * self.params.hop_length :].copy()
         self.frames_out += t
         return out
+
+
+def wav_truncation(path: str | Path) -> str | None:
+    """Why a WAV file is cut short (its data chunk declares more bytes than the file holds), or None.
+
+    scipy reads such a file up to where it ends with only a warning, so an incomplete copy of a
+    recording would be judged as if it were the whole clip.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+                return None  # not a WAV at all: load_wav names that
+            size = os.fstat(fh.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                chunk = fh.read(8)
+                declared = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"data":
+                    if head[:4] == b"RF64" or declared == 0xFFFFFFFF:
+                        return None  # 64-bit sizes live in the ds64 chunk; scipy checks those
+                    have = size - pos - 8
+                    if have < declared:
+                        return f"truncated WAV: the header declares {declared} bytes of audio, the file holds {have}"
+                    return None
+                pos += 8 + declared + (declared & 1)
+            return "truncated WAV: no complete data chunk"
+    except OSError:
+        return None  # unreadable: load_wav names that
 
 
 def load_wav(path: str | Path, target_rate: int = 16000) -> tuple[np.ndarray, int, int]:

@@ -69,6 +69,12 @@ def inspect_paths(paths: Sequence[Path], engines_dir: Path, backend: str, out: T
             print(f"edge-inspector: {exc}", file=sys.stderr)
             failed += 1
             continue
+        except UserError:
+            raise  # the models or the manifest: no other file can be inspected either
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the others
+            print(f"edge-inspector: {path}: cannot inspect ({type(exc).__name__}: {exc})", file=sys.stderr)
+            failed += 1
+            continue
         out.write(json.dumps(result) + "\n")
         out.flush()
     return 1 if failed else 0

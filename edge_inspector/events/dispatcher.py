@@ -120,7 +120,8 @@ class Dispatcher:
         try:
             self._emit("heartbeat", lambda: heartbeat_event(uptime, merged))
         except (UserError, RuntimeError) as err:
-            log.error("heartbeat not published: %s", err)
+            if not getattr(err, "quiet", False):  # a full journal is reported once, by the service
+                log.error("heartbeat not published: %s", err)
 
     def _run_upkeep(self) -> None:
         hb_on = self._heartbeat_s > 0

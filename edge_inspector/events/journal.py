@@ -28,13 +28,24 @@ from edge_inspector.events.schema import encode
 log = logging.getLogger(__name__)
 
 Synchronous = Literal["NORMAL", "FULL"]
+
+
+class JournalWriteError(UserError):
+    """The journal cannot store events (disk full, I/O error): the daemon stops with exit 1.
+
+    ``quiet``: the threads that hit it stay silent; the service reports it once as it stops.
+    """
+
+    exit_code = 1
+    quiet = True
 PRUNE_BATCH = 10_000
 
 _SCHEMA_SQL = (
     "CREATE TABLE IF NOT EXISTS events ("
     "seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL)"
 )
-_EXPECTED_COLUMNS = ["seq", "topic", "payload", "created"]
+JOURNAL_COLUMNS = ["seq", "topic", "payload", "created"]
+_EXPECTED_COLUMNS = JOURNAL_COLUMNS
 # One row per durable sink (MQTT, ...): the last seq it got through.  Kept in the journal's own
 # database so a cursor can never point into another journal, and survives what the journal survives.
 _CURSORS_SQL = (
@@ -63,6 +74,8 @@ class Journal:
             raise UserError(f"journal synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = Path(path)
         self.retention_events = retention_events
+        #: the first write that failed (disk full, I/O error), as one sentence; None while healthy
+        self.failure: str | None = None
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._closed = False
@@ -167,9 +180,25 @@ class Journal:
                     (seq, topic, payload, time.time()),
                 )
             except sqlite3.Error as err:
-                raise UserError(f"journal path {self.path}: write failed ({err})") from None
+                raise self._write_failed(err) from None
             self._last_seq = seq
             return seq, payload
+
+    def _write_failed(self, err: sqlite3.Error) -> JournalWriteError:
+        """One clear sentence for a failed write; the first is kept in :attr:`failure`."""
+        if "full" in str(err).lower():
+            try:
+                st = os.statvfs(self.path.parent)
+                free = f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free"
+            except OSError:
+                free = "free space unknown"
+            msg = (f"journal {self.path}: disk full ({free}); every event up to seq {self._last_seq} "
+                   "is kept; free some space, then restart")
+        else:
+            msg = f"journal {self.path}: write failed ({err}); every event up to seq {self._last_seq} is kept"
+        if self.failure is None:
+            self.failure = msg
+        return JournalWriteError(msg)
 
     def payload_of(self, seq: int) -> bytes | None:
         """The stored payload bytes of one event (what was published), or None."""
@@ -252,11 +281,15 @@ class Journal:
                 cutoff = self._last_seq - self.retention_events
                 if cutoff <= 0:
                     break
-                cur = self._db.execute(
-                    "DELETE FROM events WHERE seq IN "
-                    "(SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
-                    (cutoff, PRUNE_BATCH),
-                )
+                try:
+                    cur = self._db.execute(
+                        "DELETE FROM events WHERE seq IN "
+                        "(SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                        (cutoff, PRUNE_BATCH),
+                    )
+                except sqlite3.Error as err:  # a full disk: appends report it; pruning retries later
+                    log.debug("journal prune skipped: %s", err)
+                    break
                 n = cur.rowcount
             removed += max(0, n)
             if n < PRUNE_BATCH:

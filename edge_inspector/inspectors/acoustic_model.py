@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_inspector.features import LogMelParams, LogMelStream, load_wav
+from edge_inspector.errors import InputError
+from edge_inspector.features import LogMelParams, LogMelStream, load_wav, wav_truncation
 from edge_inspector.inspectors.heads import classify
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.runtime.base import Engine
@@ -151,6 +152,9 @@ def inspect_wav(
             raise TypeError("inspect_wav needs the AcousticModel when given an engine")
         runner = AcousticStreamRunner(runner_or_engine, model)
     m = runner.model
+    problem = wav_truncation(path)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     samples, rate, _channels = load_wav(path, m.sample_rate)
     frame_probs = inspect_samples(runner, samples)
     score, label = clip_score(frame_probs, m)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge_inspector.errors import InputError, UserError
+from edge_inspector.image_header import size_problem
 from edge_inspector.inspectors.heads import Head, Thresholds, decide
 from edge_inspector.runtime.base import Engine
 
@@ -237,10 +238,13 @@ def load_image(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not data:
         raise InputError(f"{path}: empty file, not an image")
-    problem = _truncation(data)
+    problem = _truncation(data) or size_problem(data)
     if problem:
         raise InputError(f"{path}: {problem}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # a header OpenCV rejects (beyond what size_problem checks)
+        raise InputError(f"{path}: OpenCV cannot decode it ({str(exc).strip().splitlines()[-1][:120]})") from None
     if image is None or image.size == 0:
         raise InputError(f"{path}: corrupt image data (OpenCV cannot decode it)")
     return image
