@@ -118,11 +118,12 @@ def test_inspector_failure_stops_the_daemon_with_exit_1(running: Running, where:
         raise RuntimeError(f"injected fault in {where}")
 
     if where == "visual-inspector":
-        svc.visual.runner.engine.run = boom  # type: ignore[union-attr]
+        svc.visual.runner.run = boom  # type: ignore[union-attr]
     elif where == "visual-delivery":
         svc.bus.publish_verdict = boom  # type: ignore[method-assign]
     else:
-        svc.acoustic.engine.run = boom  # type: ignore[union-attr]
+        for mic in svc.acoustic.mics.values():  # type: ignore[union-attr]
+            mic.runner.push = boom
     assert wait_until(lambda: svc.broken() is not None, 15), "the failure was not noticed"
     assert get(running.base + "/readyz")[0] == 503
     assert get(running.base + "/healthz")[0] == 503
