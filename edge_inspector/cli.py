@@ -77,6 +77,14 @@ def cmd_tail(args: argparse.Namespace) -> int:
                     since=args.since, curve_server_public=args.curve_server_key)
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    from edge_inspector.logger.command import run_log
+
+    return run_log(args.to, args.endpoint, args.catchup, args.topic or [""], since=args.since,
+                   max_bytes=int(args.max_mb * 2**20), keep=args.keep, count=args.count,
+                   curve_server_public=args.curve_server_key)
+
+
 def cmd_build_engines(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -151,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=None, help="first replay every journalled event after this seq")
     p.add_argument("--curve-server-key", default=None, help="the daemon's CURVE public key (Z85) when CURVE is on")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("log", help="write every event to a file (.jsonl, .csv, .sqlite), exactly once, resumable")
+    p.add_argument("--to", type=Path, required=True, help="events.jsonl | events.csv | events.sqlite")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
+    p.add_argument("--catchup", default=None, help="catch-up endpoint (default: the endpoint's host, port + 1)")
+    p.add_argument("--topic", action="append", help="topic prefix (repeatable; default: every event)")
+    p.add_argument("--since", type=int, default=None,
+                   help="a new file starts after this seq (default 0: everything the journal holds)")
+    p.add_argument("--max-mb", type=float, default=100.0, help="rotate the file at this size (0: never)")
+    p.add_argument("--keep", type=int, default=10, help="rotated files to keep")
+    p.add_argument("--count", type=int, default=None, help="exit after N events")
+    p.add_argument("--curve-server-key", default=None, help="the daemon's CURVE public key (Z85) when CURVE is on")
+    p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device")
     p.add_argument("--engines", type=Path, default=None)

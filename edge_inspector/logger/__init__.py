@@ -1,0 +1,1 @@
+"""``edge-inspector log``: every event of a daemon into a file, exactly once, in seq order."""
