@@ -86,7 +86,9 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
     problems += _check_journal(cfg, free_space=check_devices)  # run journals what fits, then stops
     problems += _check_models(cfg, load=check_devices)  # run loads them itself, right after
     from edge_inspector.sinks import check_sinks
+    from edge_inspector.snapshots import check_snapshots
 
+    problems += check_snapshots(cfg)
     problems += check_sinks(cfg, bind)
     return problems
 

@@ -20,6 +20,7 @@ from edge_inspector import DEFAULT_CONFIG, DEFAULT_ENGINES_DIR
 from edge_inspector.errors import UserError
 from edge_inspector.sinks.mqtt_config import MqttConfig
 from edge_inspector.sinks.plc_config import PlcConfig
+from edge_inspector.snapshots.config import SnapshotConfig
 from edge_inspector.tomlcompat import tomllib
 
 CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
@@ -195,6 +196,7 @@ class Config(_Section):
     health: HealthConfig = Field(default_factory=HealthConfig)
     mqtt: MqttConfig | None = None
     plc: PlcConfig | None = None
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -279,6 +281,8 @@ def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Confi
         runtime.engines_dir = (base / runtime.engines_dir).resolve()
     pub = cfg.publisher
     pub.journal = _resolve(base, pub.journal)
+    if cfg.snapshots.dir is not None:
+        cfg.snapshots.dir = _resolve(base, cfg.snapshots.dir)
     if cfg.mqtt is not None:
         for key in ("password_file", "ca_file", "cert_file", "key_file"):
             value = getattr(cfg.mqtt, key)

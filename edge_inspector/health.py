@@ -82,6 +82,10 @@ class HealthServer:
         """Serve another page (a status page, snapshots) next to the health endpoints."""
         self.server.add_route(path, handler)
 
+    def add_prefix_route(self, prefix: str, handler: Handler) -> None:
+        """Serve every path under ``prefix`` (``/snapshots/``) from ``handler``."""
+        self.server.add_prefix_route(prefix, handler)
+
     @property
     def alive(self) -> bool:
         return self.server.alive

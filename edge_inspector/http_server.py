@@ -14,7 +14,8 @@ could make it spend:
   images) with at most ``max_pending`` requests waiting for one; beyond that the answer is 503.
 
 Routes map an exact path to a handler ``(Request) -> Response``; :meth:`HttpServer.add_route`
-adds more (a status page, snapshots) without touching the server.  One request per connection
+adds more (a status page) without touching the server, and :meth:`HttpServer.add_prefix_route`
+serves every path under a prefix (``/snapshots/``) from one handler.  One request per connection
 (``Connection: close``), GET and HEAD only: scrapers and browsers need nothing more here.
 """
 
@@ -75,6 +76,7 @@ class HttpServer:
         health: ThreadHealth | None = None,
     ) -> None:
         self.routes: dict[str, Handler] = {}
+        self.prefix_routes: dict[str, Handler] = {}
         self.max_connections = max_connections
         self.request_timeout_s = request_timeout_s
         self.max_head_bytes = max_head_bytes
@@ -103,6 +105,18 @@ class HttpServer:
     def add_route(self, path: str, handler: Handler) -> None:
         """Serve ``handler`` at exactly ``path`` (query strings are parsed into ``Request.query``)."""
         self.routes[path] = handler
+
+    def add_prefix_route(self, prefix: str, handler: Handler) -> None:
+        """Serve ``handler`` for every path that starts with ``prefix`` (the longest prefix wins)."""
+        self.prefix_routes[prefix] = handler
+
+    def handler_for(self, path: str) -> Handler | None:
+        handler = self.routes.get(path)
+        if handler is None:
+            prefixes = [p for p in self.prefix_routes if path.startswith(p)]
+            if prefixes:
+                handler = self.prefix_routes[max(prefixes, key=len)]
+        return handler
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -200,7 +214,7 @@ class HttpServer:
         await self._send(writer, response, head_only=method == "HEAD")
 
     async def _dispatch(self, request: Request) -> Response:
-        handler = self.routes.get(request.path)
+        handler = self.handler_for(request.path)
         if handler is None:
             return text("not found\n", 404)
         with self._pending_lock:  # counts jobs until they finish, also those a timeout gave up on

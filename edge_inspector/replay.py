@@ -6,8 +6,8 @@ cameras and microphones named as recorded (a plain file: its stem), and a normal
 Everything else comes from ``--config`` (or the embedded demo config); per-source settings
 (threshold, roi, onset/offset, chunk_s, channel) come from ``--config``'s source of the same
 name, else from the config the recording was made with, so yesterday's decision is reproduced.
-The health endpoint is off and, unless the config names one, the journal lives in a temporary
-directory, so a replay never collides with a daemon running on the same machine.
+The health endpoint and snapshots are off and the journal lives in a temporary directory, so a
+replay never collides with a daemon running on the same machine.
 
 ``--speed max`` reads files as fast as they are inspected (blocking queues, lockstep batches):
 no frame is skipped and two runs publish identical events (same topics, sources, frames /
@@ -190,6 +190,9 @@ def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: 
         entry.update(name=inp.name, uri=inp.uri, realtime=realtime, loop=False)
         out[inp.kind].append(entry)
     out["health"] = {**out.get("health", {}), "listen": None}
+    # nobody could fetch them (no HTTP server) and the journal they belong to is temporary;
+    # the --report has the pictures that matter: the misses and false rejects
+    out["snapshots"] = {**out.get("snapshots", {}), "enabled": False}
     for section in PLANT_SECTIONS:
         if section in out and section not in plant:
             del out[section]

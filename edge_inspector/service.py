@@ -24,6 +24,7 @@ from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import available_backends, create_engine
 from edge_inspector.sinks import build_sinks, stop_sinks
+from edge_inspector.snapshots import snapshot_writer
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 from edge_inspector.supervision import ThreadHealth, describe
 
@@ -66,6 +67,7 @@ class Service:
         self.health: HealthServer | None = None
         self.failure: str | None = None
         self.threads = ThreadHealth()  # failures and restarts of every long-lived thread
+        self.snapshots = snapshot_writer(cfg, self.threads)
         self._engines: list[Any] = []
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
@@ -174,6 +176,7 @@ class Service:
         self.acoustic = AcousticInspector(
             engine, model, queues, self._on_verdict, overrides=overrides,
             verdict_every_s=every, on_window=self._on_window,
+            trace_s=30.0 if self.snapshots is not None else 0.0,  # what a snapshot can show of an episode
         )
 
     # -- callbacks from worker threads -------------------------------------------------------
@@ -194,10 +197,15 @@ class Service:
     def _publish(self, verdict: Verdict, defect_topic: bool) -> None:
         view = self.sources.get(verdict.source)
         published: list[tuple[str, dict[str, Any]]] = []
+        # the pictures are queued first: the event names them when it is journalled
+        snap = self.snapshots.reserve(verdict) if defect_topic and self.snapshots is not None else None
+        event_id, fields = snap if snap is not None else (None, None)
         if defect_topic:
-            published.append((topic_for("defect", verdict.source, verdict.kind), self.bus.publish_verdict(verdict, "defect")))
+            published.append((topic_for("defect", verdict.source, verdict.kind),
+                              self.bus.publish_verdict(verdict, "defect", event_id, fields)))
         if self.cfg.publisher.publish_verdicts and (verdict.kind == "visual" or not defect_topic):
-            published.append((topic_for("verdict", verdict.source), self.bus.publish_verdict(verdict, "verdict")))
+            published.append((topic_for("verdict", verdict.source), self.bus.publish_verdict(verdict, "verdict", fields=fields)))
+        verdict.image = verdict.trace = None  # handed on: observers never hold frames
         if view is not None:
             final = not verdict.extra.get("ongoing") and not verdict.extra.get("window")
             with self._lock:
@@ -217,8 +225,14 @@ class Service:
 
         for warning in exposure_warnings(self.cfg):
             log.warning("%s", warning)
+        if self.snapshots is not None:
+            self.snapshots.start()
         if self.cfg.health.listen:
             self.health = HealthServer(self.cfg.health.listen, self.metrics, self.alive, self.ready, self.threads)
+            if self.snapshots is not None:
+                from edge_inspector.web.snapshots import snapshot_route
+
+                self.health.add_prefix_route("/snapshots/", snapshot_route(self.snapshots))
             self.health.start()
         for inspector in (self.visual, self.acoustic):
             if inspector is not None:
@@ -297,6 +311,8 @@ class Service:
             inspector.stop()
             if inspector.ident is not None:
                 inspector.join(max(0.1, deadline - time.monotonic()))
+        if self.snapshots is not None:
+            self.snapshots.close()  # the pictures of what was just inspected, then stop
         self.bus.close(timeout_s=3.0)
         self.journal.close()
         if self.health:
@@ -363,6 +379,8 @@ class Service:
             out["thread_failures"] = failures
         if self.visual is not None:
             out["visual_batches"] = dict(self.visual.stats.batch_sizes)
+        if self.snapshots is not None:
+            out["snapshots"] = self.snapshots.counters()
         return out
 
     def metrics(self) -> MetricSnapshot:
@@ -394,3 +412,4 @@ class Service:
             snap["edge_inspector_visual_batches"] = ("engine calls by batch size", "counter", {
                 (("size", str(k)),): float(n) for k, n in self.visual.stats.batch_sizes.items()})
         return snap
+

@@ -60,13 +60,15 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ producers
     def publish_verdict(
-        self, v: Verdict, topic_kind: Literal["defect", "verdict"] = "defect"
+        self, v: Verdict, topic_kind: Literal["defect", "verdict"] = "defect",
+        event_id: str | None = None, fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Journal and dispatch one verdict on ``defect.<kind>.<source>`` or ``verdict.<source>``."""
+        """Journal and dispatch one verdict on ``defect.<kind>.<source>`` or ``verdict.<source>``
+        (``event_id``, ``fields``: see :func:`~edge_inspector.events.schema.event_from_verdict`)."""
         if topic_kind not in ("defect", "verdict"):
             raise ValueError(f"topic_kind must be 'defect' or 'verdict', got {topic_kind!r}")
         topic = topic_for(topic_kind, v.source, v.kind)
-        return self._emit(topic, lambda: event_from_verdict(v, UNASSIGNED_SEQ, time.monotonic()))
+        return self._emit(topic, lambda: event_from_verdict(v, UNASSIGNED_SEQ, time.monotonic(), event_id, fields))
 
     def publish_status(self, source: str, state: str, detail: str = "") -> dict[str, Any]:
         """Journal and dispatch a source state change on ``status.<source>``."""

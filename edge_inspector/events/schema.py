@@ -61,24 +61,27 @@ def _clean_score(score: float) -> float | None:
     return None if math.isnan(s) else round(s, 6)
 
 
-def _base(seq: int, ts: float, source: str, kind: str) -> dict[str, Any]:
+def _base(seq: int, ts: float, source: str, kind: str, event_id: str | None = None) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "seq": seq,
-        "id": uuid.uuid4().hex,
+        "id": event_id or uuid.uuid4().hex,
         "ts": iso_utc(ts),
         "source": source,
         "kind": kind,
     }
 
 
-def event_from_verdict(v: Verdict, seq: int, now_mono: float) -> dict[str, Any]:
+def event_from_verdict(v: Verdict, seq: int, now_mono: float, event_id: str | None = None,
+                       fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """Event dict for one inspector verdict.
 
     ``latency_ms`` is ``now_mono - v.mono`` on the monotonic clock (wall-clock jumps from NTP
     must not produce negative or huge latencies); the bus calls this right before journalling.
+    ``event_id`` is given when something was filed under the id before the event existed (a
+    snapshot); ``fields`` are added after ``latency_ms`` (``snapshot``, ``snapshot_overlay``).
     """
-    ev = _base(seq, v.ts, v.source, v.kind)
+    ev = _base(seq, v.ts, v.source, v.kind, event_id)
     ev["label"] = v.label
     ev["score"] = _clean_score(v.score)
     ev["defect"] = bool(v.defect)
@@ -93,6 +96,8 @@ def event_from_verdict(v: Verdict, seq: int, now_mono: float) -> dict[str, Any]:
         ev["duration_s"] = None if v.duration_s is None else round(float(v.duration_s), 4)
     ev["model"] = {"name": v.model, "sha256": (v.model_sha256 or "")[:12]}
     ev["latency_ms"] = round(max(0.0, (now_mono - v.mono) * 1000.0), 3)
+    if fields:
+        ev.update(fields)
     if v.extra:
         ev["extra"] = v.extra
     return ev

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_inspector.inspectors import acoustic_model as am
+from edge_inspector.inspectors.acoustic_trace import TraceRing
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.runtime.base import Engine
@@ -79,6 +80,7 @@ class _Mic:
     period_probs: list[np.ndarray] = field(default_factory=list)
     period_start_frame: int = 0
     frame_log: list[np.ndarray] | None = None  # per-frame probs, when kept for inspection
+    trace: TraceRing | None = None  # recent spectrogram and scores, when episodes are to be drawn
 
 
 class AcousticInspector(threading.Thread):
@@ -93,11 +95,14 @@ class AcousticInspector(threading.Thread):
         on_window: Callable[[Verdict], None] | None = None,
         keep_frame_probs: bool = False,
         report_after_s: float | None = None,
+        trace_s: float = 0.0,
     ) -> None:
         """``overrides`` maps a microphone name to ``{"onset": x, "offset": y}``.
         ``report_after_s`` (default: the model's) is when a still-open episode is reported early.
         With ``verdict_every_s``, a per-window verdict (ok or not) for every that many seconds
-        of audio goes to ``on_window`` (default ``on_verdict``) in addition to episodes."""
+        of audio goes to ``on_window`` (default ``on_verdict``) in addition to episodes.
+        With ``trace_s``, the last that many seconds are kept per microphone and each episode's
+        verdict carries its spectrogram and score curve (``Verdict.trace``) for snapshots."""
         super().__init__(name="acoustic-inspector", daemon=True)
         if not queues:
             raise ValueError("the acoustic inspector needs at least one microphone queue")
@@ -121,7 +126,8 @@ class AcousticInspector(threading.Thread):
             if offset > onset:
                 raise ValueError(f"microphone {name}: offset {offset} must not exceed onset {onset}")
             self.mics[name] = _Mic(name, am.AcousticStreamRunner(engine, model), onset, offset,
-                                   frame_log=[] if keep_frame_probs else None)
+                                   frame_log=[] if keep_frame_probs else None,
+                                   trace=TraceRing(int(trace_s / self.frame_s)) if trace_s > 0 else None)
         self.stop_event = threading.Event()
         self.stats = AcousticStats()
         self.error: BaseException | None = None
@@ -150,6 +156,8 @@ class AcousticInspector(threading.Thread):
         mic.runner.reset()
         mic.base_offset_s, mic.base_ts, mic.base_mono = chunk.offset_s, chunk.ts, chunk.mono
         mic.window, mic.window_sum = [], 0.0
+        if mic.trace is not None:
+            mic.trace.clear()
         mic.period_probs, mic.period_start_frame = [], 0
 
     def process(self, chunk: Chunk) -> None:
@@ -174,10 +182,11 @@ class AcousticInspector(threading.Thread):
         self.stats.infer_ms_total += mic.runner.inference_ms - before_ms
         if mic.frame_log is not None and scores.size:
             mic.frame_log.append(probs)
+        mel = mic.runner.last_mel
         for i in range(scores.size):
-            self._frame(mic, k0 + i, float(scores[i]), probs[i])
+            self._frame(mic, k0 + i, float(scores[i]), probs[i], mel[i] if mic.trace is not None else None)
 
-    def _frame(self, mic: _Mic, k: int, score: float, probs: np.ndarray) -> None:
+    def _frame(self, mic: _Mic, k: int, score: float, probs: np.ndarray, mel_row: np.ndarray | None = None) -> None:
         if k < self.warmup:
             score = 0.0  # not scored: the GRU has heard too little since the reset
         else:
@@ -187,6 +196,8 @@ class AcousticInspector(threading.Thread):
         if len(mic.window) > self.smooth_frames:
             mic.window_sum -= mic.window.pop(0)
         smooth = mic.window_sum / len(mic.window)
+        if mic.trace is not None and mel_row is not None:
+            mic.trace.add(k, mel_row, smooth)
         ep = mic.episode
         if ep is None and smooth >= mic.onset:
             # A moving average lags by half its window: date the start back by that much.
@@ -227,6 +238,7 @@ class AcousticInspector(threading.Thread):
         mean = ep.probs_sum / ep.frames
         label = self.model.labels[1 + int(np.argmax(mean[1:]))]
         t = self._frame_time(ep.start_frame)
+        trace = mic.trace.episode(ep.start_frame, end, self.frame_s, mic.onset, mic.offset) if mic.trace else None
         self.on_verdict(
             Verdict(
                 source=mic.name, kind="acoustic", label=label, score=float(ep.peak), defect=True,
@@ -235,6 +247,7 @@ class AcousticInspector(threading.Thread):
                 duration_s=round(duration, 4),
                 extra={"probs": {n: round(float(p), 4) for n, p in zip(self.model.labels, mean)},
                        "onset": mic.onset, "offset": mic.offset, "episode": ep.id, "ongoing": ongoing},
+                trace=trace,
             )
         )
 

@@ -105,6 +105,7 @@ class AcousticStreamRunner:
         self.state = initial_state(model)
         self.frames_seen = 0  # frames produced since the last reset
         self.inference_ms = 0.0
+        self.last_mel = np.zeros((0, 0), np.float32)  # log-mel of the frames the last push produced
 
     def reset(self) -> None:
         """The audio is not contiguous with what came before: forget samples and state."""
@@ -115,7 +116,7 @@ class AcousticStreamRunner:
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed mono samples at the model rate; returns ``(scores [t], probs [t, C])`` for the
         ``t`` new frames (``t`` may be 0).  The GRU runs on at most ``chunk_frames`` at a time."""
-        mel = self.features.push(samples)
+        mel = self.last_mel = self.features.push(samples)
         n = mel.shape[0]
         probs = np.zeros((n, len(self.model.labels)), dtype=np.float32)
         if n:

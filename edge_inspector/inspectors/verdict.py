@@ -28,3 +28,8 @@ class Verdict:
     anomaly_score: float | None = None  # when an anomaly model ran: its normalised score (0.5 = its threshold)
     extra: dict[str, Any] = field(default_factory=dict)  # probs, stage timings, ... (published)
     heatmap: Any = None  # visual: the model's defect heatmap (reports only, never published)
+    # What the model looked at, for snapshots and the live preview (never published; the service
+    # lets go of them once it has handed them on, so observers never hold frames):
+    image: Any = None  # visual: the inspected image (the ROI crop when one is set), BGR uint8
+    image_origin: tuple[int, int] = (0, 0)  # visual: (x, y) of ``image`` in the full frame
+    trace: Any = None  # acoustic: the episode's spectrogram and score curve (an ``EpisodeTrace``)

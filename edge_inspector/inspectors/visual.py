@@ -245,6 +245,8 @@ class VisualInspector(threading.Thread):
                     frame=frame.index,
                     bbox=bbox,
                     heatmap=result.heatmap,
+                    image=frame.image,
+                    image_origin=frame.origin,
                     anomaly_score=result.anomaly_score,
                     extra={
                         **({"probs": result.probs} if result.probs else {}),
