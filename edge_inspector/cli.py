@@ -42,6 +42,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge_inspector.stop_signals import interrupt_on_stop_signals
+
+    # Explicit handlers, also for a background job (which inherits SIGINT ignored): a stop while
+    # the models load ends the command (exit 0); once running, the service drains and exits 0.
+    with interrupt_on_stop_signals():
+        return _run_daemon(args)
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
     from edge_inspector.console import StatusDisplay, setup_logging, stop_native_capture
     from edge_inspector.service import Service
 

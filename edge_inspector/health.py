@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -116,6 +117,42 @@ def sd_notify(message: str) -> bool:
     except OSError as exc:
         log.warning("systemd notify failed: %s", exc)
         return False
+
+
+class StartTimeoutExtension:
+    """Asks systemd for more start-up time while the daemon loads its models.
+
+    A first start on a Jetson compiles TensorRT plans, which takes minutes: longer than systemd's
+    default 90 s start timeout (``TimeoutStartSec``), which would kill the build and restart it in
+    a loop.  Inside the ``with`` block a thread sends ``EXTEND_TIMEOUT_USEC`` every ``every_s``
+    (each one grants ``2 * every_s`` from the moment it arrives) with a ``STATUS`` saying why, and
+    gives up after ``limit_s`` so a build that hangs still times out.  Outside systemd (no
+    ``NOTIFY_SOCKET``) it does nothing.
+    """
+
+    def __init__(self, status: str, every_s: float = 30.0, limit_s: float = 3600.0) -> None:
+        self.message = f"EXTEND_TIMEOUT_USEC={int(2 * every_s * 1e6)}\nSTATUS={status}"
+        self.every_s = every_s
+        self.limit_s = limit_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        rounds = max(1, int(self.limit_s / self.every_s))
+        for _ in range(rounds):
+            if not sd_notify(self.message) or self._done.wait(self.every_s):
+                return
+
+    def __enter__(self) -> "StartTimeoutExtension":
+        if os.environ.get("NOTIFY_SOCKET"):
+            self._thread = threading.Thread(target=self._run, name="start-timeout", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def watchdog_interval_s() -> float | None:

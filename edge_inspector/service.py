@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,13 +18,20 @@ from edge_inspector.config import Config, uri_scheme
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.schema import topic_for
-from edge_inspector.health import HealthServer, MetricSnapshot, sd_notify, watchdog_interval_s
+from edge_inspector.health import (
+    HealthServer,
+    MetricSnapshot,
+    StartTimeoutExtension,
+    sd_notify,
+    watchdog_interval_s,
+)
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
 from edge_inspector.runtime import available_backends, create_engine
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.snapshots import snapshot_writer
 from edge_inspector.sources.base import BoundedQueue, SourceThread
+from edge_inspector.stop_signals import on_stop_signals
 from edge_inspector.supervision import ThreadHealth, describe
 
 log = logging.getLogger(__name__)
@@ -96,8 +102,9 @@ class Service:
             self.journal.close()
             raise
         try:
-            self._build_visual()
-            self._build_acoustic()
+            with StartTimeoutExtension("loading models (a first start on a GPU builds TensorRT plans)"):
+                self._build_visual()
+                self._build_acoustic()
         except BaseException:
             self.bus.close(timeout_s=1.0)
             self.journal.close()
@@ -326,14 +333,12 @@ class Service:
         return 1 if self.failure else 0
 
     def run(self, tick: Callable[[], None] | None = None) -> int:
-        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self.start()
-            self.wait(tick)
-        finally:
-            code = self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with on_stop_signals(self.request_stop):
+            try:
+                self.start()
+                self.wait(tick)
+            finally:
+                code = self.stop()
         return code
 
     # -- observability ------------------------------------------------------------------------

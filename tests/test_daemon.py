@@ -220,12 +220,15 @@ def test_memory_bounded_without_subscriber(tmp_path: Path) -> None:
 
 
 def test_demo_config_runs_and_serves_metrics(tmp_path: Path) -> None:
-    """`edge-inspector run` with no config: synthetic camera and microphone, metrics on 9108."""
+    """`edge-inspector run` with no config: synthetic camera and microphone, metrics on 9108.
+
+    Started as a shell starts `edge-inspector run &` (SIGINT ignored): Ctrl-C still stops it."""
     sub = Subscriber("tcp://127.0.0.1:5556")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     env.pop("STATE_DIRECTORY", None)
     daemon = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "run"], cwd=ENGINES.parent,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         def inspecting(ev: list[tuple[str, dict[str, Any]]]) -> bool:
             return any(t == "heartbeat" and e["counters"].get("cam0", {}).get("inspected", 0) > 0 for t, e in ev)

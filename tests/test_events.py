@@ -425,3 +425,40 @@ def test_tail_ctrl_c_exits_zero(tmp_path: Path) -> None:
         bus.close()
         bus.journal.close()
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` and what nohup inherits
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_tail_started_in_the_background_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    """`edge-inspector tail &` from a script starts with SIGINT ignored: SIGINT and SIGTERM still stop it (exit 0)."""
+    bus = make_bus(tmp_path)
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        while not stop.wait(0.05):
+            n += 1
+            bus.publish_verdict(visual(frame=n))
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "tail", "--endpoint", bus.endpoint,
+                             "--catchup", "", "--json"], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # an event printed: tail is in its receive loop
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        stop.set()
+        producer.join()
+        if proc.poll() is None:
+            proc.kill()
+        bus.close()
+        bus.journal.close()
+    assert json.loads(first)["topic"] == "defect.visual.cam0"
+    assert proc.returncode == 0 and "Traceback" not in err, err

@@ -65,6 +65,35 @@ def test_daemon_notifies_ready_and_pings_watchdog(tmp_path: Path) -> None:
         daemon.kill()
         sock.close()
     assert daemon.returncode == 0
-    assert any(m.startswith("READY=1") for m in messages), messages
+    ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
+    # while the models load, systemd is asked for more start-up time (a first TensorRT build takes minutes)
+    assert any(m.startswith("EXTEND_TIMEOUT_USEC=") and "STATUS=loading models" in m for m in messages[:ready]), messages
     assert sum("WATCHDOG=1" in m for m in messages) >= 2, messages
     assert messages[-1].startswith("STOPPING=1"), messages
+
+
+def test_start_timeout_extension_repeats_until_the_models_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_inspector.health import StartTimeoutExtension
+
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(2.0)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+        with StartTimeoutExtension("building plans", every_s=0.1):
+            received = [sock.recv(4096).decode() for _ in range(3)]
+        sock.setblocking(False)
+        late = _drain(sock)  # sent before the block was left
+        time.sleep(0.3)
+        after = _drain(sock)  # nothing once the block is left
+    assert received == ["EXTEND_TIMEOUT_USEC=200000\nSTATUS=building plans"] * 3
+    assert len(late) <= 1 and after == []
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096))
+        except BlockingIOError:
+            return out

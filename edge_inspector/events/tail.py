@@ -15,6 +15,8 @@ from rich.text import Text
 
 from edge_inspector.client import EventStream, fetch_since  # noqa: F401  (fetch_since: re-exported)
 from edge_inspector.errors import UserError
+from edge_inspector.stop_signals import interrupt_on_stop_signals
+
 
 def _style(topic: str, ev: dict[str, Any]) -> str:
     kind = ev.get("kind")
@@ -65,7 +67,8 @@ def run_tail(
     since: int | None = None,
     curve_server_public: str | None = None,
 ) -> int:
-    """Print events until Ctrl-C (exit 0) or until ``count`` events were printed.
+    """Print events until Ctrl-C or SIGTERM (exit 0, also as a background job) or until
+    ``count`` events were printed.
 
     ``since`` first replays everything journalled after that seq (needs ``catchup_endpoint``),
     then continues live without duplicates.
@@ -79,8 +82,9 @@ def run_tail(
 
     printed = 0
     try:
-        with EventStream(endpoint, catchup_endpoint, topics, since=since,
-                         curve_server_public=curve_server_public, on_note=note) as stream:
+        with interrupt_on_stop_signals(), EventStream(
+            endpoint, catchup_endpoint, topics, since=since, curve_server_public=curve_server_public, on_note=note,
+        ) as stream:
             for item in stream:
                 if as_json:
                     out.write(json.dumps({"topic": item.topic, **item.event}, separators=(",", ":"),

@@ -58,6 +58,7 @@ from edge_inspector.sources.recording_files import (
     utc_iso,
     write_error,
 )
+from edge_inspector.stop_signals import on_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +342,7 @@ def record_command(args: argparse.Namespace) -> int:
         recorder.stopped_by = signal.Signals(signum).name
         recorder.stop_requested.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(on_signal):
         recorder.start()
         log.info("recording %d source(s) into %s%s", len(recorder.recorders), out,
                  f" for {args.duration:g} s" if args.duration else " until Ctrl-C / SIGTERM")
@@ -357,9 +357,6 @@ def record_command(args: argparse.Namespace) -> int:
                     break
             recorder.stop()
             progress.tick()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     for r in recorder.recorders:
         log.info("%s: %s", r.media_path, f"{r.items} frames" if r.kind == "camera" else f"{r.samples / r.sample_rate:.2f} s")
     empty = [str(r.media_path) for r in recorder.recorders if (r.items if r.kind == "camera" else r.samples) == 0]
