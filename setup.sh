@@ -2,52 +2,109 @@
 # One-step set-up for a fresh Debian / Ubuntu / Jetson (JetPack 6) machine.
 #   ./setup.sh          system packages + .venv with the daemon (and its MQTT / PLC integrations)
 #   ./setup.sh --dev    the same, plus everything the test suite needs
-#   ./setup.sh --train  the same as --dev, plus PyTorch (CPU) for python -m training.visual.train / tools/train_acoustic.py
-# Idempotent: re-running it only installs what is missing.
+#   ./setup.sh --train  the same as --dev, plus PyTorch (the CPU build) for the training scripts
+# Idempotent: re-running it only installs what is missing. One line per step on the terminal;
+# everything apt and pip print goes to setup.log (its tail is shown when a step fails).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-mode="${1:-}"
+# ---- What each mode installs. A mode includes the modes before it (--train includes --dev). ----
+# Add a package to the first mode whose code or tests need it.
+# System packages (Debian / Ubuntu names). PyAudio has no Linux wheel on PyPI: pip builds it with
+# gcc against the Python and PortAudio headers, so the compiler belongs to every mode.
+APT_base=(python3-venv python3-dev gcc libc6-dev portaudio19-dev ffmpeg sqlite3 ca-certificates)
+# Real components for the tests: PulseAudio null sink, systemd unit checks, headless Chromium for the
+# evaluation report, libzmq headers for the C subscriber, an MQTT broker, protoc for the Sparkplug schema,
+# GStreamer's RTSP server (with its Python bindings) as an IP camera.
+APT_dev=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev mosquitto protobuf-compiler
+         python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
+APT_train=()
+# Python extras from pyproject.toml.
+EXTRAS_base=(audio mqtt plc)
+EXTRAS_dev=(dev)
+EXTRAS_train=(train)
+
+usage() { echo "usage: ./setup.sh [--dev | --train]" >&2; exit 2; }
+modes=(base)
+case "${1:-}" in
+  "") ;;
+  --dev) modes+=(dev) ;;
+  --train) modes+=(dev train) ;;
+  *) usage ;;
+esac
+[ $# -le 1 ] || usage
+
+apt_packages=() extras=()
+for m in "${modes[@]}"; do
+  declare -n apt_list="APT_$m" extra_list="EXTRAS_$m"
+  apt_packages+=("${apt_list[@]}")
+  extras+=("${extra_list[@]}")
+done
+extras_csv=$(IFS=,; echo "${extras[*]}")
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+LOG="$PWD/setup.log"
+: > "$LOG"
+echo "setup: ${modes[*]}; full output in $LOG"
 
-apt_packages=(python3-venv python3-dev portaudio19-dev ffmpeg sqlite3)
-if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
-  # Real components for the tests: PulseAudio null sink, ffmpeg streams, systemd unit checks,
-  # headless Chromium for the evaluation report, an MQTT broker, protoc for the Sparkplug schema,
-  # GStreamer's RTSP server as an IP camera.
-  apt_packages+=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev gcc mosquitto protobuf-compiler
-                 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-                 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
-fi
+# step "what" command...: runs the command with its output in the log, prints one line with the time
+# it took; on failure prints the log's tail and stops.
+step() {
+  local what=$1 t0=$SECONDS
+  shift
+  printf '\n==== %s\n$ %s\n' "$what" "$*" >> "$LOG"
+  if "$@" >> "$LOG" 2>&1; then
+    echo "setup: $what ($((SECONDS - t0)) s)"
+  else
+    local code=$?
+    echo "setup: $what FAILED (exit $code); the end of $LOG:" >&2
+    tail -n 30 "$LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
 
+# ---- system packages ----
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "setup: installing system packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  step "apt-get update" $SUDO apt-get update
+  step "system packages: ${missing[*]}" \
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "setup: system packages: all ${#apt_packages[@]} present"
 fi
 
+# ---- the virtual environment ----
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   # --system-site-packages lets JetPack's system TensorRT bindings be seen from the venv.
-  "$PY" -m venv --system-site-packages .venv
+  step ".venv ($("$PY" --version 2>&1))" "$PY" -m venv --system-site-packages .venv
 fi
-extras="audio,mqtt,plc"
-case "$mode" in
-  --dev) extras="audio,mqtt,plc,dev" ;;
-  --train) extras="audio,mqtt,plc,dev,train" ;;
-esac
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+PIP=(.venv/bin/python -m pip)
+step "pip itself" "${PIP[@]}" install --upgrade pip
+
+# ---- PyTorch (--train): the CPU build ----
+pip_extra=()
+if [[ " ${modes[*]} " == *" train "* ]]; then
+  source tools/setup_torch.sh
+  choose_torch  # sets torch_spec, torch_choice, torch_needed and pip_extra (an index for the CPU build)
+  if [ "$torch_needed" = 1 ]; then
+    step "PyTorch: $torch_choice" "${PIP[@]}" install "${pip_extra[@]}" "$torch_spec"
+  else
+    echo "setup: PyTorch: $torch_choice"
+  fi
+fi
+
+step "edge-inspector with extras ${extras_csv}" "${PIP[@]}" install "${pip_extra[@]}" -e ".[${extras_csv}]"
 
 # python3-gi (GStreamer's Python bindings, for the RTSP test camera) is a Debian package: the
 # venv sees it through --system-site-packages when it was made from Debian's python3. A venv
 # made from another build of the same Python version gets the package linked in instead.
-if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
+if [[ " ${modes[*]} " == *" dev "* ]]; then
   if ! .venv/bin/python -c "import gi" 2>/dev/null && [ -d /usr/lib/python3/dist-packages/gi ]; then
     venv_ver=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     sys_ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
@@ -56,9 +113,16 @@ if [ "$mode" = "--dev" ] || [ "$mode" = "--train" ]; then
       ln -sfn /usr/lib/python3/dist-packages/gi .venv/system-gi/gi
       site=$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')
       echo "$PWD/.venv/system-gi" > "$site/system-gi.pth"
+      echo "setup: linked Debian's python3-gi into .venv"
     else
       echo "setup: python3-gi is for Python $sys_ver, the venv runs $venv_ver: RTSP tests will be skipped"
     fi
   fi
 fi
-echo "setup: done (.venv ready with extras: ${extras})"
+
+echo "setup: done in $SECONDS s (.venv ready with extras: ${extras_csv}). Next:"
+if [[ " ${modes[*]} " == *" dev "* ]]; then
+  echo "  .venv/bin/python -m pytest -q          # the test suite"
+fi
+echo "  .venv/bin/edge-inspector run           # the demo daemon (Ctrl-C stops it)"
+echo "  .venv/bin/edge-inspector tail          # in a second terminal: its events"
