@@ -89,6 +89,7 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
     from edge_inspector.snapshots import check_snapshots
 
     problems += check_snapshots(cfg)
+    problems += check_http_access(cfg)
     problems += check_sinks(cfg, bind)
     return problems
 
@@ -286,9 +287,25 @@ def exposure_warnings(cfg: Config) -> list[str]:
             if not is_loopback(host):
                 warnings.append(f"{key}: {endpoint} serves the network without CURVE: anyone who can reach it "
                                 "reads every event; set publisher.curve_secret_key and curve_allowed_clients")
-    if cfg.health.listen:
-        host = cfg.health.listen.rpartition(":")[0]
-        if host and not is_loopback(host):
-            warnings.append(f"health.listen: {cfg.health.listen} serves metrics and health to the network "
-                            "without authentication; bind 127.0.0.1 unless a firewall guards the port")
     return warnings
+
+
+def check_http_access(cfg: Config) -> list[str]:
+    """A network ``health.listen`` needs a token; a ``token_file`` must hold a usable one."""
+    from edge_inspector.web.access import read_token
+
+    health = cfg.health
+    if not health.listen:
+        return []
+    host = health.listen.rpartition(":")[0]
+    if health.token_file is None:
+        if host and not is_loopback(host):
+            return [f"health.token_file: required because health.listen = {health.listen!r} serves other hosts "
+                    "(pictures, live video and events need a token there; create one with "
+                    "'openssl rand -hex 32 > /etc/edge-inspector/http.token'), or listen on 127.0.0.1"]
+        return []
+    try:
+        read_token(health.token_file)
+    except UserError as exc:
+        return [str(exc)]
+    return []

@@ -167,9 +167,12 @@ class PublisherConfig(_Section):
 
 
 class HealthConfig(_Section):
-    listen: str | None = "127.0.0.1:9108"  # /metrics, /healthz, /readyz; None disables
+    listen: str | None = "127.0.0.1:9108"  # the HTTP server (status page, preview, snapshots, metrics); None disables
+    token_file: Path | None = None  # bearer token, required when listen serves other hosts
     log_format: Literal["auto", "text", "json"] = "auto"
     status_interval_s: float = Field(10.0, gt=0.0)  # periodic log line when not on a terminal
+    preview_fps: float = Field(5.0, gt=0.0, le=30.0)  # live preview frames per second, per camera
+    preview_width: int = Field(960, ge=160, le=8192)  # the preview is shrunk to this width
 
     @field_validator("listen")
     @classmethod
@@ -281,6 +284,8 @@ def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Confi
         runtime.engines_dir = (base / runtime.engines_dir).resolve()
     pub = cfg.publisher
     pub.journal = _resolve(base, pub.journal)
+    if cfg.health.token_file is not None:
+        cfg.health.token_file = _resolve(base, cfg.health.token_file)
     if cfg.snapshots.dir is not None:
         cfg.snapshots.dir = _resolve(base, cfg.snapshots.dir)
     if cfg.mqtt is not None:

@@ -69,7 +69,7 @@ def status_table(rows: list[dict[str, Any]], title: str) -> Table:
     for r in rows:
         table.add_row(
             Text(r["source"]), Text(r["state"], style=STATE_STYLE.get(r["state"], "")),
-            str(r["inspected"]), f"{r['rate']:.1f}", str(r["dropped"]),
+            f"{r['inspected']} s" if r["kind"] == "microphone" else str(r["inspected"]), f"{r['rate']:.1f}", str(r["dropped"]),
             Text(str(r["defects"]), style="red" if r["defects"] else ""), Text(r["last"]),
             "-" if r["p50_ms"] is None else f"{r['p50_ms']:.1f}",
             "-" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}",

@@ -15,8 +15,12 @@ could make it spend:
 
 Routes map an exact path to a handler ``(Request) -> Response``; :meth:`HttpServer.add_route`
 adds more (a status page) without touching the server, and :meth:`HttpServer.add_prefix_route`
-serves every path under a prefix (``/snapshots/``) from one handler.  One request per connection
-(``Connection: close``), GET and HEAD only: scrapers and browsers need nothing more here.
+serves every path under a prefix (``/snapshots/``) from one handler.  A ``guard`` sees every
+request first and may answer it instead (access control).  A response with a ``stream`` (the
+live MJPEG preview) is sent chunk by chunk from the event loop, at most ``max_streams`` at a
+time, each chunk within the send timeout, so a viewer that stops reading is dropped.  One
+request per connection (``Connection: close``), GET and HEAD only: scrapers and browsers need
+nothing more here.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Callable
+from typing import AsyncIterator, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from edge_inspector.errors import UserError
@@ -51,9 +55,12 @@ class Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    #: an endless body (``multipart/x-mixed-replace``): chunks sent as the iterator yields them
+    stream: Callable[[], AsyncIterator[bytes]] | None = None
 
 
 Handler = Callable[[Request], Response]
+Guard = Callable[[Request], "Response | None"]  # an answer instead of the route's, or None to go on
 
 
 def text(body: str, status: int = 200) -> Response:
@@ -73,8 +80,12 @@ class HttpServer:
         max_head_bytes: int = 8192,
         workers: int = 4,
         max_pending: int = 16,
+        max_streams: int = 8,
         health: ThreadHealth | None = None,
     ) -> None:
+        self.guard: Guard | None = None
+        self.max_streams = max_streams
+        self.streams = 0  # streaming responses being sent now
         self.routes: dict[str, Handler] = {}
         self.prefix_routes: dict[str, Handler] = {}
         self.max_connections = max_connections
@@ -211,9 +222,16 @@ class HttpServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         request = Request(method, url.path or "/", query, headers)
         response = await self._dispatch(request)
-        await self._send(writer, response, head_only=method == "HEAD")
+        if response.stream is not None and method == "GET":
+            await self._send_stream(writer, response)
+        else:
+            await self._send(writer, response, head_only=method == "HEAD")
 
     async def _dispatch(self, request: Request) -> Response:
+        if self.guard is not None:
+            refused = self.guard(request)
+            if refused is not None:
+                return refused
         handler = self.handler_for(request.path)
         if handler is None:
             return text("not found\n", 404)
@@ -239,12 +257,36 @@ class HttpServer:
         with self._pending_lock:
             self._pending -= 1
 
-    async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool) -> None:
+    @staticmethod
+    def _head(response: Response, length: int | None) -> bytes:
         reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
-        head = [f"HTTP/1.1 {response.status} {reason}", f"Content-Type: {response.content_type}",
-                f"Content-Length: {len(response.body)}", "Connection: close"]
+        head = [f"HTTP/1.1 {response.status} {reason}", f"Content-Type: {response.content_type}"]
+        if length is not None:
+            head.append(f"Content-Length: {length}")
+        head.append("Connection: close")
         head += [f"{k}: {v}" for k, v in response.headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+    async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool) -> None:
+        writer.write(self._head(response, len(response.body)))
         if not head_only:
             writer.write(response.body)
         await asyncio.wait_for(writer.drain(), self.request_timeout_s)
+
+    async def _send_stream(self, writer: asyncio.StreamWriter, response: Response) -> None:
+        """Send chunks until the stream ends, the client stops reading, or the server closes."""
+        assert response.stream is not None
+        if self.streams >= self.max_streams:
+            await self._send(writer, Response(503, b"too many viewers\n", headers={"Retry-After": "5"}), False)
+            return
+        self.streams += 1
+        chunks = response.stream()
+        try:
+            writer.write(self._head(response, None))
+            await asyncio.wait_for(writer.drain(), self.request_timeout_s)
+            async for chunk in chunks:
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), self.request_timeout_s)
+        finally:
+            self.streams -= 1
+            await chunks.aclose()  # type: ignore[attr-defined]

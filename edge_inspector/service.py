@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from edge_inspector.config import Config, uri_scheme
@@ -27,12 +28,12 @@ from edge_inspector.health import (
 )
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import available_backends, create_engine
+from edge_inspector.runtime import choose_backend, create_engine
 from edge_inspector.sinks import build_sinks, stop_sinks
-from edge_inspector.snapshots import snapshot_writer
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 from edge_inspector.stop_signals import on_stop_signals
 from edge_inspector.supervision import ThreadHealth, describe
+from edge_inspector.web.views import Views
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ class Service:
         self.health: HealthServer | None = None
         self.failure: str | None = None
         self.threads = ThreadHealth()  # failures and restarts of every long-lived thread
-        self.snapshots = snapshot_writer(cfg, self.threads)
+        self.views = Views(cfg, self.threads)  # snapshots, live preview, the status page's events
         self._engines: list[Any] = []
+        self._backend: str | None = None  # chosen once, for every model
+        self._model_backends: dict[str, str] = {}  # model file name -> backend running it
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
         self.journal = Journal(
@@ -113,12 +116,17 @@ class Service:
     # -- construction ----------------------------------------------------------------------
     def _engine(self, model_file: Any, max_batch: int) -> Any:
         rt = self.cfg.runtime
-        backend = available_backends()[0] if rt.backend == "auto" else rt.backend
+        if self._backend is None:
+            self._backend, why = choose_backend(rt.backend)
+            if rt.backend == "auto":
+                log.info("runtime.backend = auto: using %s (%s)", self._backend, why)
+        backend = self._backend
         options: dict[str, Any] = (
             {"precision": rt.precision} if backend == "tensorrt" else {"intra_op_threads": rt.intra_op_threads}
         )
         engine = create_engine(model_file, backend, max_batch=max_batch, **options)
         self._engines.append(engine)
+        self._model_backends[Path(model_file).name] = backend
         return engine
 
     def _build_visual(self) -> None:
@@ -183,7 +191,7 @@ class Service:
         self.acoustic = AcousticInspector(
             engine, model, queues, self._on_verdict, overrides=overrides,
             verdict_every_s=every, on_window=self._on_window,
-            trace_s=30.0 if self.snapshots is not None else 0.0,  # what a snapshot can show of an episode
+            trace_s=30.0 if self.views.snapshots is not None else 0.0,  # what a snapshot can show of an episode
         )
 
     # -- callbacks from worker threads -------------------------------------------------------
@@ -204,15 +212,13 @@ class Service:
     def _publish(self, verdict: Verdict, defect_topic: bool) -> None:
         view = self.sources.get(verdict.source)
         published: list[tuple[str, dict[str, Any]]] = []
-        # the pictures are queued first: the event names them when it is journalled
-        snap = self.snapshots.reserve(verdict) if defect_topic and self.snapshots is not None else None
-        event_id, fields = snap if snap is not None else (None, None)
+        event_id, fields = self.views.reserve(verdict, defect_topic)  # queued first: the event names them
         if defect_topic:
             published.append((topic_for("defect", verdict.source, verdict.kind),
                               self.bus.publish_verdict(verdict, "defect", event_id, fields)))
         if self.cfg.publisher.publish_verdicts and (verdict.kind == "visual" or not defect_topic):
             published.append((topic_for("verdict", verdict.source), self.bus.publish_verdict(verdict, "verdict", fields=fields)))
-        verdict.image = verdict.trace = None  # handed on: observers never hold frames
+        self.views.published(verdict, published)
         if view is not None:
             final = not verdict.extra.get("ongoing") and not verdict.extra.get("window")
             with self._lock:
@@ -232,15 +238,11 @@ class Service:
 
         for warning in exposure_warnings(self.cfg):
             log.warning("%s", warning)
-        if self.snapshots is not None:
-            self.snapshots.start()
+        self.views.start(self.journal)
         if self.cfg.health.listen:
-            self.health = HealthServer(self.cfg.health.listen, self.metrics, self.alive, self.ready, self.threads)
-            if self.snapshots is not None:
-                from edge_inspector.web.snapshots import snapshot_route
+            from edge_inspector.web.site import start_http
 
-                self.health.add_prefix_route("/snapshots/", snapshot_route(self.snapshots))
-            self.health.start()
+            self.health = start_http(self)
         for inspector in (self.visual, self.acoustic):
             if inspector is not None:
                 inspector.start()
@@ -318,8 +320,7 @@ class Service:
             inspector.stop()
             if inspector.ident is not None:
                 inspector.join(max(0.1, deadline - time.monotonic()))
-        if self.snapshots is not None:
-            self.snapshots.close()  # the pictures of what was just inspected, then stop
+        self.views.close()
         self.bus.close(timeout_s=3.0)
         self.journal.close()
         if self.health:
@@ -361,18 +362,27 @@ class Service:
             for v in self.sources.values():
                 lat = sorted(v.latencies_ms)
                 elapsed = max(1e-6, now - v.started_mono)
+                # a camera counts frames; a microphone seconds of audio (its verdicts come per episode)
+                mic = self.acoustic.mics[v.name] if v.kind == "microphone" and self.acoustic else None
+                inspected = round(mic.audio_s, 1) if mic is not None else v.inspected
                 rows.append({
                     "source": v.name, "kind": v.kind, "state": v.thread.counters.state,
-                    "captured": v.thread.counters.items, "inspected": v.inspected,
-                    "rate": v.inspected / elapsed, "dropped": v.queue.stats.dropped,
+                    "captured": v.thread.counters.items, "inspected": inspected,
+                    "rate": inspected / elapsed, "dropped": v.queue.stats.dropped,
                     "overflows": v.thread.counters.overflows, "defects": v.defects,
                     "last": f"{v.last_label} {v.last_score:.2f}" if v.last_label else "",
+                    "last_label": v.last_label, "last_score": v.last_score,
                     "p50_ms": lat[len(lat) // 2] if lat else None,
                     "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
                     "reconnects": v.thread.counters.reconnects, "error": v.thread.counters.last_error,
                     "stale": v.thread.counters.stale, "stalls": v.thread.counters.stalls,
                 })
         return rows
+
+    def model_info(self) -> list[dict[str, str]]:
+        """Each model running: ``model`` (visual, visual.anomaly, acoustic…), name, sha256, backend."""
+        return [{"model": key, "name": m["name"], "sha256": m["sha256"][:12], "backend": self._model_backends[m["file"]]}
+                for key, m in self.manifest.summary().items() if m["file"] in self._model_backends]
 
     def counters(self) -> dict[str, Any]:
         """Compact counters carried by every heartbeat event."""
@@ -384,8 +394,8 @@ class Service:
             out["thread_failures"] = failures
         if self.visual is not None:
             out["visual_batches"] = dict(self.visual.stats.batch_sizes)
-        if self.snapshots is not None:
-            out["snapshots"] = self.snapshots.counters()
+        if self.views.snapshots is not None:
+            out["snapshots"] = self.views.snapshots.counters()
         return out
 
     def metrics(self) -> MetricSnapshot:

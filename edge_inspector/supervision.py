@@ -19,6 +19,7 @@ The counts are exported as ``edge_inspector_thread_failures_total`` and
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Callable
@@ -128,3 +129,16 @@ def run_supervised(
         else:
             time.sleep(delay)
         delay = min(delay * 2, backoff_s[1])
+
+
+def lower_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux: nice is per thread) by ``niceness``.
+
+    For helper threads whose work can wait (pictures, previews): under full load the scheduler
+    runs the inspection threads first.  Does nothing where that is not possible.
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (AttributeError, OSError):
+        pass

@@ -108,11 +108,9 @@ def test_port_out_of_range_is_named(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_network_endpoint_without_curve_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = config(tmp_path, publisher={"endpoint": f"tcp://0.0.0.0:{free_port()}"},
-                  health={"listen": f"0.0.0.0:{free_port()}"})
+    path = config(tmp_path, publisher={"endpoint": f"tcp://0.0.0.0:{free_port()}"})
     code, lines = check(path, capsys)
     assert code == 0, lines
     warnings = [line for line in lines if "warning:" in line]
     assert any("publisher.endpoint" in w and "without CURVE" in w for w in warnings), lines
-    assert any("health.listen" in w and "without authentication" in w for w in warnings), lines
     assert not any("catchup_endpoint" in w for w in warnings)  # that one stays on 127.0.0.1

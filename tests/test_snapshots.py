@@ -165,7 +165,7 @@ def test_every_defect_event_names_pictures_the_server_serves(tmp_path: Path, sur
             assert picture.shape[1] == 960 and picture.shape[0] > 300
         assert fetch(f"{base}/snapshots/{'0' * 32}.jpg")[0] == 404
         assert fetch(f"{base}/snapshots/..%2Fjournal.sqlite3")[0] == 404
-        assert service.snapshots is not None and service.snapshots.dropped == 0
+        assert service.views.snapshots is not None and service.views.snapshots.dropped == 0
     finally:
         service.stop()
         sub.close()

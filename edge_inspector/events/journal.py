@@ -234,6 +234,17 @@ class Journal:
         args.append(max(0, int(limit)))
         return [(int(n), str(t), bytes(p)) for n, t, p in self._read(sql, tuple(args))]
 
+    def newest(self, prefixes: list[str], limit: int, scan: int = 200_000) -> list[tuple[str, bytes]]:
+        """The newest ``limit`` events whose topic starts with one of ``prefixes``, oldest first,
+        among the last ``scan`` events (a bounded read, e.g. for a status page after a restart)."""
+        sql = ("SELECT topic, payload FROM events WHERE seq > ? AND ("
+               + " OR ".join("substr(topic, 1, ?) = ?" for _ in prefixes) + ") ORDER BY seq DESC LIMIT ?")
+        args: list[Any] = [self.last_seq - scan]
+        for p in prefixes:
+            args += [len(p), p]
+        args.append(max(0, int(limit)))
+        return [(str(t), bytes(p)) for t, p in reversed(self._read(sql, tuple(args)))]
+
     def first_seq(self) -> int:
         """Oldest seq still retained (0 for an empty journal)."""
         rows = self._read("SELECT MIN(seq) FROM events", ())

@@ -81,6 +81,7 @@ class _Mic:
     period_start_frame: int = 0
     frame_log: list[np.ndarray] | None = None  # per-frame probs, when kept for inspection
     trace: TraceRing | None = None  # recent spectrogram and scores, when episodes are to be drawn
+    audio_s: float = 0.0  # seconds of audio inspected
 
 
 class AcousticInspector(threading.Thread):
@@ -179,6 +180,7 @@ class AcousticInspector(threading.Thread):
         self.stats.chunks += 1
         self.stats.frames += scores.size
         self.stats.audio_s += samples.size / chunk.sample_rate
+        mic.audio_s += samples.size / chunk.sample_rate
         self.stats.infer_ms_total += mic.runner.inference_ms - before_ms
         if mic.frame_log is not None and scores.size:
             mic.frame_log.append(probs)

@@ -13,7 +13,7 @@ from typing import Callable
 from edge_inspector.errors import UserError
 from edge_inspector.runtime.base import Engine, TensorSpec
 
-__all__ = ["Engine", "TensorSpec", "create_engine", "available_backends", "BACKENDS"]
+__all__ = ["Engine", "TensorSpec", "create_engine", "available_backends", "choose_backend", "BACKENDS"]
 
 #: backend name -> "module:factory"; factory(model_path, max_batch, **options) -> Engine
 BACKENDS: dict[str, str] = {
@@ -38,6 +38,22 @@ def available_backends() -> list[str]:
     except ImportError:
         pass
     return found
+
+
+def choose_backend(requested: str) -> tuple[str, str]:
+    """``(backend, why)``: ``auto`` becomes TensorRT where it can run, else ONNX Runtime, with the
+    reason in words (logged by the daemon, so nobody wonders which one a station uses)."""
+    if requested != "auto":
+        return requested, "runtime.backend names it"
+    try:
+        from edge_inspector.runtime.tensorrt import tensorrt_available
+
+        ok, why = tensorrt_available()
+    except ImportError as exc:
+        ok, why = False, str(exc)
+    if ok:
+        return "tensorrt", "a CUDA device, TensorRT and cuda-python are usable"
+    return "onnxruntime", f"TensorRT cannot run here: {why}"
 
 
 def create_engine(model_path: Path, backend: str = "auto", max_batch: int = 8, **options) -> Engine:

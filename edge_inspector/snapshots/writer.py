@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ import cv2
 from edge_inspector import pictures
 from edge_inspector.errors import UserError
 from edge_inspector.snapshots.store import SnapshotStore
-from edge_inspector.supervision import ThreadHealth, run_supervised
+from edge_inspector.supervision import ThreadHealth, lower_priority, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,7 @@ class SnapshotWriter:
 
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
-        except (AttributeError, OSError):  # not Linux, or not allowed: run at the same priority
-            pass
+        lower_priority(NICENESS)
         run_supervised("snapshot-writer", self._loop, restart=True, stop=self._stop, health=self.health)
 
     def _loop(self) -> None:

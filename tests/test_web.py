@@ -1,0 +1,210 @@
+"""The status page, the live preview and the token, against a running daemon and a real browser."""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from browser import CHROMIUM, Browser
+from conftest import ENGINES, ROOT, DaemonConfig, start_daemon
+
+pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines/manifest.toml not built")
+
+
+class Station:
+    def __init__(self, listen: str, token: str, proc: subprocess.Popen[str], shots: Path) -> None:
+        self.token, self.proc, self.shots = token, proc, shots
+        self.host, _, port = listen.rpartition(":")
+        self.port = int(port)
+        self.base = f"http://{listen}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, r.read(), dict(r.getheaders())
+        finally:
+            conn.close()
+
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    """A daemon with a synthetic camera (half the parts defective) and a WAV microphone that
+    hears a squeal from 1 s to 3.5 s, behind a token."""
+    import scipy.io.wavfile
+
+    from edge_inspector.synthetic.machines import make_clip
+
+    tmp = tmp_path_factory.mktemp("station")
+    clip = make_clip(np.random.default_rng(42), duration_s=6.0, label="squeal", snr_db=3.0, rotation_hz=25.0,
+                     fault_start_s=1.0, fault_end_s=3.5)
+    wav = tmp / "press.wav"
+    scipy.io.wavfile.write(wav, 16000, (clip.samples * 32767).astype(np.int16))
+    token = secrets.token_hex(24)
+    (tmp / "http.token").write_text(token + "\n")
+    listen = f"127.0.0.1:{_free_port()}"
+    cfg = DaemonConfig(tmp, cameras=[{"name": "cam0", "uri": "synthetic://surface?seed=5&fps=10&defect_rate=0.5"}],
+                       microphones=[{"name": "press", "uri": f"file://{wav}", "loop": True}],
+                       extra={"health": {"listen": listen, "token_file": str(tmp / "http.token"), "status_interval_s": 1.0}})
+    proc = start_daemon(cfg.path)
+    st = Station(listen, token, proc, tmp)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if st.get("/readyz", st.bearer())[0] in (200, 503):
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        yield st
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def _free_port() -> int:
+    from conftest import free_port
+
+    return free_port()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (setup.sh --dev installs it)")
+def test_status_page_in_a_browser(station: Station, tmp_path: Path) -> None:
+    browser = Browser(tmp_path / "chrome")
+    try:
+        browser.open(f"{station.base}/?token={station.token}")  # logs in: a cookie, then the page
+        opened = time.monotonic()
+        thumbs = browser.wait_for(
+            "[...document.querySelectorAll('#defects figure img')].filter(i => i.complete && i.naturalWidth > 0).length",
+            timeout=10)
+        assert thumbs >= 1 and time.monotonic() - opened <= 10.5, "a defect thumbnail within 10 s"
+        assert browser.wait_for("document.querySelector('#live img') && document.querySelector('#live img').naturalWidth",
+                                timeout=10) > 0, "the live preview shows frames"
+        assert browser.wait_for("document.querySelectorAll('#episodes .episode img').length", timeout=20) >= 1
+        time.sleep(0.5)
+        rows = browser.evaluate("[...document.querySelectorAll('#sources tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
+        by_source = {r[0]: r for r in rows}
+        assert by_source["cam0"][1] == "camera" and by_source["cam0"][2] == "online", rows
+        assert float(by_source["cam0"][3]) > 0 and int(by_source["cam0"][7]) >= 1, rows  # rate, defects
+        assert by_source["press"][4].endswith(" s"), rows  # microphones count seconds of audio
+        facts = browser.evaluate("document.getElementById('facts').textContent")
+        assert "ready" in facts and "visual_cnn" in facts and "onnxruntime" in facts, facts
+        caption = browser.evaluate("document.querySelector('#defects figcaption').textContent")
+        assert "cam0" in caption and "frame" in caption, caption
+        episode = browser.evaluate("document.querySelector('#episodes .episode').textContent")
+        assert "squeal" in episode and "press" in episode, episode
+
+        shot = browser.screenshot(station.shots / "status-page.png")
+        picture = cv2.imread(str(shot))
+        assert picture is not None and picture.shape[1] == 1280 and picture.shape[0] >= 900
+        box = browser.evaluate("(() => { const r = document.querySelector('#defects figure img').getBoundingClientRect();"
+                               " return [r.x, r.y + window.scrollY, r.width, r.height]; })()")
+        x, y, w, h = (int(round(v)) for v in box)
+        assert w > 100 and picture[y : y + h, x : x + w].std() > 10, "the thumbnail shows a picture, not a blank box"
+        live = browser.evaluate("(() => { const r = document.querySelector('#live img').getBoundingClientRect();"
+                                " return [r.x, r.y + window.scrollY, r.width, r.height]; })()")
+        x, y, w, h = (int(round(v)) for v in live)
+        assert h > 100 and picture[y : y + h, x : x + w].std() > 5, "the preview shows the camera"
+
+        browser.evaluate("document.querySelector('#defects figure').click()")  # the full snapshot
+        width = browser.wait_for("document.getElementById('viewer').open && document.getElementById('viewer-img').naturalWidth",
+                                 timeout=10)
+        assert width == 256  # the synthetic camera's frame, heatmap and box drawn at full size
+        assert browser.errors() == [], browser.errors()
+    finally:
+        browser.close()
+
+
+def read_parts(station: Station, path: str, count: int, timeout: float = 15.0) -> tuple[list[bytes], float, str]:
+    """The first ``count`` JPEG parts of a multipart stream, the seconds they took, the content type."""
+    conn = http.client.HTTPConnection(station.host, station.port, timeout=timeout)
+    conn.request("GET", path, headers=station.bearer())
+    r = conn.getresponse()
+    kind = r.getheader("Content-Type", "")
+    boundary = kind.split("boundary=")[-1].encode()
+    parts, buf, t0 = [], b"", time.monotonic()
+    try:
+        while len(parts) < count:
+            chunk = r.read1(65536)
+            assert chunk, "the stream ended"
+            buf += chunk
+            while True:
+                head_end = buf.find(b"\r\n\r\n")
+                if not buf.startswith(b"--" + boundary) or head_end < 0:
+                    break
+                headers = dict(line.split(": ", 1) for line in buf[:head_end].decode().split("\r\n")[1:])
+                length = int(headers["Content-Length"])
+                if len(buf) < head_end + 4 + length + 2:
+                    break
+                parts.append(buf[head_end + 4 : head_end + 4 + length])
+                buf = buf[head_end + 4 + length + 2 :]
+    finally:
+        conn.close()
+    return parts, time.monotonic() - t0, kind
+
+
+@pytest.mark.slow
+def test_live_mjpeg_gives_decodable_frames_at_most_5_per_second(station: Station) -> None:
+    parts, seconds, kind = read_parts(station, "/cameras/cam0/live.mjpg", 8)
+    assert kind.startswith("multipart/x-mixed-replace; boundary=")
+    frames = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
+    assert all(f is not None and f.shape == (256, 256, 3) for f in frames)
+    assert seconds >= (len(parts) - 2) / 5.0, f"{len(parts)} frames in {seconds:.2f} s: more than 5 per second"
+    heat, _, _ = read_parts(station, "/cameras/cam0/live.mjpg?heatmap=1", 3)
+    assert all(cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) is not None for p in heat)
+    assert station.get("/cameras/nope/live.mjpg", station.bearer())[0] == 404
+
+
+@pytest.mark.slow
+def test_the_token_guards_everything_but_healthz(station: Station) -> None:
+    for path in ("/", "/api/status", "/metrics", "/readyz", "/snapshots/" + "0" * 32 + ".jpg", "/cameras/cam0/live.mjpg"):
+        status, body, headers = station.get(path)
+        assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Bearer"), (path, status)
+        assert station.get(path, {"Authorization": "Bearer " + "x" * 48})[0] == 401
+    assert station.get("/healthz")[0] == 200
+    assert station.get("/api/status", station.bearer())[0] == 200
+    assert station.get("/?token=wrong-token-0123456789")[0] == 401
+    status, _, headers = station.get(f"/?token={station.token}")
+    cookie = headers["Set-Cookie"]
+    assert status == 303 and headers["Location"] == "/" and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert station.get("/api/status", {"Cookie": cookie.split(";")[0]})[0] == 200
+
+
+def test_a_network_listen_needs_a_token_file(tmp_path: Path) -> None:
+    def check(health: dict[str, Any]) -> tuple[int, str]:
+        cfg = DaemonConfig(tmp_path, cameras=[{"name": "c", "uri": "synthetic://surface"}], extra={"health": health})
+        proc = subprocess.run([sys.executable, "-m", "edge_inspector.cli", "check-config", str(cfg.path), "--no-bind"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return proc.returncode, proc.stderr
+
+    code, err = check({"listen": f"0.0.0.0:{_free_port()}"})
+    assert code == 2 and "health.token_file: required because health.listen" in err, err
+    (tmp_path / "short.token").write_text("abc\n")
+    code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "short.token")})
+    assert code == 2 and "health.token_file:" in err and "at least 16" in err, err
+    code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "missing.token")})
+    assert code == 2 and "does not exist" in err, err
+    (tmp_path / "good.token").write_text(secrets.token_hex(16))
+    code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "good.token")})
+    assert code == 0, err
+    assert "Traceback" not in err
