@@ -426,5 +426,13 @@ class Service:
         if self.visual is not None:
             snap["edge_inspector_visual_batches"] = ("engine calls by batch size", "counter", {
                 (("size", str(k)),): float(n) for k, n in self.visual.stats.batch_sizes.items()})
+        durable = {s.name: s.counters() for s in self.bus.sinks if s.durable}
+        if durable:
+            snap["edge_inspector_sink_connected"] = ("1 while a durable sink (MQTT) is connected", "gauge", {
+                (("sink", n),): float(bool(c["connected"])) for n, c in durable.items()})
+            snap["edge_inspector_sink_backlog"] = ("journalled events a durable sink has not delivered yet", "gauge", {
+                (("sink", n),): float(c["backlog"]) for n, c in durable.items()})
+            snap["edge_inspector_sink_delivered"] = ("events a durable sink's consumer acknowledged", "counter", {
+                (("sink", n),): float(c["delivered"]) for n, c in durable.items()})
         return snap
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
-import shutil
-import signal
-import socket
-import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,52 +10,26 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import bench_plant  # noqa: E402  (the benchmarks' broker, shared)
+from bench_plant import mosquitto_path  # noqa: E402
 
 
 def need_mosquitto() -> str:
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = mosquitto_path()
     if exe is None:
         pytest.skip("mosquitto is not installed (./setup.sh --dev installs it)")
     return exe
 
 
-class Broker:
-    """mosquitto on 127.0.0.1:<port> with persistence, so queued messages survive a restart."""
+class Broker(bench_plant.Broker):
+    """The benchmarks' broker, in the test's tmp_path (skips where mosquitto is missing)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.exe = need_mosquitto()
-        self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.dir = tmp_path / "mosquitto"
-        self.dir.mkdir(exist_ok=True)
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.dir}/\nuser {getpass.getuser()}\nlog_dest file {self.dir}/log\n"
-            "max_queued_messages 0\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"mosquitto exited: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
-                time.sleep(0.05)
-        raise AssertionError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # saves its persistence database
-            self.proc.wait(10)
-        self.proc = None
+        need_mosquitto()
+        workdir = tmp_path / "mosquitto"
+        workdir.mkdir(exist_ok=True)
+        super().__init__(workdir)
 
 
 class Collector:

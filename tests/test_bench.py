@@ -48,7 +48,7 @@ def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
     assert data["decode"]["threads"] == CameraConfig.model_fields["decode_threads"].default  # as the daemon decodes
     assert data["bus"]["received"] == data["bus"]["events"]  # loopback SUB, nothing lost
     statuses = {t["target"]: t["status"] for t in data["targets"]}
-    assert len(statuses) == 4 and set(statuses.values()) == {"SKIP"}  # daemon scenarios not run
+    assert len(statuses) == 8 and set(statuses.values()) == {"SKIP"}  # daemon and plant scenarios not run
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "engine onnxruntime batch 1" in proc.stdout
 
@@ -153,3 +153,23 @@ def test_only_runs_scenarios_in_the_fixed_order() -> None:
     from bench import _parse_only
 
     assert _parse_only("daemon,decode,engine") == ["engine", "decode", "daemon"]
+
+
+@pytest.mark.slow
+def test_quick_plant_scenarios_report_their_targets(tmp_path: Path) -> None:
+    pytest.importorskip("paho.mqtt")
+    pytest.importorskip("pymodbus")
+    from mqtt_broker import need_mosquitto
+
+    need_mosquitto()
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "mqtt,plc", "--out", str(out), "--no-chart"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["mqtt"]["received"] == data["mqtt"]["events"] and data["mqtt"]["acked_per_s"] > 0
+    assert data["plc"]["decisions"] == 100 and 0 < data["plc"]["p50_ms"] <= data["plc"]["p99_ms"]
+    statuses = {t["target"]: t["status"] for t in data["targets"]}
+    assert statuses["MQTT QoS 1 events/s, journal on"] in ("PASS", "FAIL")
+    assert statuses["broker outage: events lost"] == "SKIP"  # not run
+    assert "PLC decision to a Modbus client" in proc.stdout

@@ -122,3 +122,35 @@ def test_journal_reset_is_reported_and_replayed_from_its_start(tmp_path: Path) -
         bus.journal.close()
     assert len(resets) == 2 and "another event" in resets[1][1]
     assert [e.seq for e in replay] == [1, 2, 3]
+
+
+def test_a_stuck_sink_blocks_neither_producers_nor_other_sinks(tmp_path: Path) -> None:
+    """A sink whose consumer hangs (a dead broker that still holds the socket, a stalled PLC
+    client): events are still journalled and published, and it only sheds its own queue."""
+    import threading
+
+    from edge_inspector.events.sink import LiveSink
+
+    release = threading.Event()
+
+    class Stuck(LiveSink):
+        def _deliver(self, batch) -> None:
+            release.wait(30)
+
+    stuck = Stuck("stuck", max_queued=100)
+    ep, cu = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    bus = EventBus(ep, Journal(tmp_path / "j.db"), cu, heartbeat_s=0, sinks=[stuck])
+    try:
+        with EventStream(ep, cu, on_note=lambda m: None) as stream:
+            _connected(stream, bus)
+            start = bus.journal.last_seq
+            for i in range(1000):
+                bus.publish_verdict(visual(frame=i))
+            got = _collect(stream, 1000)
+            assert [e.event["frame"] for e in got] == list(range(1000))
+            assert bus.journal.last_seq == start + 1000
+            assert stuck.dropped_in_memory >= 800 and stuck.alive
+    finally:
+        release.set()
+        bus.close()
+        bus.journal.close()

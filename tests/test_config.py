@@ -33,6 +33,18 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str
     return code, [line for line in err.splitlines() if line]
 
 
+def expect_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str], tables: dict, expected: str | None) -> None:
+    """check-config of ``tables`` with one synthetic camera: ok when ``expected`` is None, else exit 2
+    with exactly one line, containing ``expected``."""
+    tables = {"health": {"listen": f"127.0.0.1:{free_port()}"}, **tables}  # not the default port: it may be taken
+    path = write(tmp_path, render_toml(tables, {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
+    code, lines = check(path, capsys)
+    if expected is None:
+        assert code == 0, lines
+    else:
+        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
 def test_shipped_configs_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = check(ROOT / "configs" / "demo.toml", capsys)
     assert code == 0, lines

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+import urllib.request
 import time
 from pathlib import Path
 
@@ -158,6 +160,10 @@ def test_daemon_events_on_mqtt_as_on_zeromq_and_backlog_after_sigkill(
         second = start_daemon(looping.path)
         try:
             before = _wait_journal(cfg.journal, _journal_seqs(cfg.journal) + 20, 30)
+            metrics = urllib.request.urlopen(f"http://{looping.health}/metrics", timeout=5).read().decode()
+            assert 'edge_inspector_sink_connected{sink="mqtt"} 0' in metrics
+            backlog = re.search(r'edge_inspector_sink_backlog\{sink="mqtt"\} ([0-9.e+]+)', metrics)
+            assert backlog and float(backlog.group(1)) >= 40, metrics[-2000:]
             broker.start()
             assert mq.wait_for(lambda m: len(_first_seen(m)) >= before, 20)
         finally:
@@ -186,17 +192,9 @@ def test_daemon_events_on_mqtt_as_on_zeromq_and_backlog_after_sigkill(
     ],
 )
 def test_check_config_mqtt(tmp_path: Path, capsys: pytest.CaptureFixture[str], mqtt: dict, expected: str | None) -> None:
-    from test_config import base_tables, check, write
+    from test_config import base_tables, expect_problem
 
-    from conftest import render_toml
-
-    tables = {**base_tables(tmp_path), "mqtt": mqtt}
-    path = write(tmp_path, render_toml(tables, {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
-    code, lines = check(path, capsys)
-    if expected is None:
-        assert code == 0, lines
-    else:
-        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    expect_problem(tmp_path, capsys, {**base_tables(tmp_path), "mqtt": mqtt}, expected)
 
 
 def test_password_is_used_and_never_logged(tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:

@@ -186,34 +186,63 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
 )
 def test_check_config_plc(tmp_path: Path, capsys: pytest.CaptureFixture[str], plc: dict, publisher: dict,
                           expected: str | None) -> None:
-    from test_config import base_tables, check, write
-
-    from conftest import render_toml
+    from test_config import base_tables, expect_problem
 
     tables = base_tables(tmp_path)
     tables["publisher"].update(publisher)
     tables["plc"] = {"modbus_listen": f"127.0.0.1:{free_port()}",
                      "opcua_endpoint": f"opc.tcp://127.0.0.1:{free_port()}/ei/", **plc}
-    path = write(tmp_path, render_toml(tables, {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
-    code, lines = check(path, capsys)
-    if expected is None:
-        assert code == 0, lines
-    else:
-        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    expect_problem(tmp_path, capsys, tables, expected)
 
 
 def test_check_config_plc_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    from test_config import base_tables, check, write
-
-    from conftest import render_toml
+    from test_config import base_tables, expect_problem
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         tables = base_tables(tmp_path)
         tables["publisher"]["publish_verdicts"] = True
         tables["plc"] = {"modbus_listen": f"127.0.0.1:{port}", "opcua_endpoint": ""}
-        path = write(tmp_path, render_toml(tables, {"camera": [{"name": "cam0", "uri": "synthetic://surface"}]}))
-        code, lines = check(path, capsys)
-    assert code == 2 and lines == [f"edge-inspector: plc.modbus_listen: cannot listen on 127.0.0.1:{port} (Address already in use)"], lines
+        expect_problem(tmp_path, capsys, tables,
+                       f"plc.modbus_listen: cannot listen on 127.0.0.1:{port} (Address already in use)")
+
+
+@pytest.mark.slow
+def test_daemon_serves_every_frame_decision_to_a_modbus_plc(tmp_path: Path) -> None:
+    """The daemon with [plc] trigger = "frame": each decision the PLC acknowledges is a verdict
+    event of the journal, with its label's defect code."""
+    from pymodbus.client import ModbusTcpClient
+
+    from conftest import DaemonConfig, journal_events, start_daemon
+
+    port = free_port()
+    cfg = DaemonConfig(tmp_path, cameras=[{"name": "cam0", "uri": "synthetic://surface?seed=5&fps=5&defect_rate=0.5"}],
+                       publisher={"publish_verdicts": True},
+                       extra={"plc": {"modbus_listen": f"127.0.0.1:{port}", "opcua_endpoint": "", "trigger": "frame"}})
+    daemon = start_daemon(cfg.path)
+    client = ModbusTcpClient("127.0.0.1", port=port)
+    got: list[tuple[int, int, int, int]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not client.connect() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        while len(got) < 8 and time.monotonic() < deadline:
+            regs = _regs(client)
+            if regs[mb.STATUS] & mb.BIT_RESULT_VALID:
+                got.append(((regs[mb.SEQ_HI] << 16) | regs[mb.SEQ_LO], _part(regs), regs[mb.RESULT], regs[mb.CODE]))
+                assert regs[mb.STATUS] & mb.BIT_ONLINE
+                client.write_register(mb.ACK, 1)
+            time.sleep(0.01)
+    finally:
+        client.close()
+        daemon.terminate()
+        daemon.communicate(timeout=20)
+    assert len(got) == 8
+    verdicts = {e["seq"]: e for t, e in journal_events(cfg.journal) if t == "verdict.cam0"}
+    for seq, part, result, code in got:
+        ev = verdicts[seq]
+        assert part == ev["frame"] and result == (REJECT if ev["defect"] else PASS)
+        assert code == (CODES[ev["label"]] if ev["defect"] else 0)
+    assert [g[1] for g in got] == sorted(g[1] for g in got)  # frames in order, none presented twice

@@ -10,6 +10,8 @@ Measures on this machine, on the same 1280x720 clip and the shipped models:
 5. latency of a live 30 fps HTTP MJPEG camera into a real ZeroMQ subscriber, per stage
 6. 1, 2, 4 live HTTP MJPEG cameras (ffmpeg, 1280x720, 30 fps): rate, drops, CPU per thread
 7. audio real-time factor and event bus throughput
+8. plant integrations: MQTT QoS 1 events/s through the journal and a local mosquitto, a broker
+   outage at 100 events/s (events lost, backlog drain time), PLC decision latency to a Modbus client
 
 Prints a table and PASS/FAIL lines for the product targets, writes JSON (with commit, machine
 and versions, to track figures across commits) and a PNG chart next to it.
@@ -17,6 +19,7 @@ and versions, to track figures across commits) and a PNG chart next to it.
     python3 tools/bench.py                      # full run, a few minutes
     python3 tools/bench.py --quick              # under a minute
     python3 tools/bench.py --only engine,decode --out /tmp/b.json
+    python3 tools/bench.py --only mqtt,outage,plc            # the plant integrations alone
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import ROOT, first_frame, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
-SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus")
+SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus", "mqtt", "outage", "plc")
+PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqtt/plc extras, no model
 
 # quick / full: seconds per engine batch, decode seconds, clip frames, latency seconds,
 # scale seconds per camera count (+ warm-up), audio repeats, bus events, runs of the daemon and
@@ -45,10 +49,10 @@ SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio",
 PLANS: dict[str, dict[str, Any]] = {
     "quick": {"engine_s": 1.0, "decode_s": 1.0, "frames": 90, "distinct": 6, "latency_s": 4.0,
               "scale_s": 3.0, "scale_warmup_s": 1.5, "scale_counts": [1, 2, 4], "audio_repeats": 1, "bus_events": 500,
-              "repeats": 1, "pair_engine_s": 0.5},
+              "repeats": 1, "pair_engine_s": 0.5, "mqtt_events": 2000, "outage_s": 10.0, "plc_decisions": 100},
     "full": {"engine_s": 4.0, "decode_s": 3.0, "frames": 300, "distinct": 24, "latency_s": 20.0,
              "scale_s": 12.0, "scale_warmup_s": 3.0, "scale_counts": [1, 2, 4], "audio_repeats": 5, "bus_events": 5000,
-             "repeats": 5, "pair_engine_s": 1.5},
+             "repeats": 5, "pair_engine_s": 1.5, "mqtt_events": 20000, "outage_s": 60.0, "plc_decisions": 500},
 }
 
 
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench_daemon import live_latency, microphone_cpu, paired_replays, scale_live
     from bench_parts import (audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop,
                              preprocess_cost)
+    from bench_plant import mqtt_outage, mqtt_throughput, plc_latency
     from bench_report import evaluate_targets, print_report, write_chart
     from edge_inspector.errors import UserError
     from edge_inspector.manifest import load_manifest
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except UserError as exc:
         raise SystemExit(f"bench.py: error: {exc}") from None
     vis = manifest.classifier("visual")
-    needs_visual = set(only) - {"audio", "bus"}
+    needs_visual = set(only) - {"audio", "bus"} - PLANT
     if needs_visual and vis is None:
         raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no visual classifier")
     results: dict[str, Any] = {
@@ -142,6 +147,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["audio"]["microphone_path"] = microphone_cpu(engines, 3.0 if args.quick else 10.0, progress=step)
             elif name == "bus":
                 results["bus"] = bus_throughput(plan["bus_events"], progress=step)
+            elif name == "mqtt":
+                results["mqtt"] = mqtt_throughput(plan["mqtt_events"], progress=step)
+            elif name == "outage":
+                results["mqtt_outage"] = mqtt_outage(100.0, plan["outage_s"], progress=step)
+            elif name == "plc":
+                results["plc"] = plc_latency(plan["plc_decisions"], progress=step)
             progress.advance(task)
         step("done")
     results["targets"] = evaluate_targets(results, args.max_batch)

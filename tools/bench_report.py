@@ -36,7 +36,7 @@ def cpu_ceiling_fps(r: dict[str, Any], max_batch: int) -> float | None:
 
 
 def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
-    """The four product targets, each with its measured value, its bound and PASS/FAIL/SKIP."""
+    """The product targets, each with its measured value, its bound and PASS/FAIL/SKIP."""
     out: list[dict[str, Any]] = []
     e2e = _get(r, "daemon_replay", "fps")
     engine_b = _get(r, "engine", "onnxruntime", "batches", str(max_batch), "fps")
@@ -87,6 +87,21 @@ def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
             detail += f"; limited by {four['limiting_stage']}"
         out.append({"target": "4 cameras 720p30, zero drops", "status": "PASS" if four["sustained"] else "FAIL",
                     "value": best, "bound": 4, "detail": detail})
+    mq = r.get("mqtt") or {}
+    add("MQTT QoS 1 events/s, journal on", mq.get("acked_per_s"), 5000.0 if mq else None,
+        f"{mq.get('events')} events journalled and acknowledged by a local mosquitto: {mq.get('acked_per_s')} events/s "
+        f"(journal alone {mq.get('journal_per_s')}/s) >= 5000")
+    og = r.get("mqtt_outage") or {}
+    add("broker outage: events lost", og.get("lost"), 0.0 if og else None,
+        f"{og.get('outage_s')} s outage at {og.get('rate_per_s')} events/s: {og.get('lost')} of {og.get('events')} "
+        "lost", ok_if_le=True)
+    add("broker outage: backlog drained", og.get("drain_s"), 5.0 if og else None,
+        f"{og.get('backlog_at_return')} waiting events acknowledged {og.get('drain_s')} s after the broker "
+        f"returned (all at the subscriber after {og.get('received_all_s')} s) <= 5 s", ok_if_le=True)
+    plc = r.get("plc") or {}
+    add("PLC decision to a Modbus client, p99", plc.get("p99_ms"), 5.0 if plc else None,
+        f"publish -> RESULT_VALID seen by a polling pymodbus client: p50 {plc.get('p50_ms')} ms, "
+        f"p99 {plc.get('p99_ms')} ms over {plc.get('decisions')} decisions <= 5 ms", ok_if_le=True)
     return out
 
 
@@ -162,6 +177,17 @@ def print_report(r: dict[str, Any], console: Console) -> None:
     if r.get("bus"):
         b = r["bus"]
         console.print(f"event bus: {b['events_per_s']:.0f} events/s journal -> PUB -> SUB ({b['received']}/{b['events']} received)")
+    if r.get("mqtt"):
+        m = r["mqtt"]
+        console.print(f"MQTT: {m['acked_per_s']:.0f} events/s acknowledged by the broker, {m['received_per_s']:.0f}/s at a "
+                      f"subscriber, journal alone {m['journal_per_s']:.0f}/s ({m['received']}/{m['events']} received)")
+    if r.get("mqtt_outage"):
+        o = r["mqtt_outage"]
+        console.print(f"MQTT outage {o['outage_s']} s at {o['rate_per_s']:.0f} events/s: {o['lost']} lost, "
+                      f"{o['backlog_at_return']} waiting, drained in {o['drain_s']} s")
+    if r.get("plc"):
+        p = r["plc"]
+        console.print(f"PLC decision to a Modbus client: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, max {p['max_ms']} ms")
     for tgt in r.get("targets", []):
         colour = {"PASS": "green", "FAIL": "red"}.get(tgt["status"], "yellow")
         console.print(f"[{colour}]{tgt['status']}[/] {tgt['target']}: {tgt['detail']}")

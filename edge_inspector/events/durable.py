@@ -26,6 +26,7 @@ from edge_inspector.events.sink import Record, Sink, topic_matches
 log = logging.getLogger(__name__)
 
 CURSOR_FLUSH_S = 0.25  # the cursor is written at most this often (and on close)
+STOP_FLUSH_S = 2.0  # on a clean stop a connected sink goes on delivering its backlog this long
 
 
 class Disconnected(Exception):
@@ -102,8 +103,15 @@ class DurableSink(Sink):
     def _run(self) -> None:
         backoff = 0.2
         last_flush = time.monotonic()
+        stop_by: float | None = None
         try:
-            while not self._stopping:
+            while True:
+                if self._stopping:
+                    # a clean stop delivers what is left while the consumer is there, briefly
+                    stop_by = stop_by or time.monotonic() + STOP_FLUSH_S
+                    caught_up = self._next > self.journal.last_seq and not self._inflight
+                    if not self._connected or caught_up or time.monotonic() >= stop_by:
+                        break
                 if not self._connected:
                     if self._connect():
                         self._connected = True
@@ -121,8 +129,6 @@ class DurableSink(Sink):
                 if now - last_flush >= CURSOR_FLUSH_S:
                     self._flush_cursor()
                     last_flush = now
-            if self._connected:
-                self._drain_acks(1.0)
         finally:
             self._flush_cursor()
             self._disconnect()
@@ -182,14 +188,6 @@ class DurableSink(Sink):
     def _advance(self) -> None:
         """The cursor is the highest seq below which nothing is still in flight."""
         self.cursor = (next(iter(self._inflight)) - 1) if self._inflight else self._next - 1
-
-    def _drain_acks(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        try:
-            while self._inflight and time.monotonic() < deadline:
-                self._pump(0.05)
-        except Disconnected:
-            pass
 
     def _lost(self, why: str) -> None:
         """Connection broken: everything after the cursor goes out again after reconnecting."""
