@@ -3,7 +3,8 @@
 Each writer can tell the last event it holds (``seq``, ``id``): that, not a separate state file,
 is where ``log`` resumes, so the file and the resume point can never disagree.  A line cut short
 by a kill in the middle of a write is removed when the file is opened again.  Files are rotated
-to ``<stem>.<UTC time, ms>-<nnn><suffix>`` next to the current one (names sort in time order); the newest ``keep`` are kept.
+to ``<stem>.<number>-<UTC time><suffix>`` next to the current one: the number grows by one with
+each rotation (a wall clock can step back; the order must not); the newest ``keep`` are kept.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -57,10 +59,10 @@ class LogWriter:
         return pos
 
     def rotated(self) -> list[Path]:
-        """Rotated files, oldest first (their names sort by time)."""
-        stem, suffix = self.path.stem, self.path.suffix
-        return sorted(p for p in self.path.parent.glob(f"{stem}.*{suffix}") if p != self.path
-                      and p.name[len(stem) + 1:len(p.name) - len(suffix)].replace("-", "").isdigit())
+        """Rotated files, oldest first (by the number each name starts with)."""
+        pattern = re.compile(rf"^{re.escape(self.path.stem)}\.(\d{{6,}})-\d{{8}}T\d{{6}}Z{re.escape(self.path.suffix)}$")
+        found = [(int(m.group(1)), p) for p in self.path.parent.iterdir() if (m := pattern.match(p.name))]
+        return [p for _, p in sorted(found)]
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, item: ReceivedEvent) -> None:
@@ -73,11 +75,10 @@ class LogWriter:
         self.close()
         target = None
         if self.path.exists() and self.path.stat().st_size > 0:
-            now = time.time()
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1000):03d}"
-            n = 0
-            while (target := self.path.with_name(f"{self.path.stem}.{stamp}-{n:03d}{self.path.suffix}")).exists():
-                n += 1
+            rotated = self.rotated()
+            number = int(rotated[-1].name[len(self.path.stem) + 1:].split("-")[0]) + 1 if rotated else 1
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            target = self.path.with_name(f"{self.path.stem}.{number:06d}-{stamp}{self.path.suffix}")
             os.replace(self.path, target)
             for old in self.rotated()[:-self.keep] if self.keep > 0 else []:
                 old.unlink(missing_ok=True)
