@@ -76,7 +76,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from edge_inspector.offline import inspect_paths
 
-    return inspect_paths(args.paths, args.engines, args.backend, sys.stdout)
+    return inspect_paths(args.paths, args.engines, args.backend, sys.stdout, overlay_dir=args.overlay)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--engines", type=Path, default=None, help="engines directory (default: the shipped models)")
     p.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--overlay", type=Path, default=None, metavar="DIR",
+                   help="also write a picture of each decision into DIR (images: heatmap, box and label; "
+                        "WAV: spectrogram and score curve)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("replay", help="run a recording (or video/WAV files) through the daemon's pipeline")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -38,19 +39,63 @@ class JsonFormatter(logging.Formatter):
 
 _native = NativeLogCapture()
 
+#: sd-daemon(3) priority prefixes: journald stores each line with the priority it starts with
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journal stream systemd handed us (``JOURNAL_STREAM=dev:inode``).
+
+    Comparing the device and inode (as sd_journal_stream_fd's documentation says) rather than
+    just seeing the variable keeps the prefix out of a terminal or pipe a unit's child writes to.
+    """
+    value = os.environ.get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+class PriorityPrefix(logging.Formatter):
+    """Another formatter's lines, each starting with ``<N>`` (its syslog priority) for journald.
+
+    Every line of a multi-line record (a traceback) gets the prefix, so journald files the whole
+    traceback under ERROR instead of its first line only.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = max((lv for lv in SYSLOG_PRIORITY if lv <= record.levelno), default=logging.DEBUG)
+        prefix = f"<{SYSLOG_PRIORITY[level]}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
 
 def setup_logging(fmt: str = "auto", verbose: bool = False, capture_native: bool = False) -> None:
     """One handler on stderr, credentials redacted; ``capture_native`` also routes C libraries' stderr.
 
     With ``capture_native`` the lines FFmpeg, OpenCV or GStreamer print become log records
     (JSON under ``fmt="json"``); call :func:`stop_native_capture` before the process exits.
+    Under systemd (stderr is the journal) every line starts with its syslog priority (``<3>``
+    for errors), so ``journalctl -p err`` shows the errors.
     """
+    journal = stderr_is_journal()  # before the capture points fd 2 elsewhere
     stream = _native.start() if capture_native else sys.stderr
     handler = logging.StreamHandler(stream)
+    formatter: logging.Formatter
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        formatter = JsonFormatter()
+    elif journal:  # journald stamps each line itself
+        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(PriorityPrefix(formatter) if journal else formatter)
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

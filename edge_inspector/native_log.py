@@ -15,12 +15,15 @@ dropped rather than the library blocked inside a write while holding its locks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
+import tempfile
 import threading
 import time
-from typing import TextIO
+from typing import Iterator, TextIO
 
 log = logging.getLogger("edge_inspector.native")
 
@@ -29,8 +32,17 @@ _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]+")
 _OPENCV_LEVEL_RE = re.compile(r"^\[\s*(ERROR|WARN|INFO|DEBUG|VERBOSE|FATAL):")
 
 
+#: what PortAudio's start-up prints while it probes every ALSA, JACK and OSS backend it was built
+#: with (dozens of "ALSA lib … Unknown PCM", "jack server is not running" lines on any machine
+#: without those): not a problem of the station, so debug only
+_AUDIO_PROBE_RE = re.compile(r"^(ALSA lib |Cannot connect to server|jack server is not running|JackShm|"
+                             r"Cannot open device /dev/dsp|Expression 'ret' failed|Expression 'alsa_)")
+
+
 def level_of(line: str) -> int:
     """Log level for one native line: OpenCV names its level, FFmpeg lines are warnings."""
+    if _AUDIO_PROBE_RE.match(line):
+        return logging.DEBUG
     m = _OPENCV_LEVEL_RE.match(line)
     if m:
         return {"FATAL": logging.CRITICAL, "ERROR": logging.ERROR, "WARN": logging.WARNING,
@@ -42,6 +54,8 @@ def level_of(line: str) -> int:
 
 
 def origin_of(line: str) -> str:
+    if _AUDIO_PROBE_RE.match(line):
+        return "portaudio"
     if _OPENCV_LEVEL_RE.match(line):
         return "opencv"
     if line.startswith("[") and " @ " in line.split("]", 1)[0]:
@@ -49,8 +63,37 @@ def origin_of(line: str) -> str:
     return "native"
 
 
+@contextlib.contextmanager
+def quiet_stderr(what: str) -> Iterator[None]:
+    """Keep what C code prints to fd 2 inside the block off the terminal: it is logged at debug.
+
+    For short library calls known to chatter (PortAudio's device probe) in commands whose own
+    output must stay readable (``check-config``).  Under the daemon's :class:`NativeLogCapture`
+    fd 2 is already a pipe into the log (where :func:`level_of` files such lines as debug), so
+    nothing is swapped there: other threads' lines must not be swallowed meanwhile.
+    """
+    if NativeLogCapture.active:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for raw in sink.read(1 << 20).splitlines():
+                if raw.strip():
+                    log.debug("%s: %s", what, raw.decode("utf-8", "replace").rstrip(), extra={"origin": what})
+
+
 class NativeLogCapture:
     """Owns the fd-2 redirection and its reader thread; :meth:`start` returns the real stderr."""
+
+    active = 0  # captures running in this process (quiet_stderr leaves fd 2 alone meanwhile)
 
     def __init__(self) -> None:
         self._saved_fd: int | None = None
@@ -66,6 +109,7 @@ class NativeLogCapture:
         if self._stream is not None:
             return self._stream
         self._saved_fd = os.dup(2)
+        NativeLogCapture.active += 1
         self._stopping = False
         self._new_pipe()
         self._stream = os.fdopen(os.dup(self._saved_fd), "w", buffering=1, encoding="utf-8", errors="replace")
@@ -138,6 +182,7 @@ class NativeLogCapture:
         os.dup2(self._saved_fd, 2)  # closes our pipe's write end: the reader sees EOF
         os.close(self._saved_fd)
         self._saved_fd = None
+        NativeLogCapture.active -= 1
         if self._thread is not None:
             self._thread.join(1.0)
         if self._read_fd is not None and not self.alive:

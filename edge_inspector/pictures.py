@@ -156,7 +156,7 @@ def spectrogram_picture(mel: np.ndarray, scores: np.ndarray, frame_s: float, spa
     while (zero + s / frame_s) < t:
         x = x_of(zero + s / frame_s)
         cv2.line(out, (x, axis_y), (x, axis_y + 5), (80, 80, 80), 1)
-        cv2.putText(out, f"{s:+g}s" if s else "0s", (min(x + 2, width - 34), axis_y + 17), cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.putText(out, f"{s:+g}s" if s and span is not None else f"{s:g}s", (min(x + 2, width - 34), axis_y + 17), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4, (60, 60, 60), 1, cv2.LINE_AA)
         s += tick
     if title:

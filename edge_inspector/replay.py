@@ -205,11 +205,32 @@ def build_config(inputs: list[ReplayInput], config_path: Path | None, realtime: 
     return parse_config(out, path.resolve())
 
 
+def replay_latency_ms(verdict: Verdict, realtime: bool) -> float:
+    """What the evaluation reports as a verdict's latency.
+
+    At ``--speed realtime`` it is capture to publish, as on a line.  At ``--speed max`` that would
+    measure the replay, not the station: frames are read ahead and wait in the queue by design,
+    and audio is read faster than its clock runs.  So there a frame counts from when the
+    inspector took it (its processing time), and an acoustic episode from its onset to the point
+    in the audio where the event was decided (the delay a station with instant processing has).
+    """
+    if realtime:
+        return (time.monotonic() - verdict.mono) * 1000.0
+    if verdict.kind == "visual":
+        queued = float(verdict.extra.get("timing_ms", {}).get("queue_wait", 0.0))
+        return max(0.0, (time.monotonic() - verdict.mono) * 1000.0 - queued)
+    decided = verdict.extra.get("decided_at_s")
+    start = verdict.offset_s
+    return max(0.0, (decided - start) * 1000.0) if decided is not None and start is not None else 0.0
+
+
 class EventLog:
     """Observes the service: topics for each event, ``--events`` JSON lines, verdict observers."""
 
-    def __init__(self, cfg: Config, events_path: Path | None, observers: list[Callable[[Verdict, float], None]]) -> None:
+    def __init__(self, cfg: Config, events_path: Path | None, observers: list[Callable[[Verdict, float], None]],
+                 realtime: bool = True) -> None:
         self.observers = observers
+        self.realtime = realtime
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.fh = None
@@ -220,7 +241,7 @@ class EventLog:
                 raise InputError(f"--events {events_path}: cannot write: {exc.strerror}") from None
 
     def on_verdict(self, verdict: Verdict) -> None:
-        latency_ms = (time.monotonic() - verdict.mono) * 1000.0
+        latency_ms = replay_latency_ms(verdict, self.realtime)
         with self._lock:
             self.counts[verdict.source] = self.counts.get(verdict.source, 0) + 1
             for observe in self.observers:
@@ -329,7 +350,7 @@ def replay_command(args: argparse.Namespace) -> int:
 
             evaluation = Evaluation.from_csv(args.labels, cfg, inputs)
         observers = [evaluation.observe] if evaluation else []
-        events = EventLog(cfg, args.events, observers)
+        events = EventLog(cfg, args.events, observers, realtime=args.speed == "realtime")
         try:
             service = Service(cfg, on_event=events.on_event, on_verdict=events.on_verdict)
             progress = ReplayProgress(service, inputs)

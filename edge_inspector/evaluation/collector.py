@@ -160,11 +160,14 @@ class Evaluation:
 
     def finish(self, report: Path, manifests: list[dict[str, Any]], model_manifest: Any, speed: str) -> dict[str, Any]:
         """Write ``report`` (HTML) and ``report.json``, print the summary; returns the figures."""
-        from edge_inspector.evaluation.report import print_summary, write_report
+        from edge_inspector.evaluation.report import latency_name, print_summary, write_report
         from edge_inspector.evaluation.thumbnails import render_thumbnails
 
         figures = self.figures()
         figures["speed"] = speed
+        for kind in ("visual", "acoustic"):
+            if kind in figures:
+                figures[kind]["latency_measure"] = latency_name(speed, kind)
         figures["recordings"] = [{"started": m.get("started"), "ended": m.get("ended")} for m in manifests]
         figures["models"] = {k: {"name": m["name"], "sha256": m["sha256"]} for k, m in model_manifest.summary().items()}
         rois = {c.name: c.roi for c in self.cfg.cameras}

@@ -57,13 +57,13 @@ class Confusion:
 
 
 def percentiles(values: np.ndarray | Sequence[float]) -> dict[str, float | None]:
-    """p50/p95/p99 (and mean, max) of latencies in ms; None when there are none."""
+    """p50/p95/p99 (and mean, min, max) of latencies in ms; None when there are none."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "mean": None, "min": None, "max": None}
     p50, p95, p99 = (float(x) for x in np.percentile(arr, [50, 95, 99]))
     return {"count": int(arr.size), "p50": round(p50, 3), "p95": round(p95, 3), "p99": round(p99, 3),
-            "mean": round(float(arr.mean()), 3), "max": round(float(arr.max()), 3)}
+            "mean": round(float(arr.mean()), 3), "min": round(float(arr.min()), 3), "max": round(float(arr.max()), 3)}
 
 
 def match_episodes(intervals: Sequence[Interval], episodes: Sequence[dict[str, Any]], good: str = "normal"

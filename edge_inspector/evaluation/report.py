@@ -121,16 +121,27 @@ def _cards(items: list[tuple[str, str]]) -> str:
                                            for k, v in items) + "</div>"
 
 
-def _latency(lat: dict[str, Any]) -> str:
-    if not lat["count"]:
-        return "–"
-    return f"p50 {lat['p50']:.1f} · p95 {lat['p95']:.1f} · p99 {lat['p99']:.1f} ms"
+#: what "latency" measures in a replay (see ``replay.replay_latency_ms``), by speed and kind
+LATENCY_NAMES = {("realtime", "visual"): "latency (capture to publish)",
+                 ("realtime", "acoustic"): "latency (episode onset to publish)",
+                 ("max", "visual"): "processing (dequeued to publish; at max speed frames queue by design)",
+                 ("max", "acoustic"): "reported after onset (audio time; max speed reads faster than real time)"}
 
 
-def _latency_cards(lat: dict[str, Any]) -> list[tuple[str, str]]:
+def latency_name(speed: str, kind: str) -> str:
+    return LATENCY_NAMES.get((speed, kind), "latency")
+
+
+def _latency(lat: dict[str, Any], name: str = "latency") -> str:
     if not lat["count"]:
-        return [("latency", "–")]
-    return [("latency p50 / p95 / p99", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} ms")]
+        return f"{name} –"
+    return f"{name} p50 {lat['p50']:.1f} · p95 {lat['p95']:.1f} · p99 {lat['p99']:.1f} ms"
+
+
+def _latency_cards(lat: dict[str, Any], name: str = "latency") -> list[tuple[str, str]]:
+    if not lat["count"]:
+        return [(name, "–")]
+    return [(f"{name}: p50 / p95 / p99", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} ms")]
 
 
 def _thumbs(thumbs: list[dict[str, Any]], kind: str, total: int) -> str:
@@ -159,7 +170,7 @@ def render_html(figures: dict[str, Any], thumbs: list[dict[str, Any]], counts: d
             ("frames", str(vis["frames"])), ("accuracy (class)", _fmt(vis["accuracy"], True)),
             ("accuracy (good/defective)", _fmt(b["accuracy"], True)),
             ("false rejects", f"{b['false_rejects']} ({_fmt(b['false_reject_rate'], True)})"),
-            ("misses", f"{b['misses']} ({_fmt(b['miss_rate'], True)})"), *_latency_cards(vis["latency_ms"])]) + "</section>")
+            ("misses", f"{b['misses']} ({_fmt(b['miss_rate'], True)})"), *_latency_cards(vis["latency_ms"], vis.get("latency_measure", "latency"))]) + "</section>")
         body.append(f"<section><h2>Per class</h2>{per_class_html(vis['per_class'])}</section>")
         body.append(f"<section><h2>Confusion matrix</h2>{confusion_html(vis['classes'], vis['confusion'])}</section>")
         for source, hist in vis["histograms"].items():
@@ -172,7 +183,7 @@ def render_html(figures: dict[str, Any], thumbs: list[dict[str, Any]], counts: d
         body.append("<section><h2>Acoustic inspection (event level)</h2>" + _cards([
             ("labelled faults", str(ac["intervals"])), ("detected episodes", str(ac["episodes"])),
             ("missed faults", str(ac["missed"])), ("false alarms", str(ac["false_alarms"])),
-            *_latency_cards(ac["latency_ms"])]) + f"<h2 style='margin-top:14px'>Per class</h2>{per_class_html(ac['per_class'])}"
+            *_latency_cards(ac["latency_ms"], ac.get("latency_measure", "latency"))]) + f"<h2 style='margin-top:14px'>Per class</h2>{per_class_html(ac['per_class'])}"
             f"<h2 style='margin-top:14px'>Confusion matrix</h2>{confusion_html(ac['classes'], ac['confusion'])}"
             "<p class='muted'>A labelled interval counts as detected by the defect episode that overlaps it most; "
             "an episode overlapping no interval is a false alarm.</p></section>")
@@ -210,8 +221,8 @@ def print_summary(figures: dict[str, Any], report: Path) -> None:
         if kind == "visual":
             b = fig["good_vs_defective"]
             console.print(f"frames {fig['frames']} · accuracy {_fmt(fig['accuracy'], True)} · false rejects "
-                          f"{b['false_rejects']} · misses {b['misses']} · latency {_latency(fig['latency_ms'])}")
+                          f"{b['false_rejects']} · misses {b['misses']} · {_latency(fig['latency_ms'], fig.get('latency_measure', 'latency'))}")
         else:
             console.print(f"faults {fig['intervals']} · missed {fig['missed']} · false alarms {fig['false_alarms']} · "
-                          f"latency {_latency(fig['latency_ms'])}")
+                          f"{_latency(fig['latency_ms'], fig.get('latency_measure', 'latency'))}")
     console.print(f"report: {report} (figures: {report.parent / (report.stem + '.json')})")

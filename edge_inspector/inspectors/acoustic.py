@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -97,13 +98,16 @@ class AcousticInspector(threading.Thread):
         keep_frame_probs: bool = False,
         report_after_s: float | None = None,
         trace_s: float = 0.0,
+        on_chunk: Callable[[str, float, float], None] | None = None,
     ) -> None:
         """``overrides`` maps a microphone name to ``{"onset": x, "offset": y}``.
         ``report_after_s`` (default: the model's) is when a still-open episode is reported early.
         With ``verdict_every_s``, a per-window verdict (ok or not) for every that many seconds
         of audio goes to ``on_window`` (default ``on_verdict``) in addition to episodes.
         With ``trace_s``, the last that many seconds are kept per microphone and each episode's
-        verdict carries its spectrogram and score curve (``Verdict.trace``) for snapshots."""
+        verdict carries its spectrogram and score curve (``Verdict.trace``) for snapshots.
+        ``on_chunk(mic, latency_s, inference_s)`` follows every inspected chunk (metrics): the time
+        from its last sample's capture to the end of its inspection, and the engine's share."""
         super().__init__(name="acoustic-inspector", daemon=True)
         if not queues:
             raise ValueError("the acoustic inspector needs at least one microphone queue")
@@ -112,6 +116,7 @@ class AcousticInspector(threading.Thread):
         self.queues = queues
         self.on_verdict = on_verdict
         self.on_window = on_window or on_verdict
+        self.on_chunk = on_chunk
         self.verdict_every_s = verdict_every_s
         self.frame_s = model.hop_length / model.sample_rate
         self.smooth_frames = max(1, int(round(model.smoothing_s / self.frame_s)))
@@ -187,6 +192,9 @@ class AcousticInspector(threading.Thread):
         mel = mic.runner.last_mel
         for i in range(scores.size):
             self._frame(mic, k0 + i, float(scores[i]), probs[i], mel[i] if mic.trace is not None else None)
+        if self.on_chunk is not None:
+            end_mono = chunk.mono + samples.size / chunk.sample_rate
+            self.on_chunk(mic.name, time.monotonic() - end_mono, (mic.runner.inference_ms - before_ms) / 1000.0)
 
     def _frame(self, mic: _Mic, k: int, score: float, probs: np.ndarray, mel_row: np.ndarray | None = None) -> None:
         if k < self.warmup:
@@ -232,10 +240,14 @@ class AcousticInspector(threading.Thread):
             self.stats.short_episodes += 1
             return
         self.stats.episodes += 1
-        self._emit_episode(mic, ep, end, ongoing=False)
+        self._emit_episode(mic, ep, end, ongoing=False, decided=end_frame)
 
-    def _emit_episode(self, mic: _Mic, ep: _Episode, end: int, ongoing: bool) -> None:
-        """One episode verdict: the early "ongoing" one (``end`` = now) or the closing one."""
+    def _emit_episode(self, mic: _Mic, ep: _Episode, end: int, ongoing: bool, decided: int | None = None) -> None:
+        """One episode verdict: the early "ongoing" one (``end`` = now) or the closing one.
+
+        ``extra["decided_at_s"]`` is where in the stream the decision fell (frame ``decided``,
+        default ``end``): minus ``offset_s`` it is how long after the onset the event came, in
+        the audio's own time, which a replay at full speed can measure (its clock runs ahead)."""
         duration = (end - ep.start_frame) * self.frame_s
         mean = ep.probs_sum / ep.frames
         label = self.model.labels[1 + int(np.argmax(mean[1:]))]
@@ -248,7 +260,8 @@ class AcousticInspector(threading.Thread):
                 model_sha256=self.model.sha256, offset_s=round(mic.base_offset_s + t, 4),
                 duration_s=round(duration, 4),
                 extra={"probs": {n: round(float(p), 4) for n, p in zip(self.model.labels, mean)},
-                       "onset": mic.onset, "offset": mic.offset, "episode": ep.id, "ongoing": ongoing},
+                       "onset": mic.onset, "offset": mic.offset, "episode": ep.id, "ongoing": ongoing,
+                       "decided_at_s": round(mic.base_offset_s + self._frame_time(end if decided is None else decided), 4)},
                 trace=trace,
             )
         )

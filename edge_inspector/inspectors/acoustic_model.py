@@ -146,6 +146,14 @@ def inspect_wav(
     "probs"}`` where ``sample_rate`` is the file's own rate and ``probs`` maps each label to
     its clip probability.  Unreadable files raise :class:`~edge_inspector.errors.InputError`.
     """
+    return inspect_wav_detail(path, runner_or_engine, model)[0]
+
+
+def inspect_wav_detail(
+    path: str | Path, runner_or_engine: AcousticStreamRunner | Engine, model: AcousticModel | None = None
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """:func:`inspect_wav`'s object with the clip's log-mel ``[T, n_mels]`` and per-frame
+    probabilities ``[T, C]`` (``inspect --overlay`` draws them)."""
     if isinstance(runner_or_engine, AcousticStreamRunner):
         runner = runner_or_engine
     else:
@@ -160,7 +168,7 @@ def inspect_wav(
     frame_probs = inspect_samples(runner, samples)
     score, label = clip_score(frame_probs, m)
     probs = clip_probs(frame_probs, m)
-    return {
+    return ({
         "path": str(path),
         "kind": "acoustic",
         "label": label,
@@ -168,4 +176,4 @@ def inspect_wav(
         "duration_s": round(samples.size / m.sample_rate, 6),
         "sample_rate": rate,
         "probs": {name: round(float(p), 6) for name, p in zip(m.labels, probs)},
-    }
+    }, runner.last_mel, frame_probs)

@@ -252,6 +252,11 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def inspect_image(path: str | Path, runner: VisualModelRunner) -> dict:
     """The ``edge-inspector inspect`` JSON object for one image file."""
+    return inspect_image_detail(path, runner)[0]
+
+
+def inspect_image_detail(path: str | Path, runner: VisualModelRunner) -> tuple[dict, np.ndarray, VisualResult]:
+    """:func:`inspect_image`'s object, with the image and the result (``inspect --overlay`` draws them)."""
     image = load_image(path)
     result = runner.infer([image])[0]
     out: dict = {"path": str(path), "kind": "visual", "label": result.label, "score": round(result.score, 6)}
@@ -262,4 +267,4 @@ def inspect_image(path: str | Path, runner: VisualModelRunner) -> dict:
     if result.probs:
         out["probs"] = {k: round(v, 6) for k, v in result.probs.items()}
     out["width"], out["height"] = int(image.shape[1]), int(image.shape[0])
-    return out
+    return out, image, result

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from edge_inspector.config import file_path as config_file_path
 from edge_inspector.errors import UserError
+from edge_inspector.native_log import quiet_stderr
 
 PA_LOCK = threading.Lock()
 
@@ -40,19 +41,19 @@ def new_pyaudio() -> Any:
     """
     pyaudio = pyaudio_module()
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
-    with PA_LOCK:
+    with PA_LOCK, quiet_stderr("portaudio"):  # its probe of ALSA/JACK/OSS prints dozens of lines
         return pyaudio.PyAudio()
 
 
 def terminate_pyaudio(pa: Any) -> None:
-    with PA_LOCK:
+    with PA_LOCK, quiet_stderr("portaudio"):
         pa.terminate()
 
 
 def input_devices(pa: Any) -> list[dict[str, Any]]:
     """Input-capable devices of a PortAudio session, as plain dicts."""
     devices = []
-    with PA_LOCK:
+    with PA_LOCK, quiet_stderr("portaudio"):
         count = pa.get_device_count()
         infos = [pa.get_device_info_by_index(i) for i in range(count)]
     for info in infos:
