@@ -109,7 +109,7 @@ def test_journal_reset_is_reported_and_replayed_from_its_start(tmp_path: Path) -
         stream.close()
         bus.close()
         bus.journal.close()
-    assert len(resets) == 1 and resets[0][0] == last_old.seq and "went back" in resets[0][1]
+    assert len(resets) == 1 and resets[0][0] == last_old.seq and "journal_id changed" in resets[0][1]
     assert [e.seq for e in got] == [1, 2, 3, 4, 5]
     # a client restarted with its old position notices the reset as well
     bus = _bus(tmp_path, "new", ep, cu)

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,8 @@ class JournalWriteError(UserError):
 
     exit_code = 1
     quiet = True
+
+
 PRUNE_BATCH = 10_000
 
 _SCHEMA_SQL = (
@@ -52,6 +55,10 @@ _CURSORS_SQL = (
     "CREATE TABLE IF NOT EXISTS cursors ("
     "name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL NOT NULL)"
 )
+# The journal's identity: a UUID made when the journal is created (or first opened by a version
+# that knows it).  Every event carries it, so a subscriber tells a new journal (numbering from 1
+# again) from a gap in the old one.
+_META_SQL = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
 class Journal:
@@ -84,6 +91,19 @@ class Journal:
         self._reader = self._connect(self._db_uri(read_only=True))
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
         self._last_seq: int = int(row[0]) if row[0] is not None else 0
+        #: this journal's identity (hex UUID), stamped on every event as ``journal_id``
+        self.journal_id: str = self._identity()
+
+    def _identity(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        if row is not None:
+            return str(row[0])
+        journal_id = uuid.uuid4().hex
+        try:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?)", (journal_id,))
+        except sqlite3.Error as err:
+            raise UserError(f"journal path {self.path}: cannot record its identity ({err})") from None
+        return journal_id
 
     # ------------------------------------------------------------------ opening
     def _prepare_path(self) -> None:
@@ -132,6 +152,7 @@ class Journal:
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.execute(_SCHEMA_SQL)
             db.execute(_CURSORS_SQL)
+            db.execute(_META_SQL)
             cols = [r[1] for r in db.execute("PRAGMA table_info(events)").fetchall()]
         except sqlite3.DatabaseError as err:
             db.close()
@@ -167,12 +188,16 @@ class Journal:
         return self.append_encoded(topic, event)[0]
 
     def append_encoded(self, topic: str, event: dict[str, Any]) -> tuple[int, bytes]:
-        """:meth:`append`, also returning the stored payload bytes (published as they are)."""
+        """:meth:`append`, also returning the stored payload bytes (published as they are).
+
+        Stamps ``seq`` and ``journal_id`` into ``event`` before encoding it.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("journal is closed")
             seq = self._last_seq + 1
             event["seq"] = seq
+            event["journal_id"] = self.journal_id
             payload = encode(event)
             try:
                 self._db.execute(
