@@ -83,6 +83,9 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
                 problems.append(f"{key}: {msg}")
     if bind:
         problems += _check_publisher(cfg)
+    from edge_inspector.events.curve import check_curve_config
+
+    problems += check_curve_config(cfg.publisher.curve_secret_key, cfg.publisher.curve_allowed_clients)
     problems += _check_journal(cfg, free_space=check_devices)  # run journals what fits, then stops
     problems += _check_models(cfg, load=check_devices)  # run loads them itself, right after
     from edge_inspector.sinks import check_sinks
@@ -280,13 +283,19 @@ def exposure_warnings(cfg: Config) -> list[str]:
     """Endpoints reachable from the network without CURVE: anyone there can read every event."""
     warnings = []
     pub = cfg.publisher
-    curve = bool(getattr(pub, "curve_secret_key", None))
+    curve = bool(pub.curve_secret_key)
     for key, endpoint in (("publisher.endpoint", pub.endpoint), ("publisher.catchup_endpoint", pub.catchup_endpoint)):
-        if endpoint and endpoint.startswith("tcp://") and not curve:
-            host = endpoint[len("tcp://"):].rpartition(":")[0]
-            if not is_loopback(host):
-                warnings.append(f"{key}: {endpoint} serves the network without CURVE: anyone who can reach it "
-                                "reads every event; set publisher.curve_secret_key and curve_allowed_clients")
+        if not endpoint or not endpoint.startswith("tcp://"):
+            continue
+        host = endpoint[len("tcp://"):].rpartition(":")[0]
+        if is_loopback(host):
+            continue
+        if not curve:
+            warnings.append(f"{key}: {endpoint} serves the network without CURVE: anyone who can reach it "
+                            "reads every event; set publisher.curve_secret_key and curve_allowed_clients")
+        elif pub.curve_allowed_clients == "*":
+            warnings.append(f"{key}: {endpoint} lets any CURVE client in (curve_allowed_clients = \"*\"): "
+                            "events are encrypted but anyone who makes a key pair reads them")
     return warnings
 
 

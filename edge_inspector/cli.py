@@ -80,18 +80,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    from edge_inspector.client import curve_keys
     from edge_inspector.events.tail import run_tail
 
+    keys = curve_keys(args.curve_server_key, args.curve_client_key)
     return run_tail(args.endpoint, args.topic or [""], args.json, args.catchup, args.count,
-                    since=args.since, curve_server_public=args.curve_server_key)
+                    since=args.since, curve_server_public=keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from edge_inspector.events.curve import create_key_pair, load_public_key
+
+    public, secret = create_key_pair(args.dir, args.name)
+    print(f"{public}  public key {load_public_key(str(public), 'keys').decode()}: give it to the other side")
+    print(f"{secret}  secret key (mode 0600): keep it here, never copy it elsewhere")
+    return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from edge_inspector.client import curve_keys
     from edge_inspector.logger.command import run_log
 
     return run_log(args.to, args.endpoint, args.catchup, args.topic or [""], since=args.since,
                    max_bytes=int(args.max_mb * 2**20), keep=args.keep, count=args.count,
-                   curve_server_public=args.curve_server_key)
+                   curve_server_public=curve_keys(args.curve_server_key, args.curve_client_key))
 
 
 def cmd_build_engines(args: argparse.Namespace) -> int:
@@ -115,6 +127,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from edge_inspector.replay import replay_command
 
     return replay_command(args)
+
+
+def _curve_client_arguments(p: argparse.ArgumentParser) -> None:
+    """``--curve-server-key`` and ``--curve-client-key``, for every command that subscribes."""
+    p.add_argument("--curve-server-key", default=None,
+                   help="CURVE: the daemon's public key (Z85, or the path of its NAME.key file)")
+    p.add_argument("--curve-client-key", default=None,
+                   help="CURVE: this client's NAME.key_secret file (its NAME.key must be in the daemon's allow-list)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=None, help="exit after N events")
     p.add_argument("--since", type=int, default=None, help="first replay every journalled event after this seq")
-    p.add_argument("--curve-server-key", default=None, help="the daemon's CURVE public key (Z85) when CURVE is on")
+    _curve_client_arguments(p)
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("log", help="write every event to a file (.jsonl, .csv, .sqlite), exactly once, resumable")
@@ -182,8 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=100.0, help="rotate the file at this size (0: never)")
     p.add_argument("--keep", type=int, default=10, help="rotated files to keep")
     p.add_argument("--count", type=int, default=None, help="exit after N events")
-    p.add_argument("--curve-server-key", default=None, help="the daemon's CURVE public key (Z85) when CURVE is on")
+    _curve_client_arguments(p)
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("keys", help="CURVE key pairs for the daemon and its clients")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    k = keys_sub.add_parser("new", help="write DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)")
+    k.add_argument("name")
+    k.add_argument("--dir", type=Path, default=Path("."), help="directory for the two files (default: here)")
+    k.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device")
     p.add_argument("--engines", type=Path, default=None)

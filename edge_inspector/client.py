@@ -57,12 +57,41 @@ def connect(sock: zmq.Socket, endpoint: str, what: str) -> None:
         raise UserError(f"{what} endpoint {endpoint!r}: cannot connect ({err.strerror})") from None
 
 
-def curve_client(sock: zmq.Socket, server_public: str | None) -> None:
-    """Make ``sock`` a CURVE client of a server with this Z85 public key (None: plain)."""
-    if server_public:
-        public, secret = zmq.curve_keypair()
-        sock.curve_serverkey = server_public.encode("ascii")
-        sock.curve_publickey, sock.curve_secretkey = public, secret
+@dataclass(frozen=True)
+class CurveKeys:
+    """What a CURVE client needs: the daemon's public key and its own key pair."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+    def __repr__(self) -> str:  # never print a secret key, not even in a traceback
+        return f"CurveKeys(server_public={self.server_public.decode()!r}, public={self.public.decode()!r})"
+
+
+def curve_keys(server_key: str | None, client_key: str | None = None) -> CurveKeys | None:
+    """Keys from ``--curve-server-key`` (Z85, or the daemon's NAME.key file) and ``--curve-client-key``
+    (this client's NAME.key_secret file, 0600).  Without a client key a throw-away pair is made:
+    a daemon with an allow-list will not let it in.
+    """
+    from edge_inspector.events.curve import load_public_key, load_secret_key
+
+    if not server_key:
+        if client_key:
+            raise UserError("--curve-client-key needs --curve-server-key (the daemon's public key)")
+        return None
+    server_public = load_public_key(server_key, "--curve-server-key")
+    public, secret = load_secret_key(client_key, "--curve-client-key") if client_key else zmq.curve_keypair()
+    return CurveKeys(server_public, public, secret)
+
+
+def curve_client(sock: zmq.Socket, keys: CurveKeys | str | None) -> None:
+    """Make ``sock`` a CURVE client (``keys`` None: plain; a str: the server's key, throw-away pair)."""
+    if isinstance(keys, str):
+        keys = curve_keys(keys)
+    if keys is not None:
+        sock.curve_serverkey = keys.server_public
+        sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
 
 
 def fetch_page(
@@ -72,7 +101,7 @@ def fetch_page(
     until: int | None = None,
     topics: list[str] | None = None,
     timeout_s: float = 3.0,
-    curve_server_public: str | None = None,
+    curve_server_public: CurveKeys | str | None = None,
 ) -> tuple[list[tuple[str, bytes]], int]:
     """Journalled ``(topic, payload)`` pairs with ``since < seq <= until`` in seq order, and the
     newest seq of the daemon's journal (from the server's ``end`` reply).
@@ -115,7 +144,7 @@ def fetch_page(
 
 def fetch_since(ctx: zmq.Context, catchup_endpoint: str, since: int, until: int | None = None,
                 topics: list[str] | None = None, timeout_s: float = 3.0,
-                curve_server_public: str | None = None) -> list[tuple[str, bytes]]:
+                curve_server_public: CurveKeys | str | None = None) -> list[tuple[str, bytes]]:
     """:func:`fetch_page` without the journal's newest seq."""
     return fetch_page(ctx, catchup_endpoint, since, until, topics, timeout_s, curve_server_public)[0]
 
@@ -141,7 +170,7 @@ class EventStream:
         since: int | None = None,
         since_id: str | None = None,
         journal_id: str | None = None,
-        curve_server_public: str | None = None,
+        curve_server_public: CurveKeys | str | None = None,
         timeout_s: float = 3.0,
         on_note: Callable[[str], None] = _stderr_note,
         on_reset: Callable[[int | None, str], None] | None = None,
@@ -151,7 +180,7 @@ class EventStream:
         if since is not None and not catchup_endpoint:
             raise UserError("--since needs a catch-up endpoint")
         self.catchup_endpoint = catchup_endpoint
-        self._curve = curve_server_public
+        self._curve = curve_keys(curve_server_public) if isinstance(curve_server_public, str) else curve_server_public
         self._timeout_s = timeout_s
         self._note = on_note
         self._on_reset = on_reset
@@ -166,7 +195,7 @@ class EventStream:
         self._sub = self._ctx.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
-        curve_client(self._sub, curve_server_public)
+        curve_client(self._sub, self._curve)
         try:
             connect(self._sub, endpoint, "publisher")
         except UserError:

@@ -150,7 +150,10 @@ class PublisherConfig(_Section):
     sndhwm: int = Field(10000, ge=1)
     linger_ms: int = Field(1000, ge=0, le=60000)
     journal_sync: Literal["NORMAL", "FULL"] = "NORMAL"  # FULL: survives power loss, slower commits
-    curve_secret_key: str | None = None  # Z85 secret or a zmq certificate file: encrypt + authenticate
+    # CURVE: the path of this daemon's NAME.key_secret (edge-inspector keys new), and the directory of
+    # the client NAME.key files it lets in ("*": any client with a key pair, i.e. no authentication)
+    curve_secret_key: str | None = None
+    curve_allowed_clients: str | None = None
 
     @field_validator("endpoint", "catchup_endpoint")
     @classmethod
@@ -288,12 +291,28 @@ def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Confi
         cfg.health.token_file = _resolve(base, cfg.health.token_file)
     if cfg.snapshots.dir is not None:
         cfg.snapshots.dir = _resolve(base, cfg.snapshots.dir)
+    for key in ("curve_secret_key", "curve_allowed_clients"):  # key files, relative to the config file
+        value = getattr(pub, key)
+        if value and value != "*" and not (key == "curve_secret_key" and _looks_like_z85_key(value)):
+            setattr(pub, key, str(_resolve(base, Path(value))))
     if cfg.mqtt is not None:
         for key in ("password_file", "ca_file", "cert_file", "key_file"):
             value = getattr(cfg.mqtt, key)
             if value is not None:
                 setattr(cfg.mqtt, key, _resolve(base, value))
     return cfg
+
+
+def _looks_like_z85_key(value: str) -> bool:
+    """A key pasted into the config instead of a path: left as is, so the check can name it."""
+    from zmq.utils import z85
+
+    if len(value) != 40 or Path(value).exists():
+        return False
+    try:
+        return len(z85.decode(value.encode("ascii"))) == 32
+    except (ValueError, KeyError, UnicodeEncodeError):
+        return False
 
 
 def load_config(path: Path | None = None) -> Config:

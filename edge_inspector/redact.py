@@ -70,11 +70,16 @@ def redact_config(data: Any) -> Any:
 
 
 def _is_inline_secret(key: str, value: str) -> bool:
-    """A key named like a secret whose value is not a file path (an inline key or password)."""
+    """A key named like a secret whose value is not an existing file (an inline key or password).
+
+    Z85 keys may start with '/' or '.', so only a path that exists counts as a path.
+    """
+    import os
+
     lowered = key.lower()
     if not any(word in lowered for word in ("secret", "password", "token")):
         return False
-    return not value.startswith(("/", "~", "."))
+    return not os.path.isfile(os.path.expanduser(value))
 
 
 class RedactingFilter(logging.Filter):

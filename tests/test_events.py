@@ -298,30 +298,6 @@ def test_bind_conflict_names_endpoint(tmp_path: Path) -> None:
     assert bad and "'localhost:5556'" in bad
 
 
-@pytest.mark.parametrize("as_file", [False, True])
-def test_curve_encrypted_stream(tmp_path: Path, ctx: zmq.Context, as_file: bool) -> None:
-    from zmq.auth import create_certificates, load_certificate
-
-    _, secret_file = create_certificates(str(tmp_path), "server")
-    server_public, server_secret = load_certificate(secret_file)
-    key = secret_file if as_file else server_secret.decode()
-    bus = make_bus(tmp_path, curve_server_secret=key)
-    assert bus.curve_public_key == server_public.decode()
-    sub = ctx.socket(zmq.SUB)
-    sub.curve_serverkey = server_public
-    sub.curve_publickey, sub.curve_secretkey = zmq.curve_keypair()
-    sub.connect(bus.endpoint)
-    sub.subscribe(b"defect.")
-    try:
-        deadline = time.monotonic() + 5
-        while not sub.poll(50) and time.monotonic() < deadline:
-            bus.publish_verdict(visual())
-        assert recv(sub)[0] == "defect.visual.cam0"
-    finally:
-        bus.close()
-        bus.journal.close()
-
-
 # ---------------------------------------------------------------- tail
 def _run_tail_against(
     bus: EventBus, stop: threading.Event, hidden_every: int = 0, **kw

@@ -14,12 +14,12 @@ from typing import Any, Callable, Iterable
 
 import zmq
 
-from edge_inspector.events.catchup import (  # noqa: F401  (re-exported: the protocol's constants)
+from edge_inspector.events.catchup import CatchupServer
+from edge_inspector.events.catchup_protocol import (  # noqa: F401  (re-exported: the protocol's constants)
     CATCHUP_BATCH,
     CATCHUP_DEFAULT_LIMIT,
     CATCHUP_MAX_LIMIT,
-    CatchupServer,
-    parse_catchup_request,
+    parse_request,
 )
 from edge_inspector.events.dispatcher import Dispatcher
 from edge_inspector.events.journal import Journal
@@ -28,8 +28,8 @@ from edge_inspector.events.sink import Sink
 from edge_inspector.events.zmq_security import (  # noqa: F401  (re-exported)
     ServerSecurity,
     check_endpoint_bindable,
-    load_curve_secret,
 )
+from edge_inspector.supervision import ThreadHealth
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +51,33 @@ class EventBus(Dispatcher):
         linger_ms: int = 1000,
         heartbeat_s: float = 1.0,
         counters: Callable[[], dict[str, Any]] | None = None,
-        curve_server_secret: str | None = None,
+        curve_secret_key: str | None = None,
         max_queued: int = 10000,
         sinks: Iterable[Sink] = (),
+        curve_allowed_clients: str | None = None,
+        health: ThreadHealth | None = None,
     ) -> None:
         self._ctx = zmq.Context()
         made: list[ZmqPublisher | CatchupServer] = []
         try:
-            self.security = ServerSecurity(self._ctx, curve_server_secret)
+            self.security = ServerSecurity(self._ctx, curve_secret_key, curve_allowed_clients)
             publisher = ZmqPublisher(self.security, endpoint, sndhwm, linger_ms, max_queued)
             made.append(publisher)
-            catchup = CatchupServer(self.security, catchup_endpoint, journal) if catchup_endpoint else None
+            catchup = CatchupServer(self.security, catchup_endpoint, journal, health) if catchup_endpoint else None
             if catchup is not None:
                 made.append(catchup)
         except BaseException:
             for sink in made:
                 sink.close_unstarted()
+            if getattr(self, "security", None) is not None:
+                self.security.close()
             self._ctx.term()
             raise
         self.endpoint = publisher.endpoint
         self.catchup_endpoint: str | None = catchup.endpoint if catchup else None
         #: Z85 public key subscribers pass as ``curve_serverkey`` (None without CURVE).
         self.curve_public_key = self.security.public_key
-        super().__init__(journal, [*made, *sinks], heartbeat_s, counters)
+        super().__init__(journal, [*made, *sinks], heartbeat_s, counters, health)
 
     def _release(self, deadline: float) -> None:
         # term() waits for the PUB linger (bounded by linger_ms); run it aside so close() is bounded.

@@ -3,16 +3,21 @@
 Each ZeroMQ sink (the PUB publisher, the catch-up ROUTER, any future socket) binds through
 :func:`bind` and is secured by one :class:`ServerSecurity` object built once per daemon, so an
 authentication policy (a ZAP authenticator with an allow-list of client keys) is added in one
-place and applies to all of them alike.
+place and applies to all of them alike (key files: :mod:`edge_inspector.events.curve`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from edge_inspector.errors import UserError
+from edge_inspector.events.curve import ALLOW_ANY, allowed_client_keys, load_secret_key
+
+log = logging.getLogger(__name__)
 
 _ENDPOINT_HINT = "expected tcp://host:port, ipc:///path or inproc://name"
 
@@ -42,43 +47,74 @@ def check_endpoint_bindable(endpoint: str) -> str | None:
         ctx.term()
 
 
-def load_curve_secret(value: str) -> tuple[bytes, bytes]:
-    """(public, secret) Z85 keys from a 40-character Z85 secret or a ZeroMQ certificate file."""
-    if len(value) == 40 and not Path(value).exists():
-        secret = value.encode("ascii")
-        try:
-            return zmq.curve_public(secret), secret
-        except (zmq.ZMQError, ValueError) as err:
-            raise UserError(f"curve_server_secret: not a valid Z85 secret key ({err})") from None
-    from zmq.auth import load_certificate
-
-    try:
-        public, secret = load_certificate(value)
-    except (OSError, ValueError) as err:
-        raise UserError(f"curve_server_secret: cannot read key file {value} ({err})") from None
-    if not secret:
-        raise UserError(f"curve_server_secret: key file {value} holds no secret key")
-    return public, secret
-
-
 class ServerSecurity:
-    """How every server socket of one daemon is secured (today: CURVE encryption, or none).
+    """How every server socket of one daemon is secured: CURVE with an allow-list, or nothing.
 
     One instance per daemon, shared by all ZeroMQ sinks; :meth:`apply` is called on each socket
-    before it binds.  Client authentication (a ZAP handler on ``ctx``) belongs here too, so it
-    covers every socket at once.
+    before it binds.  With a secret key, a ZAP authenticator (pyzmq's ``ThreadAuthenticator``) on
+    the daemon's context checks every connecting client's public key against the ``*.key`` files
+    of ``allowed_clients`` (or lets any key pair in with ``"*"``): the PUB, the catch-up ROUTER and
+    any future socket alike.  :meth:`reload` re-reads the directory (the daemon does on SIGHUP).
     """
 
-    def __init__(self, ctx: zmq.Context, curve_server_secret: str | None = None) -> None:
+    ZAP_DOMAIN = b"edge-inspector"
+
+    def __init__(self, ctx: zmq.Context, secret_key: str | None = None, allowed_clients: str | None = None) -> None:
         self.ctx = ctx
-        self._keys = load_curve_secret(curve_server_secret) if curve_server_secret else None
+        self._keys = load_secret_key(secret_key, "publisher.curve_secret_key") if secret_key else None
         #: Z85 public key subscribers pass as ``curve_serverkey`` (None without CURVE).
         self.public_key: str | None = self._keys[0].decode("ascii") if self._keys else None
+        self.allowed_clients = allowed_clients
+        self.auth: ThreadAuthenticator | None = None
+        self.allowed: dict[str, bytes] = {}
+        if self._keys is None:
+            return
+        if not allowed_clients:
+            raise UserError('publisher.curve_allowed_clients: needed with curve_secret_key: a directory of the '
+                            'client NAME.key files allowed to connect, or "*" for any client (no authentication)')
+        if allowed_clients != ALLOW_ANY:
+            self.allowed = allowed_client_keys(allowed_clients, "publisher.curve_allowed_clients")
+        self.auth = ThreadAuthenticator(ctx, log=logging.getLogger("edge_inspector.zap"))
+        self.auth.start()
+        self._configure()
+
+    def _configure(self) -> None:
+        assert self.auth is not None
+        if self.allowed_clients == ALLOW_ANY:
+            self.auth.configure_curve(domain=self.ZAP_DOMAIN.decode(), location=zmq.auth.CURVE_ALLOW_ANY)
+            log.warning("CURVE: any client with a key pair is let in (curve_allowed_clients = \"*\"): "
+                        "events are encrypted, clients are not authenticated")
+        else:
+            # the authenticator's table is replaced in one assignment: requests in flight see the
+            # old list or the new one, never a half-loaded one
+            self.auth.certs[self.ZAP_DOMAIN.decode()] = {key: True for key in self.allowed.values()}
+            self.auth.allow_any = False
+            log.info("CURVE: %d client key(s) allowed from %s", len(self.allowed), self.allowed_clients)
+
+    def reload(self) -> None:
+        """Re-read the allow-list directory; a broken one keeps the current list (logged)."""
+        if self.auth is None or self.allowed_clients in (None, ALLOW_ANY):
+            return
+        try:
+            self.allowed = allowed_client_keys(self.allowed_clients, "publisher.curve_allowed_clients")
+        except UserError as err:
+            log.error("CURVE allow-list not reloaded, the previous one stays: %s", err)
+            return
+        self._configure()
+
+    @property
+    def alive(self) -> bool:
+        """The authenticator thread runs (True without CURVE)."""
+        return self.auth is None or (self.auth.thread is not None and self.auth.thread.is_alive())
 
     def apply(self, sock: zmq.Socket) -> None:
         if self._keys is not None:
             sock.curve_server = True
             sock.curve_publickey, sock.curve_secretkey = self._keys
+            sock.zap_domain = self.ZAP_DOMAIN
 
     def close(self) -> None:
-        """Release what the policy holds (nothing yet; an authenticator thread later)."""
+        """Stop the authenticator thread."""
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edge_inspector.client import EventStream
+from edge_inspector.client import CurveKeys, EventStream
 from edge_inspector.errors import UserError
 from edge_inspector.logger.writers import open_writer
 
@@ -26,7 +26,7 @@ def run_log(
     max_bytes: int = 100 * 2**20,
     keep: int = 10,
     count: int | None = None,
-    curve_server_public: str | None = None,
+    curve_server_public: CurveKeys | str | None = None,
 ) -> int:
     """Log until Ctrl-C / SIGTERM (exit 0), or until ``count`` events were written."""
     if not catchup_endpoint:
