@@ -67,6 +67,7 @@ class Service:
         self.on_event = on_event  # observers: replay progress, evaluation, benchmarks
         self.on_verdict = on_verdict
         self.stop_requested = threading.Event()
+        self._reload_requested = threading.Event()
         self.started_mono = time.monotonic()
         self.sources: dict[str, SourceView] = {}
         self.visual = None
@@ -97,8 +98,10 @@ class Service:
                 linger_ms=cfg.publisher.linger_ms,
                 heartbeat_s=cfg.publisher.heartbeat_s,
                 counters=self.counters,
-                curve_server_secret=cfg.publisher.curve_secret_key,
+                curve_secret_key=cfg.publisher.curve_secret_key,
+                curve_allowed_clients=cfg.publisher.curve_allowed_clients,
                 sinks=sinks,
+                health=self.threads,
             )
         except BaseException:
             stop_sinks(sinks)
@@ -270,6 +273,9 @@ class Service:
                 last_ping = now
             for view in self.sources.values():
                 view.thread.check_stall(now)
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.bus.security.reload()
             if tick:
                 tick()
             if self.finished() or self.broken():
@@ -291,6 +297,9 @@ class Service:
                     self.threads.mark_fatal(inspector.name, describe(inspector.error))
                 return f"{inspector.name}: {describe(inspector.error)}"
         if self.threads.fatal is not None:
+            return self.threads.fatal
+        if check_bus and not self.bus.security.alive:  # clients could no longer be let in
+            self.threads.mark_fatal("zap-authenticator", "the CURVE authenticator thread stopped")
             return self.threads.fatal
         if check_bus and not self.bus.alive:
             failed = self.bus.failed_sinks()
@@ -333,13 +342,21 @@ class Service:
             self.failure = "; ".join(fatal)
         return 1 if self.failure else 0
 
+    def reload(self, *_: object) -> None:
+        """SIGHUP: re-read the CURVE allow-list (the only thing that changes without a restart)."""
+        self._reload_requested.set()
+
     def run(self, tick: Callable[[], None] | None = None) -> int:
+        main = threading.current_thread() is threading.main_thread()  # handlers belong to it
+        hup = signal.signal(signal.SIGHUP, self.reload) if main else None
         with on_stop_signals(self.request_stop):
             try:
                 self.start()
                 self.wait(tick)
             finally:
                 code = self.stop()
+                if hup is not None:
+                    signal.signal(signal.SIGHUP, hup)
         return code
 
     # -- observability ------------------------------------------------------------------------
@@ -399,40 +416,6 @@ class Service:
         return out
 
     def metrics(self) -> MetricSnapshot:
-        rows = self.source_rows()
+        from edge_inspector.service_metrics import metric_snapshot
 
-        def per_source(key: str) -> dict[tuple[tuple[str, str], ...], float]:
-            return {(("source", r["source"]), ("kind", r["kind"])): float(r[key]) for r in rows}
-
-        snap: MetricSnapshot = {
-            "edge_inspector_captured": ("items captured per source", "counter", per_source("captured")),
-            "edge_inspector_inspected": ("items inspected per source", "counter", per_source("inspected")),
-            "edge_inspector_dropped": ("items dropped because the inspector was behind", "counter", per_source("dropped")),
-            "edge_inspector_defects": ("defect verdicts per source", "counter", per_source("defects")),
-            "edge_inspector_reconnects": ("source reconnects", "counter", per_source("reconnects")),
-            "edge_inspector_stale_frames": ("frames dropped because they arrived too late to be fresh", "counter", per_source("stale")),
-            "edge_inspector_stalls": ("times a source delivered nothing for its stall timeout", "counter", per_source("stalls")),
-            "edge_inspector_source_online": ("1 when the source is online", "gauge", {
-                (("source", r["source"]), ("kind", r["kind"])): float(r["state"] == "online") for r in rows}),
-            "edge_inspector_uptime_seconds": ("seconds since start", "gauge", {(): time.monotonic() - self.started_mono}),
-        }
-        failures, restarts = self.threads.snapshot()
-        snap["edge_inspector_thread_failures"] = ("unexpected exceptions per long-lived thread", "counter", {
-            (("thread", name),): float(n) for name, n in failures.items()})
-        snap["edge_inspector_thread_restarts"] = ("restarts per long-lived thread after a failure", "counter", {
-            (("thread", name),): float(n) for name, n in restarts.items()})
-        snap["edge_inspector_failed"] = ("1 when a thread failed for good and the daemon is stopping", "gauge", {
-            (): float(self.broken() is not None)})
-        if self.visual is not None:
-            snap["edge_inspector_visual_batches"] = ("engine calls by batch size", "counter", {
-                (("size", str(k)),): float(n) for k, n in self.visual.stats.batch_sizes.items()})
-        durable = {s.name: s.counters() for s in self.bus.sinks if s.durable}
-        if durable:
-            snap["edge_inspector_sink_connected"] = ("1 while a durable sink (MQTT) is connected", "gauge", {
-                (("sink", n),): float(bool(c["connected"])) for n, c in durable.items()})
-            snap["edge_inspector_sink_backlog"] = ("journalled events a durable sink has not delivered yet", "gauge", {
-                (("sink", n),): float(c["backlog"]) for n, c in durable.items()})
-            snap["edge_inspector_sink_delivered"] = ("events a durable sink's consumer acknowledged", "counter", {
-                (("sink", n),): float(c["delivered"]) for n, c in durable.items()})
-        return snap
-
+        return metric_snapshot(self)

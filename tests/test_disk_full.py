@@ -49,7 +49,7 @@ def test_full_journal_disk_stops_with_one_line_and_keeps_the_journal(tmp_path: P
     script = f"""
 set -e
 mount -t tmpfs -o size=1m tmpfs {disk}
-head -c 700000 /dev/zero > {disk}/filler
+head -c 600000 /dev/zero > {disk}/filler
 set +e
 timeout 90 {py} -m edge_inspector.cli run --config {cfg} > {out}/run.out 2> {out}/run.err
 echo $? > {out}/run.rc
@@ -68,7 +68,7 @@ cp {disk}/journal.sqlite3* {out}/
     con = sqlite3.connect(out / "journal.sqlite3")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     seqs = [r[0] for r in con.execute("SELECT seq FROM events ORDER BY seq")]
-    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= kept > 50  # gap-free, nothing lost
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= kept > 20  # gap-free, nothing lost
     # and check-config says why this station would not run: the disk is full
     assert (out / "check.rc").read_text().strip() == "2"
     assert "publisher.journal: only" in (out / "check.err").read_text() and "MB free" in (out / "check.err").read_text()

@@ -53,6 +53,20 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def fail_once(obj: Any, method: str, exc: Exception) -> list[int]:
+    """Make ``obj.method`` raise ``exc`` on its next call only; the list fills when it fired."""
+    original, fired = getattr(obj, method), []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            fired.append(1)
+            raise exc
+        return original(*args, **kwargs)
+
+    setattr(obj, method, broken)
+    return fired
+
+
 class Running:
     """A Service started in this process, its wait loop in a thread, stopped on close."""
 
@@ -183,3 +197,51 @@ def test_run_supervised_backoff_and_fatal() -> None:
     fatal: list[BaseException] = []
     run_supervised("broken", lambda: 1 / 0, restart=False, health=health, on_fatal=fatal.append)
     assert health.fatal and health.fatal.startswith("broken: ZeroDivisionError") and len(fatal) == 1
+
+
+def test_catchup_server_failure_restarts_it(running: Running) -> None:
+    import zmq
+
+    from edge_inspector.client import fetch_page
+
+    fired = fail_once(running.service.journal, "rows_since", RuntimeError("injected fault in the catch-up server"))
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(TimeoutError):  # the request in hand when it failed is lost
+            fetch_page(ctx, running.service.bus.catchup_endpoint, 0, timeout_s=1.0)
+        pairs, _ = fetch_page(ctx, running.service.bus.catchup_endpoint, 0, timeout_s=5.0)
+    finally:
+        ctx.term()
+    assert fired and len(pairs) > 5
+    _, text = get(running.base + "/metrics")
+    assert metric(text, "edge_inspector_thread_restarts_total", thread="zmq-catchup") == 1
+    assert get(running.base + "/readyz")[0] == 200 and running.close() == 0
+
+
+def test_heartbeat_and_pruning_thread_failure_restarts_it(running: Running) -> None:
+    journal = running.service.journal
+    fired = fail_once(journal, "prune", OSError("injected fault in journal upkeep"))
+    seq = journal.last_seq
+    assert wait_until(lambda: bool(fired), 5)
+    heartbeats_before = journal.rows_since(seq, 10_000, ["heartbeat"])
+    assert wait_until(lambda: len(journal.rows_since(seq, 10_000, ["heartbeat"])) > len(heartbeats_before) + 1, 10)
+    _, text = get(running.base + "/metrics")
+    assert metric(text, "edge_inspector_thread_restarts_total", thread="event-upkeep") == 1
+    assert running.close() == 0
+
+
+def test_publisher_failure_stops_the_daemon_with_exit_1(running: Running) -> None:
+    svc = running.service
+    pub = next(s for s in svc.bus.sinks if s.name == "zmq-pub")
+
+    def boom(*_: Any) -> None:
+        raise RuntimeError("injected fault in the publisher")
+
+    pub._deliver = boom  # type: ignore[method-assign]
+    assert wait_until(lambda: svc.broken() is not None, 10)
+    assert get(running.base + "/readyz")[0] == 503
+    _, text = get(running.base + "/metrics")
+    assert metric(text, "edge_inspector_failed") == 1
+    assert metric(text, "edge_inspector_thread_failures_total", thread="event-bus") == 1
+    running.thread.join(10)
+    assert running.service.stop() == 1 and "zmq-pub" in (running.service.failure or "")

@@ -28,6 +28,7 @@ from edge_inspector.events.schema import (
 )
 from edge_inspector.events.sink import Record, Sink
 from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.supervision import ThreadHealth, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class Dispatcher:
         sinks: Iterable[Sink],
         heartbeat_s: float = 1.0,
         counters: Callable[[], dict[str, Any]] | None = None,
+        health: ThreadHealth | None = None,
     ) -> None:
         self.journal = journal
+        self.health = health
         self.sinks: list[Sink] = list(sinks)
         self._heartbeat_s = heartbeat_s
         self._user_counters = counters
@@ -126,20 +129,21 @@ class Dispatcher:
                 log.error("heartbeat not published: %s", err)
 
     def _run_upkeep(self) -> None:
+        """Heartbeats and pruning; a failure restarts them after a backoff (counted)."""
+        run_supervised("event-upkeep", self._upkeep_loop, restart=True, stop=self._halt, health=self.health)
+
+    def _upkeep_loop(self) -> None:
         hb_on = self._heartbeat_s > 0
         next_hb = time.monotonic() + (self._heartbeat_s if hb_on else 3600.0)
         next_prune = time.monotonic() + PRUNE_INTERVAL_S
-        try:
-            while not self._halt.wait(max(0.0, min(next_hb, next_prune) - time.monotonic())):
-                now = time.monotonic()
-                if hb_on and now >= next_hb:
-                    next_hb = now + self._heartbeat_s
-                    self._heartbeat()
-                if now >= next_prune:
-                    next_prune = now + PRUNE_INTERVAL_S
-                    self.journal.prune(max_batches=1)  # one batch: a producer waits at most ~10 ms
-        except Exception:
-            log.exception("event upkeep thread failed")
+        while not self._halt.wait(max(0.0, min(next_hb, next_prune) - time.monotonic())):
+            now = time.monotonic()
+            if hb_on and now >= next_hb:
+                next_hb = now + self._heartbeat_s
+                self._heartbeat()
+            if now >= next_prune:
+                next_prune = now + PRUNE_INTERVAL_S
+                self.journal.prune(max_batches=1)  # one batch: a producer waits at most ~10 ms
 
     # ------------------------------------------------------------------ shutdown
     def close(self, timeout_s: float = 3.0) -> None:
