@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
