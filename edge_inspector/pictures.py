@@ -21,11 +21,15 @@ OK_BGR = (60, 180, 60)  # green: an ok verdict (preview caption)
 
 
 def fit_width(image: np.ndarray, width: int) -> np.ndarray:
-    """``image`` shrunk to at most ``width`` pixels wide (never enlarged), aspect kept."""
+    """``image`` shrunk to at most ``width`` pixels wide (never enlarged), aspect kept.
+
+    Down to half size bilinear is enough and five times cheaper than area averaging (which a
+    thumbnail needs, or thin scratches alias away)."""
     h, w = image.shape[:2]
     if width <= 0 or w <= width:
         return image
-    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    method = cv2.INTER_LINEAR if width * 2 >= w else cv2.INTER_AREA
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=method)
 
 
 def blend_heatmap(image: np.ndarray, heatmap: np.ndarray) -> np.ndarray:

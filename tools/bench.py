@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import ROOT, first_frame, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
-SCENARIOS = ("engine", "decode", "daemon", "naive", "latency", "scale", "audio", "bus", "mqtt", "outage", "plc")
+SCENARIOS = ("engine", "decode", "daemon", "views", "naive", "latency", "scale", "audio", "bus", "mqtt", "outage", "plc")
 PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqtt/plc extras, no model
 
 # quick / full: seconds per engine batch, decode seconds, clip frames, latency seconds,
@@ -49,10 +49,12 @@ PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqt
 PLANS: dict[str, dict[str, Any]] = {
     "quick": {"engine_s": 1.0, "decode_s": 1.0, "frames": 90, "distinct": 6, "latency_s": 4.0,
               "scale_s": 3.0, "scale_warmup_s": 1.5, "scale_counts": [1, 2, 4], "audio_repeats": 1, "bus_events": 500,
-              "repeats": 1, "pair_engine_s": 0.5, "mqtt_events": 2000, "outage_s": 10.0, "plc_decisions": 100},
+              "repeats": 1, "pair_engine_s": 0.5, "mqtt_events": 2000, "outage_s": 10.0, "plc_decisions": 100,
+              "views_pairs": 2},  # alternating runs without / with snapshots and a preview viewer
     "full": {"engine_s": 4.0, "decode_s": 3.0, "frames": 300, "distinct": 24, "latency_s": 20.0,
              "scale_s": 12.0, "scale_warmup_s": 3.0, "scale_counts": [1, 2, 4], "audio_repeats": 5, "bus_events": 5000,
-             "repeats": 5, "pair_engine_s": 1.5, "mqtt_events": 20000, "outage_s": 60.0, "plc_decisions": 500},
+             "repeats": 5, "pair_engine_s": 1.5, "mqtt_events": 20000, "outage_s": 60.0, "plc_decisions": 500,
+             "views_pairs": 7},
 }
 
 
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              preprocess_cost)
     from bench_plant import mqtt_outage, mqtt_throughput, plc_latency
     from bench_report import evaluate_targets, print_report, write_chart
+    from bench_views import views_cost
     from edge_inspector.errors import UserError
     from edge_inspector.manifest import load_manifest
     from edge_inspector.runtime import available_backends
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 decode_fps = (results.get("decode") or {}).get("fps")
                 results["daemon_replay"] = paired_replays(clips.h264, engines, model_path, args.max_batch, plan["repeats"],
                                                           plan["pair_engine_s"], decode_fps, progress=step)
+            elif name == "views":
+                results["views"] = views_cost(clips.h264, engines, args.max_batch, plan["views_pairs"], progress=step)
             elif name == "naive":
                 results["naive"] = median_run(lambda: naive_loop(clips.h264, model_path, vis.mean, vis.std, vis.input_shape[1:],
                                                                  vis.labels, progress=step), plan["repeats"])

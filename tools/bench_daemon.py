@@ -31,6 +31,7 @@ def _config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: 
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "catchup_endpoint": None,
                       "journal": str(tmp / "journal.sqlite3"), "publish_verdicts": True},
         "health": {"listen": None},
+        "snapshots": {"enabled": False},  # as `replay`; what pictures cost is the views scenario's
     })
 
 

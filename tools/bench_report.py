@@ -98,6 +98,15 @@ def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
     add("broker outage: backlog drained", og.get("drain_s"), 5.0 if og else None,
         f"{og.get('backlog_at_return')} waiting events acknowledged {og.get('drain_s')} s after the broker "
         f"returned (all at the subscriber after {og.get('received_all_s')} s) <= 5 s", ok_if_le=True)
+    v = r.get("views") or {}
+    add("snapshots + open preview cost", v.get("cost"), 0.10 if v else None,
+        f"daemon end to end {v.get('fps_with')} fps with snapshots on and a live.mjpg viewer vs {v.get('fps_without')} "
+        f"without (medians of {v.get('pairs')} alternating pairs; per pair with/without {v.get('runs_ratio')}, "
+        f"their median: cost {v.get('cost_median_of_pairs')}; CPU per frame {v.get('cpu_ms_per_frame_with')} ms with, "
+        f"{v.get('cpu_ms_per_frame_without')} ms without); "
+        f"{v.get('defects_per_run')} of {v.get('verdicts_per_run')} frames defective per run, snapshots written "
+        f"{v.get('snapshots_written')}, dropped {v.get('snapshots_dropped')} (queue full: inspection first), "
+        f"preview frames received {v.get('preview_frames_received')}; cost <= 10 %", ok_if_le=True)
     plc = r.get("plc") or {}
     add("PLC decision to a Modbus client, p99", plc.get("p99_ms"), 5.0 if plc else None,
         f"publish -> RESULT_VALID seen by a polling pymodbus client: p50 {plc.get('p50_ms')} ms, "
@@ -132,6 +141,11 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         d = r["daemon_replay"]
         t.add_row("daemon end to end (replay max)", f"{d['fps']:.1f}",
                   f"{d['verdicts']} verdicts, batches {d['batch_sizes']}{_runs(d)}")
+    if r.get("views"):
+        v = r["views"]
+        t.add_row("  with snapshots + open preview", f"{v['fps_with']:.1f}",
+                  f"without: {v['fps_without']:.1f} (medians of {v['pairs']} alternating pairs); cost {100 * v['cost']:.1f} %; "
+                  f"{v['snapshot_ms_per_defect']} ms per snapshot written")
     if r.get("naive"):
         t.add_row("naive tutorial loop", f"{r['naive']['fps']:.1f}", f"{r['naive']['frames']} frames, batch 1{_runs(r['naive'])}")
     pp = r.get("preprocess_ms_per_frame")

@@ -4,7 +4,7 @@ Inspection must never wait for a picture.  :meth:`SnapshotWriter.reserve` runs i
 delivery path *before* the event is journalled: it queues the verdict's image (or the acoustic
 episode's trace) under a new event id and returns the ``snapshot`` fields the event will carry,
 or None when the queue is full (counted in ``dropped``: the event then carries no snapshot).
-The thread encodes and writes at a lower CPU priority (niceness +10, Linux), so under full load
+The thread encodes and writes at the lowest CPU priority (nice 19, Linux), so under full load
 the scheduler gives the inspector's threads the CPU first and a burst of defects costs dropped
 pictures, not inspected frames.  A client that asks for a picture still being written waits for
 it (:meth:`wait_written`).
@@ -34,7 +34,7 @@ from edge_inspector.supervision import ThreadHealth, lower_priority, run_supervi
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10  # added to the thread's nice value: pictures yield the CPU to inspection
+NICENESS = 19  # added to the thread's nice value (Linux caps it at 19): pictures yield the CPU to inspection
 THUMB_WIDTH = 240
 URL_PREFIX = "/snapshots/"
 PRUNE_EVERY_S = 60.0

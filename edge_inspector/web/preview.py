@@ -24,7 +24,7 @@ from edge_inspector.supervision import ThreadHealth, lower_priority, run_supervi
 
 BOUNDARY = "edge-inspector-frame"
 JPEG_QUALITY = 80
-NICENESS = 10
+NICENESS = 19  # the preview yields the CPU to inspection (see snapshots/writer.py)
 
 
 @dataclass
