@@ -253,8 +253,10 @@ def _check_models_load(cfg: Config, manifest: Any) -> list[str]:
     needed = [(m, "visual") for m in manifest.entries("visual") if cfg.cameras]
     needed += [(m, "acoustic") for m in manifest.entries("acoustic") if cfg.microphones]
     problems = []
-    for model, kind in needed:
-        path = manifest.path_of(model)
+    files = [(manifest.path_of(m), kind) for m, kind in needed]
+    files += [(manifest.directory / q.file, kind) for m, kind in needed for q in getattr(m, "int8", ())
+              if q.target == "onnxruntime"]  # the TensorRT file is checked by build-engines
+    for path, kind in files:
         options = ort.SessionOptions()
         options.log_severity_level = 4  # its own complaint is in the exception
         options.intra_op_num_threads = 1

@@ -76,7 +76,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from edge_inspector.offline import inspect_paths
 
-    return inspect_paths(args.paths, args.engines, args.backend, sys.stdout, overlay_dir=args.overlay)
+    return inspect_paths(args.paths, args.engines, args.backend, sys.stdout, overlay_dir=args.overlay,
+                         precision=args.precision)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", type=Path, default=None, metavar="DIR",
                    help="also write a picture of each decision into DIR (images: heatmap, box and label; "
                         "WAV: spectrogram and score curve)")
+    p.add_argument("--precision", default=None, choices=["int8", "fp16", "fp32"],
+                   help="as runtime.precision (default: the daemon's: int8 on ONNX Runtime, fp16 on TensorRT)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("replay", help="run a recording (or video/WAV files) through the daemon's pipeline")
@@ -215,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device")
     p.add_argument("--engines", type=Path, default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
-    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="fp16",
+                   help="int8: each model's INT8 file for TensorRT where it ships one, else fp16")
     p.add_argument("--max-batch", type=int, default=8)
     p.set_defaults(func=cmd_build_engines)
     return parser

@@ -136,7 +136,8 @@ class RuntimeConfig(_Section):
     max_batch: int = Field(8, ge=1, le=64)
     batch_timeout_ms: float = Field(5.0, ge=0.0, le=1000.0)
     intra_op_threads: int = Field(0, ge=0, le=64)
-    precision: Literal["fp32", "fp16"] = "fp16"  # TensorRT only
+    # int8 | fp16 | fp32; unset: int8 on ONNX Runtime, fp16 on TensorRT (edge_inspector/precision.py)
+    precision: Literal["int8", "fp16", "fp32"] | None = None
 
 
 class PublisherConfig(_Section):

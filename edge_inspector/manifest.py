@@ -21,6 +21,10 @@ One model per modality is a table, several are an array of tables::
 An entry pins input names and shapes, normalisation, labels, decision thresholds and the sha256
 of its ONNX file, so a swapped or corrupted model is refused instead of silently used.  An
 ``anomaly`` entry also records what it learnt from and every re-calibration of its threshold.
+A visual entry may list INT8 versions of its model (``[[visual.int8]]``, one per runtime
+target, written by ``python -m training.visual.quantize`` once they passed its accuracy check);
+each pins its own sha256 and the sha256 of the float model it was made from, so a retrained
+model can never run with the INT8 file of its predecessor.
 
 Writing: training (``python -m training.…``), ``edge-inspector learn`` and ``calibrate`` change
 one entry with :func:`replace_entry` and :func:`write_manifest`, keeping every other entry.
@@ -88,6 +92,22 @@ class Calibration(_Strict):
     rate_after: float  # measured on these items at the new one (out-of-fold scores for `learn`)
 
 
+class QuantizedFile(_Strict):
+    """An INT8 (QDQ) version of a model for one runtime target.
+
+    Two targets because the two runtimes want different INT8 graphs: ONNX Runtime's CPU kernels
+    are fastest with unsigned asymmetric activations and the first convolution left in float,
+    while TensorRT's explicit quantization accepts only signed symmetric INT8.
+    """
+
+    target: Literal["onnxruntime", "tensorrt"]
+    file: str
+    sha256: str
+    source_sha256: str  # the float model (the entry's ``sha256``) it was quantized from
+    scheme: str  # how, for people: activation/weight types, what stayed in float
+    calibration: str  # what it was calibrated on, for people
+
+
 class VisualModel(ImageInput):
     """The vision CNN: image in, class probabilities and a coarse defect heatmap out."""
 
@@ -101,6 +121,7 @@ class VisualModel(ImageInput):
     threshold: float = Field(ge=0.0, le=1.0)  # defect if 1 - p(ok) >= threshold
     heatmap_threshold: float = Field(0.5, ge=0.0, le=1.0)
     calibrations: tuple[Calibration, ...] = ()  # threshold re-set on the line (edge-inspector calibrate)
+    int8: tuple[QuantizedFile, ...] = ()  # verified INT8 versions, one per runtime target
 
 
 class AnomalyDecision(_Strict):
@@ -130,6 +151,7 @@ class VisualAnomalyModel(ImageInput, AnomalyDecision):
     output_score: str = "score"  # [N] raw image score
     output_map: str = "anomaly_map"  # [N, 1, h, w] raw score per cell (the box comes from it)
     map_threshold: float  # raw cell score at which a cell counts as part of the defect's box
+    int8: tuple[QuantizedFile, ...] = ()  # verified INT8 versions, one per runtime target
 
 
 class AcousticModel(_Strict):
@@ -208,6 +230,14 @@ class Manifest(_Strict):
                     raise ValueError(f"{modality}: model name {entry.name!r} is used twice")
                 names.add(entry.name)
         visual = self.entries("visual")
+        for entry in visual:
+            targets = [q.target for q in entry.int8]
+            if len(set(targets)) != len(targets):
+                raise ValueError(f"visual: {entry.name!r} lists more than one INT8 file per target ({', '.join(targets)})")
+            stale = [q.file for q in entry.int8 if q.source_sha256 != entry.sha256]
+            if stale:
+                raise ValueError(f"visual: {entry.name!r}: INT8 file(s) {', '.join(stale)} were made from another "
+                                 "model; re-run python -m training.visual.quantize")
         for entry in visual[1:]:
             if not entry.same_contract(visual[0]):  # type: ignore[union-attr]
                 raise ValueError(f"visual: {entry.name!r} and {visual[0].name!r} need the same input_shape, "
@@ -268,12 +298,14 @@ def load_manifest(engines_dir: Path, verify: bool = True) -> Manifest:
         for modality in MODALITIES:
             for model in manifest.entries(modality):
                 verify_file(manifest, model, path)
+                for variant in getattr(model, "int8", ()):
+                    verify_file(manifest, variant, path)
     return manifest
 
 
-def verify_file(manifest: Manifest, model: ModelEntry, where: Path | None = None) -> None:
+def verify_file(manifest: Manifest, model: ModelEntry | QuantizedFile, where: Path | None = None) -> None:
     """Refuse a missing model file or one whose sha256 is not the manifest's."""
-    file = manifest.path_of(model)
+    file = manifest.directory / model.file
     if not file.is_file():
         raise UserError(f"{where or manifest.directory / MANIFEST_NAME}: model file missing: {file}")
     actual = sha256_of(file)
@@ -297,8 +329,9 @@ def manifest_data(manifest: Manifest) -> dict[str, Any]:
         entries = []
         for model in manifest.entries(modality):
             fields = model.model_dump(mode="json")
-            if not fields.get("calibrations"):
-                fields.pop("calibrations", None)
+            for optional in ("calibrations", "int8"):
+                if not fields.get(optional):
+                    fields.pop(optional, None)
             first = {k: fields.pop(k) for k in ("kind", "name", "file", "sha256")}
             entries.append({**first, **fields})
         if entries:

@@ -27,15 +27,16 @@ AUDIO_SUFFIXES = {".wav", ".wave"}
 class _Models:
     """Opens each modality's models on first use only: inspecting WAV files never loads the CNN."""
 
-    def __init__(self, manifest: Manifest, backend: str) -> None:
+    def __init__(self, manifest: Manifest, backend: str, precision: str | None = None) -> None:
         self.manifest = manifest
         self.open_engine = engine_opener(backend)
+        self.precision = precision
         self._visual: Any = None
         self._acoustic: Any = None
 
     def visual(self) -> Any:
         if self._visual is None:
-            self._visual = open_visual(self.manifest, self.open_engine, max_batch=1)
+            self._visual = open_visual(self.manifest, self.open_engine, max_batch=1, precision=self.precision)
         return self._visual
 
     def acoustic(self) -> Any:
@@ -120,9 +121,11 @@ def inspect_one(path: Path, models: _Models, overlays: _Overlays | None = None) 
 
 
 def inspect_paths(paths: Sequence[Path], engines_dir: Path, backend: str, out: TextIO = sys.stdout,
-                  overlay_dir: Path | None = None) -> int:
-    """Inspect every path; returns 0 if all succeeded, 1 if any input failed."""
-    models = _Models(load_manifest(engines_dir), backend)
+                  overlay_dir: Path | None = None, precision: str | None = None) -> int:
+    """Inspect every path; returns 0 if all succeeded, 1 if any input failed.
+
+    ``precision`` as ``runtime.precision`` (None: the backend's default, as the daemon runs)."""
+    models = _Models(load_manifest(engines_dir), backend, precision)
     overlays = _Overlays(overlay_dir) if overlay_dir is not None else None
     failed = 0
     for path in paths:

@@ -29,7 +29,7 @@ from edge_inspector.health import (
 )
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
-from edge_inspector.runtime import choose_backend, create_engine
+from edge_inspector.runtime import choose_backend
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 from edge_inspector.stop_signals import on_stop_signals
@@ -79,7 +79,7 @@ class Service:
         self.views = Views(cfg, self.threads)  # snapshots, live preview, the status page's events
         self._engines: list[Any] = []
         self._backend: str | None = None  # chosen once, for every model
-        self._model_backends: dict[str, str] = {}  # model file name -> backend running it
+        self._model_files: list[Any] = []  # the ModelFile each engine runs (which file, which precision)
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
         self.journal = Journal(
@@ -118,20 +118,20 @@ class Service:
             raise
 
     # -- construction ----------------------------------------------------------------------
-    def _engine(self, model_file: Any, max_batch: int) -> Any:
+    def _opener(self) -> Any:
+        """An engine opener for the configured backend; the service closes what it opens."""
+        from edge_inspector.inspectors.factory import engine_opener
+
         rt = self.cfg.runtime
         if self._backend is None:
             self._backend, why = choose_backend(rt.backend)
             if rt.backend == "auto":
                 log.info("runtime.backend = auto: using %s (%s)", self._backend, why)
         backend = self._backend
-        options: dict[str, Any] = (
-            {"precision": rt.precision} if backend == "tensorrt" else {"intra_op_threads": rt.intra_op_threads}
-        )
-        engine = create_engine(model_file, backend, max_batch=max_batch, **options)
-        self._engines.append(engine)
-        self._model_backends[Path(model_file).name] = backend
-        return engine
+        opener = engine_opener(backend, **({} if backend == "tensorrt" else {"intra_op_threads": rt.intra_op_threads}))
+        opener.opened = self._engines
+        opener.files = self._model_files
+        return opener
 
     def _build_visual(self) -> None:
         from edge_inspector.inspectors.factory import open_visual
@@ -142,7 +142,11 @@ class Service:
         cameras = self.cfg.cameras
         if not cameras:
             return
-        runner = open_visual(self.manifest, self._engine, self.cfg.runtime.max_batch)
+        runner = open_visual(self.manifest, self._opener(), self.cfg.runtime.max_batch, precision=self.cfg.runtime.precision)
+        log.info("visual models: %s", runner.describe())
+        for m in runner.models:
+            if m.file is not None and m.file.note:
+                log.info("runtime.precision: %s", m.file.note)
         wakeup = threading.Condition()
         queues = {}
         for cam in cameras:
@@ -174,7 +178,7 @@ class Service:
         from edge_inspector.inspectors.factory import open_acoustic
         from edge_inspector.sources.microphone import open_microphone
 
-        engine, model = open_acoustic(self.manifest, self._engine)
+        engine, model = open_acoustic(self.manifest, self._opener(), precision=self.cfg.runtime.precision)
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:
@@ -398,9 +402,12 @@ class Service:
         return rows
 
     def model_info(self) -> list[dict[str, str]]:
-        """Each model running: ``model`` (visual, visual.anomaly, acoustic…), name, sha256, backend."""
-        return [{"model": key, "name": m["name"], "sha256": m["sha256"][:12], "backend": self._model_backends[m["file"]]}
-                for key, m in self.manifest.summary().items() if m["file"] in self._model_backends]
+        """Each model running: ``model`` (visual, visual.anomaly, acoustic…), name, the file that runs
+        (the INT8 one at ``precision = "int8"``), its sha256, backend and precision."""
+        running = {f.entry_file: f for f in self._model_files}
+        return [{"model": key, "name": m["name"], "file": running[m["file"]].path.name,
+                 "sha256": running[m["file"]].sha256[:12], "backend": self._backend, "precision": running[m["file"]].precision}
+                for key, m in self.manifest.summary().items() if m["file"] in running]
 
     def counters(self) -> dict[str, Any]:
         """Compact counters carried by every heartbeat event."""

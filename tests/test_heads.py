@@ -67,8 +67,8 @@ def test_two_visual_models_in_one_directory_round_trip(tmp_path: Path) -> None:
 
 
 def test_replacing_one_model_keeps_the_others(tmp_path: Path) -> None:
-    for name in ("manifest.toml", "visual_cnn.onnx", "acoustic_gru.onnx"):
-        shutil.copy(ROOT / "engines" / name, tmp_path / name)
+    for path in [ROOT / "engines" / "manifest.toml", *(ROOT / "engines").glob("*.onnx")]:
+        shutil.copy(path, tmp_path / path.name)
     shipped = load_manifest(tmp_path)
     learnt = replace_entry(shipped, "visual", Manifest(visual=[anomaly_entry()]).anomaly("visual"))
     write_manifest(learnt)

@@ -3,8 +3,10 @@
 The daemon (:mod:`edge_inspector.service`), ``inspect`` (:mod:`edge_inspector.offline`),
 ``replay`` (through the service), the benchmark and the training package's evaluations all call
 these, so a frame gets the same models, heads and decision everywhere.  The caller says how to
-open an engine (backend, threads, precision) with an :data:`EngineOpener`; this module says
-which models of the manifest run and with which head (chosen by each entry's ``kind``).
+open an engine (backend, threads) with an :data:`EngineOpener` and which precision it wants;
+this module says which models of the manifest run, from which file
+(:func:`~edge_inspector.precision.model_file`: the INT8 one or the float one) and with which
+head (chosen by each entry's ``kind``).
 
 Visual: every visual model of the directory runs on every frame (:func:`open_visual`).
 Acoustic: :func:`open_acoustic` opens the classifier; an acoustic anomaly model plugs in the
@@ -20,23 +22,45 @@ from typing import Any, Callable, Sequence
 from edge_inspector.errors import UserError
 from edge_inspector.inspectors.heads import head_for
 from edge_inspector.manifest import Manifest
+from edge_inspector.precision import ModelFile, model_file
 from edge_inspector.runtime.base import Engine
 
-#: (ONNX file, max batch) -> an open engine
-EngineOpener = Callable[[Path, int], Engine]
+#: (model file, max batch) -> an open engine; ``backend`` says which file of a model suits it
+EngineOpener = Callable[[ModelFile, int], Engine]
 
 
-def engine_opener(backend: str = "onnxruntime", **options: Any) -> EngineOpener:
-    """An :data:`EngineOpener` for ``backend`` with fixed options (``intra_op_threads``, ``precision``)."""
-    from edge_inspector.runtime import create_engine
+class engine_opener:  # noqa: N801 - used like a function: engine_opener("onnxruntime")
+    """An :data:`EngineOpener` for ``backend`` with fixed options (``intra_op_threads``, ...)."""
 
-    return lambda path, max_batch: create_engine(path, backend, max_batch=max_batch, **options)
+    def __init__(self, backend: str = "onnxruntime", **options: Any) -> None:
+        from edge_inspector.runtime import available_backends
+
+        self.backend = available_backends()[0] if backend == "auto" else backend
+        self.options = options
+        self.opened: list[Engine] = []  # every engine it opened, for whoever closes them
+        self.files: list[ModelFile] = []  # and the file each runs, for whoever reports them
+
+    def __call__(self, file: ModelFile, max_batch: int) -> Engine:
+        from edge_inspector.runtime import create_engine
+
+        options = dict(self.options)
+        if self.backend == "tensorrt":
+            options["precision"] = file.precision
+        engine = create_engine(file.path, self.backend, max_batch=max_batch, **options)
+        self.opened.append(engine)
+        self.files.append(file)
+        return engine
+
+
+def _backend_of(open_engine: EngineOpener) -> str:
+    return getattr(open_engine, "backend", "onnxruntime")
 
 
 def open_visual(manifest: Manifest, open_engine: EngineOpener, max_batch: int,
-                kinds: Sequence[str] | None = None) -> Any:
+                kinds: Sequence[str] | None = None, precision: str | None = "fp32") -> Any:
     """A :class:`~edge_inspector.inspectors.visual_model.VisualModelRunner` over the directory's
-    visual models (only ``kinds`` when given, e.g. ``("classifier",)`` for its own model card)."""
+    visual models (only ``kinds`` when given, e.g. ``("classifier",)`` for its own model card),
+    each from its file for ``precision`` (None: the backend's default, as the daemon runs)."""
     from edge_inspector.inspectors.visual_model import LoadedModel, VisualModelRunner
 
     entries = [e for e in manifest.entries("visual") if kinds is None or e.kind in kinds]
@@ -46,7 +70,8 @@ def open_visual(manifest: Manifest, open_engine: EngineOpener, max_batch: int,
     models = []
     try:
         for entry in entries:
-            models.append(LoadedModel(entry, head_for(entry), open_engine(manifest.path_of(entry), max_batch)))
+            file = model_file(manifest.directory, entry, precision, _backend_of(open_engine))
+            models.append(LoadedModel(entry, head_for(entry), open_engine(file, max_batch), file))
         return VisualModelRunner(models)
     except BaseException:
         for m in models:
@@ -54,9 +79,13 @@ def open_visual(manifest: Manifest, open_engine: EngineOpener, max_batch: int,
         raise
 
 
-def open_acoustic(manifest: Manifest, open_engine: EngineOpener, max_batch: int = 1) -> tuple[Engine, Any]:
-    """The acoustic classifier's engine and manifest entry (the streaming inspector's inputs)."""
+def open_acoustic(manifest: Manifest, open_engine: EngineOpener, max_batch: int = 1,
+                  precision: str | None = "fp32") -> tuple[Engine, Any]:
+    """The acoustic classifier's engine and manifest entry (the streaming inspector's inputs).
+
+    The GRU has no INT8 file: at ``int8`` it runs in float (fp16 under TensorRT)."""
     model = manifest.classifier("acoustic")
     if model is None:
         raise UserError(f"{manifest.directory / 'manifest.toml'} has no acoustic model")
-    return open_engine(manifest.path_of(model), max_batch), model
+    file = model_file(manifest.directory, model, precision, _backend_of(open_engine))
+    return open_engine(file, max_batch), model

@@ -23,6 +23,7 @@ import numpy as np
 from edge_inspector.errors import InputError, UserError
 from edge_inspector.image_header import size_problem
 from edge_inspector.inspectors.heads import Head, Thresholds, decide
+from edge_inspector.precision import ModelFile
 from edge_inspector.runtime.base import Engine
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,11 +44,20 @@ class VisualResult:
 
 @dataclass
 class LoadedModel:
-    """One model of the runner: its manifest entry, head and engine."""
+    """One model of the runner: its manifest entry, head, engine and the file the engine runs."""
 
     entry: Any
     head: Head
     engine: Engine
+    file: ModelFile | None = None  # None: the entry's own (float) file
+
+    @property
+    def sha256(self) -> str:
+        return self.file.sha256 if self.file is not None else self.entry.sha256
+
+    @property
+    def precision(self) -> str:
+        return self.file.precision if self.file is not None else "fp32"
 
 
 class VisualModelRunner:
@@ -65,14 +75,20 @@ class VisualModelRunner:
         classifier = next((m.entry for m in self.models if m.head.kind == "classifier"), None)
         self.good_label = classifier.labels[0] if classifier is not None else "ok"
         self.name = "+".join(m.entry.name for m in self.models)
-        self.sha256 = (self.models[0].entry.sha256 if len(self.models) == 1 else
-                       hashlib.sha256("+".join(m.entry.sha256 for m in self.models).encode()).hexdigest())
+        # the file that ran: an INT8 verdict names the INT8 file, not the float model it came from
+        self.sha256 = (self.models[0].sha256 if len(self.models) == 1 else
+                       hashlib.sha256("+".join(m.sha256 for m in self.models).encode()).hexdigest())
         self.max_batch = max(1, min(int(m.engine.max_batch) for m in self.models))
         _, self.height, self.width = contract.input_shape
         # (pixel/255 - mean)/std folded into one multiply-subtract per channel
         self._scale = 1.0 / (255.0 * np.asarray(contract.std, np.float32))
         self._offset = np.asarray(contract.mean, np.float32) / np.asarray(contract.std, np.float32)
         self._channels = (2, 1, 0) if contract.color == "RGB" else (0, 1, 2)  # source BGR channel
+
+    def describe(self) -> str:
+        """What runs, for the start-up log: ``visual_cnn int8 (visual_cnn.int8.onnx)``."""
+        return ", ".join(f"{m.entry.name} {m.precision} ({m.file.path.name if m.file else m.entry.file})"
+                         for m in self.models)
 
     @property
     def kinds(self) -> tuple[str, ...]:

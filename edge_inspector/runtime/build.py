@@ -40,7 +40,7 @@ from edge_inspector.runtime.device import (  # noqa: F401 - re-exported for call
 )
 
 PLAN_SCHEMA = "edge-inspector/plan/1"
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("int8", "fp16", "fp32")
 #: min/opt/max of a dynamic axis other than batch (the GRU's time axis T) unless told otherwise
 DEFAULT_EXTRA_RANGE = (1, 50, 400)
 
@@ -242,7 +242,10 @@ def build_plan(
     """Compile ``onnx_path`` with TensorRT's builder and write the plan (atomically) to ``out_path``.
 
     fp16 is enabled only where the GPU has fast fp16 (every Jetson Orin and recent dGPU does);
-    elsewhere the plan is fp32 and a warning says so.
+    elsewhere the plan is fp32 and a warning says so.  ``int8`` is for a QDQ graph (the model's INT8
+    file for TensorRT): explicit quantization, where the Q/DQ nodes say what runs in INT8 and the
+    layers around them may use fp16; TensorRT 10.3 (JetPack 6) still needs the INT8 flag for a Q/DQ
+    graph in a weakly typed network, and no calibrator is involved (implicit calibration is deprecated).
     """
     trt, _device = require_tensorrt()
     if precision not in PRECISIONS:
@@ -258,7 +261,12 @@ def build_plan(
         raise UserError(f"{onnx_path}: TensorRT's ONNX parser rejected the model: {problems}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision == "fp16" and getattr(builder, "platform_has_fast_fp16", True):
+    if precision == "int8":
+        if not any(network.get_layer(i).type == trt.LayerType.QUANTIZE for i in range(network.num_layers)):
+            raise UserError(f"{onnx_path}: int8 needs a QDQ model (python -m training.visual.quantize makes one); "
+                            "this one has no QuantizeLinear node")
+        config.set_flag(trt.BuilderFlag.INT8)
+    if precision in ("fp16", "int8") and getattr(builder, "platform_has_fast_fp16", True):
         config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "fp16":
         console.print(f"[yellow]{Path(onnx_path).name}: this GPU has no fast fp16; building fp32[/yellow]")
@@ -327,39 +335,52 @@ def build_all(
     engines_dir: Path, cache_dir: Path | None = None, precision: str = "fp16", max_batch: int = 8,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
-    """Compile every ``engines_dir/*.onnx`` for this device (``edge-inspector build-engines``).
+    """Compile the models of ``engines_dir`` for this device (``edge-inspector build-engines``).
 
+    With a ``manifest.toml``, each model's file for ``precision`` (:func:`~edge_inspector.precision.model_file`:
+    its INT8 file for TensorRT at ``int8``, else its float file in fp16), exactly the plan the
+    daemon looks for; without one, every ``*.onnx`` in the directory.
     Returns one dict per model: model, onnx, plan, cached, seconds, precision, key, size_mb.
     Raises :class:`UserError` when TensorRT cannot run here, or (after trying every model)
     naming each model that failed, so the command exits non-zero.
     """
     _, device = require_tensorrt()
     engines, cache = Path(engines_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    models = sorted(engines.glob("*.onnx"))
-    if not models:
+    jobs = _build_jobs(engines, precision)
+    if not jobs:
         raise UserError(f"no *.onnx models in {engines} (train them with python -m training.visual.train / tools/train_acoustic.py)")
-    if (engines / "manifest.toml").is_file():
-        load_manifest(engines, verify=True)  # refuse to compile a model the runtime would refuse
+    models = [model for model, _ in jobs]
     console = console or Console(stderr=True)
     console.print(f"TensorRT plans for {device.name} (compute capability {device.compute_capability}), "
                   f"{precision}, batch 1..{max_batch}, cache {cache}")
     results: list[dict[str, Any]] = []
     failures: list[str] = []
-    for model in models:
+    for model, runs in jobs:
         started = time.monotonic()
         parts = None
         try:
-            parts = key_parts_for_device(model, precision, default_profile(model, max_batch))
+            parts = key_parts_for_device(model, runs, default_profile(model, max_batch))
             cached = find_cached_plan(cache, parts) is not None
-            plan = load_or_build(model, cache, precision, None, max_batch, console=console)
+            plan = load_or_build(model, cache, runs, None, max_batch, console=console)
         except UserError as exc:
             failures.append(str(exc))
             console.print(f"[red]{model.name}: failed: {exc}[/red]")
             continue
         results.append({"model": model.name, "onnx": str(model), "plan": str(plan), "cached": cached,
-                        "seconds": round(time.monotonic() - started, 2), "precision": precision,
+                        "seconds": round(time.monotonic() - started, 2), "precision": runs,
                         "key": _key_of(parts)[:20], "size_mb": round(plan.stat().st_size / 1e6, 2)})
         console.print(f"{model.name}: {'cached' if cached else 'built'} {plan} ({results[-1]['seconds']} s)")
     if failures:
         raise UserError(f"{len(failures)} of {len(models)} model(s) failed to build: " + " | ".join(failures))
     return results
+
+
+def _build_jobs(engines: Path, precision: str) -> list[tuple[Path, str]]:
+    """(ONNX file, plan precision) per model to build, as the daemon will open them."""
+    if not (engines / "manifest.toml").is_file():
+        return [(m, "fp16" if precision == "int8" else precision) for m in sorted(engines.glob("*.onnx"))]
+    from edge_inspector.precision import model_file  # noqa: PLC0415
+
+    manifest = load_manifest(engines, verify=True)  # refuse to compile a model the runtime would refuse
+    files = [model_file(engines, e, precision, "tensorrt") for m in ("visual", "acoustic") for e in manifest.entries(m)]
+    return [(f.path, f.precision) for f in files]
