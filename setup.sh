@@ -120,6 +120,16 @@ if [[ " ${modes[*]} " == *" dev "* ]]; then
   fi
 fi
 
+# promtool checks the daemon's /metrics in the tests: the binary only, out of Debian's prometheus
+# package (which would also install and start a Prometheus server).
+if [[ " ${modes[*]} " == *" dev "* ]] && [ ! -x .venv/bin/promtool ]; then
+  if command -v promtool >/dev/null; then
+    ln -sf "$(command -v promtool)" .venv/bin/promtool
+  else
+    step "promtool (the binary alone, from Debian's prometheus package)" env SUDO="$SUDO" tools/fetch_promtool.sh .venv/bin
+  fi
+fi
+
 echo "setup: done in $SECONDS s (.venv ready with extras: ${extras_csv}). Next:"
 if [[ " ${modes[*]} " == *" dev "* ]]; then
   echo "  .venv/bin/python -m pytest -q          # the test suite"

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 MetricSnapshot = dict[str, tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
 
 
-class _SnapshotCollector:
+class SnapshotCollector:
+    """Turns the service's :data:`MetricSnapshot` into Prometheus families at scrape time."""
+
     def __init__(self, snapshot: Callable[[], MetricSnapshot]) -> None:
         self.snapshot = snapshot
 
@@ -49,14 +51,18 @@ class HealthServer:
     def __init__(
         self,
         listen: str,
-        snapshot: Callable[[], MetricSnapshot],
+        metrics: CollectorRegistry | Callable[[], MetricSnapshot],
         alive: Callable[[], bool],
         ready: Callable[[], bool],
         health: ThreadHealth | None = None,
     ) -> None:
+        """``metrics``: the service's registry, or a snapshot function (wrapped in a registry)."""
         host, _, port = listen.rpartition(":")
-        self.registry = CollectorRegistry()
-        self.registry.register(_SnapshotCollector(snapshot))
+        if isinstance(metrics, CollectorRegistry):
+            self.registry = metrics
+        else:
+            self.registry = CollectorRegistry()
+            self.registry.register(SnapshotCollector(metrics))
         registry = self.registry
         try:
             port_number = int(port)

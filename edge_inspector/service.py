@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from edge_inspector import service_metrics
 from edge_inspector.config import Config, uri_scheme
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
@@ -29,6 +30,7 @@ from edge_inspector.health import (
 )
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.manifest import load_manifest
+from edge_inspector.metrics import Metrics
 from edge_inspector.runtime import choose_backend
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
@@ -77,6 +79,7 @@ class Service:
         self.failure: str | None = None
         self.threads = ThreadHealth()  # failures and restarts of every long-lived thread
         self.views = Views(cfg, self.threads)  # snapshots, live preview, the status page's events
+        self.telemetry = Metrics(self.metrics)  # the /metrics registry: histograms + the snapshot below
         self._engines: list[Any] = []
         self._backend: str | None = None  # chosen once, for every model
         self._model_files: list[Any] = []  # the ModelFile each engine runs (which file, which precision)
@@ -200,6 +203,7 @@ class Service:
             engine, model, queues, self._on_verdict, overrides=overrides,
             verdict_every_s=every, on_window=self._on_window,
             trace_s=30.0 if self.views.snapshots is not None else 0.0,  # what a snapshot can show of an episode
+            on_chunk=lambda mic, latency_s, inference_s: self.telemetry.observe(mic, "microphone", latency_s, inference_s),
         )
 
     # -- callbacks from worker threads -------------------------------------------------------
@@ -229,11 +233,16 @@ class Service:
         self.views.published(verdict, published)
         if view is not None:
             final = not verdict.extra.get("ongoing") and not verdict.extra.get("window")
+            latency_s = time.monotonic() - verdict.mono
             with self._lock:
                 view.inspected += 1
                 view.defects += int(verdict.defect and final)
                 view.last_label, view.last_score = verdict.label, verdict.score
-                view.latencies_ms.append((time.monotonic() - verdict.mono) * 1000.0)
+                view.latencies_ms.append(latency_s * 1000.0)
+            if verdict.kind == "visual":  # microphones are observed per chunk (on_chunk)
+                inference_ms = verdict.extra.get("timing_ms", {}).get("inference")
+                self.telemetry.observe(verdict.source, "camera", latency_s,
+                                       None if inference_ms is None else inference_ms / 1000.0)
         if self.on_verdict:
             self.on_verdict(verdict)
         if self.on_event:
@@ -378,28 +387,8 @@ class Service:
         return all(v.thread.counters.state == "online" for v in self.sources.values())
 
     def source_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        now = time.monotonic()
-        with self._lock:
-            for v in self.sources.values():
-                lat = sorted(v.latencies_ms)
-                elapsed = max(1e-6, now - v.started_mono)
-                # a camera counts frames; a microphone seconds of audio (its verdicts come per episode)
-                mic = self.acoustic.mics[v.name] if v.kind == "microphone" and self.acoustic else None
-                inspected = round(mic.audio_s, 1) if mic is not None else v.inspected
-                rows.append({
-                    "source": v.name, "kind": v.kind, "state": v.thread.counters.state,
-                    "captured": v.thread.counters.items, "inspected": inspected,
-                    "rate": inspected / elapsed, "dropped": v.queue.stats.dropped,
-                    "overflows": v.thread.counters.overflows, "defects": v.defects,
-                    "last": f"{v.last_label} {v.last_score:.2f}" if v.last_label else "",
-                    "last_label": v.last_label, "last_score": v.last_score,
-                    "p50_ms": lat[len(lat) // 2] if lat else None,
-                    "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-                    "reconnects": v.thread.counters.reconnects, "error": v.thread.counters.last_error,
-                    "stale": v.thread.counters.stale, "stalls": v.thread.counters.stalls,
-                })
-        return rows
+        """One row per source for the status table, the page and the heartbeat (``service_metrics``)."""
+        return service_metrics.source_rows(self)
 
     def model_info(self) -> list[dict[str, str]]:
         """Each model running: ``model`` (visual, visual.anomaly, acoustic…), name, the file that runs
@@ -411,19 +400,8 @@ class Service:
 
     def counters(self) -> dict[str, Any]:
         """Compact counters carried by every heartbeat event."""
-        out: dict[str, Any] = {"uptime_s": round(time.monotonic() - self.started_mono, 1)}
-        for row in self.source_rows():
-            out[row["source"]] = {k: row[k] for k in ("state", "inspected", "dropped", "defects", "stale")}
-        failures, _restarts = self.threads.snapshot()
-        if failures:
-            out["thread_failures"] = failures
-        if self.visual is not None:
-            out["visual_batches"] = dict(self.visual.stats.batch_sizes)
-        if self.views.snapshots is not None:
-            out["snapshots"] = self.views.snapshots.counters()
-        return out
+        return service_metrics.heartbeat_counters(self)
 
     def metrics(self) -> MetricSnapshot:
-        from edge_inspector.service_metrics import metric_snapshot
-
-        return metric_snapshot(self)
+        """Everything /metrics shows besides the histograms and the process collectors."""
+        return service_metrics.metric_snapshot(self)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +24,8 @@ pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason
 
 
 class Station:
-    def __init__(self, listen: str, token: str, proc: subprocess.Popen[str], shots: Path) -> None:
-        self.token, self.proc, self.shots = token, proc, shots
+    def __init__(self, listen: str, token: str, proc: subprocess.Popen[str], shots: Path, cfg: DaemonConfig) -> None:
+        self.token, self.proc, self.shots, self.cfg = token, proc, shots, cfg
         self.host, _, port = listen.rpartition(":")
         self.port = int(port)
         self.base = f"http://{listen}"
@@ -60,7 +63,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
                        microphones=[{"name": "press", "uri": f"file://{wav}", "loop": True}],
                        extra={"health": {"listen": listen, "token_file": str(tmp / "http.token"), "status_interval_s": 1.0}})
     proc = start_daemon(cfg.path)
-    st = Station(listen, token, proc, tmp)
+    st = Station(listen, token, proc, tmp, cfg)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -208,3 +211,77 @@ def test_a_network_listen_needs_a_token_file(tmp_path: Path) -> None:
     code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "good.token")})
     assert code == 0, err
     assert "Traceback" not in err
+
+
+PROMTOOL = shutil.which("promtool") or (str(Path(sys.executable).parent / "promtool")
+                                        if (Path(sys.executable).parent / "promtool").exists() else None)
+DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
+
+
+def scrape(station: Station) -> tuple[bytes, dict[str, Any]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body, _ = station.get("/metrics", station.bearer())
+    assert status == 200
+    return body, {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def value(family: Any, suffix: str = "", **labels: str) -> float:
+    return sum(s.value for s in family.samples
+               if s.name == family.name + suffix and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+@pytest.mark.slow
+def test_metrics_pass_promtool_and_say_what_an_operator_needs(station: Station, tmp_path: Path) -> None:
+    import zmq
+
+    from edge_inspector.client import fetch_since
+
+    ctx = zmq.Context()
+    try:
+        assert fetch_since(ctx, station.cfg.catchup, 0)  # a subscriber catching up
+    finally:
+        ctx.term()
+    time.sleep(1.5)
+    body, families = scrape(station)
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (setup.sh --dev installs it)")
+    lint = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+
+    latency, inference = families["edge_inspector_latency_seconds"], families["edge_inspector_inference_seconds"]
+    assert latency.type == inference.type == "histogram"
+    for source, kind in (("cam0", "camera"), ("press", "microphone")):
+        assert value(latency, "_count", source=source, kind=kind) > 0, source
+        assert value(inference, "_count", source=source, kind=kind) > 0, source
+    assert value(families["edge_inspector_audio_inspected_seconds"], "_total", source="press") > 1.0
+    inspected = families["edge_inspector_inspected"]
+    assert {s.labels["source"] for s in inspected.samples if s.name.endswith("_total")} == {"cam0"}  # frames only
+    journalled = families["edge_inspector_events_journalled"]
+    for kind in ("defect", "status", "heartbeat"):
+        assert value(journalled, "_total", topic_kind=kind) > 0, kind
+    assert value(families["edge_inspector_events_published"], "_total", topic_kind="defect") > 0
+    assert value(families["edge_inspector_events_caught_up"], "_total") > 0
+    assert value(families["edge_inspector_journal_bytes"]) > 0
+    assert 1 <= value(families["edge_inspector_journal_oldest_seq"]) <= value(families["edge_inspector_journal_newest_seq"])
+    assert value(families["edge_inspector_snapshots_bytes"]) > 0 and value(families["edge_inspector_snapshots_written"], "_total") > 0
+    models = {(s.labels["name"], s.labels["backend"]) for s in families["edge_inspector_model_info"].samples}
+    assert models == {("visual_cnn", "onnxruntime"), ("acoustic_gru", "onnxruntime")}
+    assert all(len(s.labels["sha256"]) == 12 for s in families["edge_inspector_model_info"].samples)
+    assert value(families["process_resident_memory_bytes"]) > 10e6 and "process_cpu_seconds" in families
+
+    # the Grafana dashboard asks only for metrics that exist, in PromQL that parses
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20 and dashboard["__inputs"][0]["pluginId"] == "prometheus"
+    known = set(families) | {f"{n}_total" for n, f in families.items() if f.type == "counter"} \
+        | {f"{n}_bucket" for n, f in families.items() if f.type == "histogram"}
+    known |= {"edge_inspector_sink_connected", "edge_inspector_sink_backlog"}  # with an [mqtt] section only
+    used = set(re.findall(r"\b((?:edge_inspector|process)_[a-z_]+)", " ".join(exprs)))
+    assert used <= known, sorted(used - known)
+    rules = tmp_path / "dashboard.rules.yml"
+    rules.write_text("groups:\n- name: dashboard\n  rules:\n" + "".join(
+        f"  - record: panel:{i}\n    expr: {json.dumps(e.replace('$instance', '.*').replace('$__rate_interval', '1m'))}\n"
+        for i, e in enumerate(exprs)))
+    check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr

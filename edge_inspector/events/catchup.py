@@ -43,7 +43,7 @@ from edge_inspector.events.catchup_protocol import (  # noqa: F401  (re-exported
     parse_request,
 )
 from edge_inspector.events.journal import Journal
-from edge_inspector.events.sink import Record, Sink
+from edge_inspector.events.sink import Record, Sink, topic_kind
 from edge_inspector.events.zmq_security import ServerSecurity, bind
 from edge_inspector.supervision import ThreadHealth, run_supervised
 
@@ -94,6 +94,7 @@ class CatchupServer(Sink):
         self.busy = 0  # requests answered "busy" because MAX_SESSIONS were running
         self.dropped = 0  # sessions of clients that stopped reading
         self.served = 0  # sessions that completed
+        self.events_by_kind: collections.Counter[str] = collections.Counter()  # events sent, per topic kind
 
     def offer(self, record: Record) -> None:
         """Nothing to do: what this sink serves is read from the journal on request."""
@@ -198,6 +199,7 @@ class CatchupServer(Sink):
             if size and size + len(payload) > CATCHUP_BATCH_BYTES:
                 break
             message += [topic.encode("utf-8"), payload]
+            self.events_by_kind[topic_kind(topic)] += 1
             size += len(payload)
             session.cursor = seq
             session.sent += 1

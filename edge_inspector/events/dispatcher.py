@@ -12,6 +12,7 @@ its ``seq`` tells subscribers the newest number) and prunes the journal in small
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -52,6 +53,7 @@ class Dispatcher:
         self._heartbeat_s = heartbeat_s
         self._user_counters = counters
         self._started_mono = time.monotonic()
+        self.journalled: collections.Counter[str] = collections.Counter()  # events per topic kind
         self._order_lock = threading.Lock()  # journal order == every sink's order
         self._stopping = False
         self._closed = False
@@ -84,6 +86,7 @@ class Dispatcher:
             event = build()
             seq, payload = self.journal.append_encoded(topic, event)  # assigns event["seq"], commits
             record = Record(seq, topic, payload)
+            self.journalled[record.kind] += 1
             for sink in self.sinks:
                 sink.offer(record)
         return event

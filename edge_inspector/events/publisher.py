@@ -8,6 +8,7 @@ entries under overload (counted in ``dropped_in_memory``) without losing anythin
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import zmq
@@ -40,11 +41,13 @@ class ZmqPublisher(LiveSink):
             self._pub.close(0)
             raise
         self.published = 0
+        self.published_by_kind: collections.Counter[str] = collections.Counter()
 
     def _deliver(self, batch: list[Record]) -> None:
         for rec in batch:
             self._pub.send_multipart((rec.topic.encode("utf-8"), rec.payload), flags=zmq.NOBLOCK, copy=False)
             self.published += 1
+            self.published_by_kind[rec.kind] += 1
 
     def _finish(self) -> None:
         self._pub.close(linger=self._linger_ms)

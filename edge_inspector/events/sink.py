@@ -35,6 +35,15 @@ class Record:
     topic: str
     payload: bytes
 
+    @property
+    def kind(self) -> str:
+        return topic_kind(self.topic)
+
+
+def topic_kind(topic: str) -> str:
+    """``defect``, ``verdict``, ``status`` or ``heartbeat``: what the metrics count events by."""
+    return topic.split(".", 1)[0]
+
 
 def topic_matches(topic: str, prefixes: tuple[str, ...]) -> bool:
     """ZeroMQ subscription semantics: empty prefix list or "" matches everything."""

@@ -30,7 +30,7 @@ def start_http(service: Any) -> HealthServer:
     from edge_inspector.web.status import status_route
 
     cfg = service.cfg.health
-    server = HealthServer(cfg.listen, service.metrics, service.alive, service.ready, service.threads)
+    server = HealthServer(cfg.listen, service.telemetry.registry, service.alive, service.ready, service.threads)
     if cfg.token_file is not None:
         from edge_inspector.web.access import TokenGuard, read_token
 
