@@ -22,9 +22,11 @@ pytest.importorskip("asyncua")
 CODES = defect_codes(("ok", "scratch", "crack", "spot", "dent"))
 
 
-@pytest.fixture()
-def bridge(tmp_path: Path):
-    cfg = PlcConfig(modbus_listen=f"127.0.0.1:{free_port()}", opcua_endpoint=f"opc.tcp://127.0.0.1:{free_port()}/ei/",
+@pytest.fixture(params=["modbus"])
+def bridge(tmp_path: Path, request: pytest.FixtureRequest):
+    """A bridge serving Modbus, or OPC UA as well (its server takes seconds to start)."""
+    opcua = f"opc.tcp://127.0.0.1:{free_port()}/ei/" if request.param == "opcua" else ""
+    cfg = PlcConfig(modbus_listen=f"127.0.0.1:{free_port()}", opcua_endpoint=opcua,
                     decision_deadline_ms=300, heartbeat_ms=50)
     plc = PlcBridge(cfg, ["cam0", "cam1"], CODES)
     bus = EventBus("tcp://127.0.0.1:*", Journal(tmp_path / "j.db"), None, heartbeat_s=0, sinks=[plc])
@@ -115,6 +117,8 @@ def test_modbus_plc_handshake_deadline_and_fault(bridge) -> None:
     assert plc.counters()["cam0"]["deadline_misses"] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("bridge", ["opcua"], indirect=True)
 def test_opcua_client_reads_and_drives_the_same_decisions(bridge) -> None:
     from asyncua import Client, ua
 
