@@ -108,3 +108,76 @@ def test_under_systemd_log_lines_carry_journald_priorities_and_the_backend_choic
     run = cli("run", "--config", str(cfg.path), env={"JOURNAL_STREAM": "1:2"})
     assert run.returncode == 0 and not any(line.startswith("<") for line in run.stderr.splitlines())
     assert run.stderr.splitlines()[0][:2] == "20"
+
+
+@pytest.mark.slow
+def test_tail_reads_the_daemons_config_hides_heartbeats_and_marks_episodes(tmp_path: Path) -> None:
+    """`tail --config` reaches a daemon bound on every interface with CURVE, using only its config."""
+    import time
+
+    from conftest import free_port, journal_events, start_daemon
+
+    assert cli("keys", "new", "station", "--dir", str(tmp_path)).returncode == 0
+    wav = squeal_wav(tmp_path / "press.wav", 1.0, 4.0, 6.0)
+    pub, catchup = free_port(), free_port()
+    cfg = DaemonConfig(tmp_path, microphones=[{"name": "press", "uri": f"file://{wav}", "loop": True}],
+                       publisher={"endpoint": f"tcp://*:{pub}", "catchup_endpoint": f"tcp://0.0.0.0:{catchup}",
+                                  "curve_secret_key": str(tmp_path / "station.key_secret"), "curve_allowed_clients": "*"})
+    daemon = start_daemon(cfg.path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                t.startswith("defect.acoustic.") and not e["extra"]["ongoing"] for t, e in
+                (journal_events(cfg.journal) if cfg.journal.exists() else [])):
+            assert daemon.poll() is None, daemon.communicate()[1][-2000:]
+            time.sleep(0.3)
+        people = cli("tail", "--config", str(cfg.path), "--since", "0", "--count", "3", timeout=60)
+        with_beats = cli("tail", "--config", str(cfg.path), "--since", "0", "--count", "6", "--heartbeats", timeout=60)
+        only_beats = cli("tail", "--config", str(cfg.path), "--topic", "heartbeat", "--count", "2", "--json", timeout=60)
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=30)
+    assert people.returncode == 0, people.stderr
+    lines = people.stdout.splitlines()
+    assert len(lines) == 3 and not any("heartbeat" in line for line in lines), lines
+    assert "status.press" in lines[0] and "online" in lines[0]
+    episode = lines[1].split("ONGOING episode ")[1].split()[0]
+    assert "defect.acoustic.press" in lines[1] and "so far" in lines[1], lines[1]
+    assert f"closed episode {episode}" in lines[2] and "so far" not in lines[2], lines[2]
+    assert with_beats.returncode == 0 and any(" heartbeat " in line for line in with_beats.stdout.splitlines())
+    beats = [json.loads(line) for line in only_beats.stdout.splitlines()]
+    assert [b["topic"] for b in beats] == ["heartbeat", "heartbeat"], only_beats.stderr
+
+
+def test_every_cli_option_has_help_that_shows_its_default() -> None:
+    import argparse
+
+    from edge_inspector.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = [(name, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    found += parsers(sub, f"{name} {sub_name}")
+        return found
+
+    missing = []
+    for name, parser in parsers(build_parser(), "edge-inspector"):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(f"{label}: no help")
+                continue
+            flag = action.nargs == 0  # store_true: off unless given
+            if action.option_strings and not flag and not action.required:
+                helptext = " ".join(parser._get_formatter()._expand_help(action).split())  # type: ignore[attr-defined]
+                if "default" not in helptext:
+                    missing.append(f"{label}: help does not say its default")
+                elif action.default not in (None, False) and str(action.default) not in helptext:
+                    missing.append(f"{label}: help does not show {action.default!r}")
+        assert "(default: None)" not in text, name
+    assert not missing, missing

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from edge_inspector.client import EventStream, fetch_since  # noqa: F401  (fetch_since: re-exported)
 from edge_inspector.errors import UserError
+from edge_inspector.events.schema import HEARTBEAT_TOPIC
 from edge_inspector.stop_signals import interrupt_on_stop_signals
 
 
@@ -48,8 +49,14 @@ def format_event(topic: str, ev: dict[str, Any]) -> Text:
         parts.append(f"{score:.3f}" if isinstance(score, (int, float)) else "-")
         if ev.get("frame") is not None:
             parts.append(f"frame {ev['frame']}")
+        extra = ev.get("extra") or {}
+        if kind == "acoustic" and topic.startswith("defect.") and "ongoing" in extra:
+            # an episode is announced while it lasts, then closed by a second event with the same id
+            state = "ONGOING" if extra["ongoing"] else "closed"
+            parts.append(f"{state} episode {extra.get('episode', '?')}")
         if ev.get("offset_s") is not None:
-            parts.append(f"t={ev['offset_s']:.2f}s+{ev.get('duration_s') or 0:.2f}s")
+            so_far = " so far" if extra.get("ongoing") else ""
+            parts.append(f"t={ev['offset_s']:.2f}s+{ev.get('duration_s') or 0:.2f}s{so_far}")
         if ev.get("bbox"):
             parts.append("bbox " + ",".join(str(x) for x in ev["bbox"]))
         if ev.get("latency_ms") is not None:
@@ -66,13 +73,17 @@ def run_tail(
     out: TextIO = sys.stdout,
     since: int | None = None,
     curve_server_public: str | None = None,
+    heartbeats: bool = False,
 ) -> int:
     """Print events until Ctrl-C or SIGTERM (exit 0, also as a background job) or until
     ``count`` events were printed.
 
     ``since`` first replays everything journalled after that seq (needs ``catchup_endpoint``),
-    then continues live without duplicates.
+    then continues live without duplicates.  Heartbeats (one a second, for machines) are left
+    out unless ``heartbeats`` or a topic prefix names them (``--topic heartbeat``); they are
+    still received, and their ``seq`` still reveals a lost tail.
     """
+    show_heartbeats = heartbeats or any(t and HEARTBEAT_TOPIC.startswith(t) for t in topics)
     if since is not None and not catchup_endpoint:
         raise UserError("tail: --since needs a catch-up endpoint (--catchup)")
     console = Console(file=out, highlight=False, soft_wrap=True)
@@ -86,6 +97,8 @@ def run_tail(
             endpoint, catchup_endpoint, topics, since=since, curve_server_public=curve_server_public, on_note=note,
         ) as stream:
             for item in stream:
+                if item.topic == HEARTBEAT_TOPIC and not show_heartbeats:
+                    continue
                 if as_json:
                     out.write(json.dumps({"topic": item.topic, **item.event}, separators=(",", ":"),
                                          ensure_ascii=False))
