@@ -29,9 +29,9 @@ from edge_inspector.health import (
     watchdog_interval_s,
 )
 from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.inspectors.engines import DaemonEngines
 from edge_inspector.manifest import load_manifest
 from edge_inspector.metrics import Metrics
-from edge_inspector.runtime import choose_backend
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
 from edge_inspector.stop_signals import on_stop_signals
@@ -74,17 +74,16 @@ class Service:
         self.started_mono = time.monotonic()
         self.sources: dict[str, SourceView] = {}
         self.visual = None
+        self.policy: Any = None  # how the visual models run (inspectors/policy.py), once built
         self.acoustic = None
         self.health: HealthServer | None = None
         self.failure: str | None = None
         self.threads = ThreadHealth()  # failures and restarts of every long-lived thread
         self.views = Views(cfg, self.threads)  # snapshots, live preview, the status page's events
         self.telemetry = Metrics(self.metrics)  # the /metrics registry: histograms + the snapshot below
-        self._engines: list[Any] = []
-        self._backend: str | None = None  # chosen once, for every model
-        self._model_files: list[Any] = []  # the ModelFile each engine runs (which file, which precision)
         self._lock = threading.Lock()
         self.manifest = load_manifest(cfg.runtime.engines_dir)
+        self.engines = DaemonEngines(cfg.runtime, self.manifest)
         self.journal = Journal(
             cfg.publisher.journal,
             retention_events=cfg.publisher.retention_events,
@@ -121,23 +120,7 @@ class Service:
             raise
 
     # -- construction ----------------------------------------------------------------------
-    def _opener(self) -> Any:
-        """An engine opener for the configured backend; the service closes what it opens."""
-        from edge_inspector.inspectors.factory import engine_opener
-
-        rt = self.cfg.runtime
-        if self._backend is None:
-            self._backend, why = choose_backend(rt.backend)
-            if rt.backend == "auto":
-                log.info("runtime.backend = auto: using %s (%s)", self._backend, why)
-        backend = self._backend
-        opener = engine_opener(backend, **({} if backend == "tensorrt" else {"intra_op_threads": rt.intra_op_threads}))
-        opener.opened = self._engines
-        opener.files = self._model_files
-        return opener
-
     def _build_visual(self) -> None:
-        from edge_inspector.inspectors.factory import open_visual
         from edge_inspector.inspectors.heads import Thresholds
         from edge_inspector.inspectors.visual import VisualInspector
         from edge_inspector.sources.camera import open_camera
@@ -145,19 +128,19 @@ class Service:
         cameras = self.cfg.cameras
         if not cameras:
             return
-        runner = open_visual(self.manifest, self._opener(), self.cfg.runtime.max_batch, precision=self.cfg.runtime.precision)
-        log.info("visual models: %s", runner.describe())
-        for m in runner.models:
-            if m.file is not None and m.file.note:
-                log.info("runtime.precision: %s", m.file.note)
+        runner = self.engines.visual()
+        self.policy = policy = self.engines.policy
         wakeup = threading.Condition()
         queues = {}
         for cam in cameras:
             live = uri_scheme(cam.uri) != "file"
             # a file camera must be able to decode the next batch while this one is inferred
-            size = cam.queue_size if live else max(cam.queue_size, 2 * self.cfg.runtime.max_batch)
+            size = cam.queue_size if live else max(cam.queue_size, 4 * policy.batch * policy.workers)
             queue: BoundedQueue[Any] = BoundedQueue(size, "drop_oldest" if live else "block", wakeup)
-            thread = open_camera(cam, queue, self._on_status, prepare=lambda image: runner.preprocess([image])[0])
+            # One inference worker: preprocess in the camera threads (in parallel across cameras, beside
+            # the model); several: in the workers, so a single fast camera's thread only decodes.
+            prepare = (lambda image: runner.preprocess([image])[0]) if policy.workers == 1 else None
+            thread = open_camera(cam, queue, self._on_status, prepare=prepare)
             thread.health = self.threads
             queues[cam.name] = queue
             self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
@@ -165,8 +148,9 @@ class Service:
             runner,
             queues,
             self._on_verdict,
-            max_batch=self.cfg.runtime.max_batch,
+            max_batch=policy.batch,
             batch_timeout_ms=self.cfg.runtime.batch_timeout_ms,
+            workers=policy.workers,
             thresholds={c.name: Thresholds(c.threshold, c.anomaly_threshold) for c in cameras},
             # files read as fast as inspected: deterministic merge and full batches;
             # real-time files behave like live cameras (partial batches, bounded latency)
@@ -178,10 +162,9 @@ class Service:
         if not mics:
             return
         from edge_inspector.inspectors.acoustic import AcousticInspector
-        from edge_inspector.inspectors.factory import open_acoustic
         from edge_inspector.sources.microphone import open_microphone
 
-        engine, model = open_acoustic(self.manifest, self._opener(), precision=self.cfg.runtime.precision)
+        engine, model = self.engines.acoustic()
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:
@@ -348,8 +331,7 @@ class Service:
         self.journal.close()
         if self.health:
             self.health.close()
-        for engine in self._engines:
-            engine.close()
+        self.engines.close()
         self.failure = self.failure or self.broken(check_bus=False)  # the bus is closed by now
         fatal = [v.thread.fatal_error for v in self.sources.values() if v.thread.fatal_error]
         if fatal and not self.failure:
@@ -391,12 +373,7 @@ class Service:
         return service_metrics.source_rows(self)
 
     def model_info(self) -> list[dict[str, str]]:
-        """Each model running: ``model`` (visual, visual.anomaly, acoustic…), name, the file that runs
-        (the INT8 one at ``precision = "int8"``), its sha256, backend and precision."""
-        running = {f.entry_file: f for f in self._model_files}
-        return [{"model": key, "name": m["name"], "file": running[m["file"]].path.name,
-                 "sha256": running[m["file"]].sha256[:12], "backend": self._backend, "precision": running[m["file"]].precision}
-                for key, m in self.manifest.summary().items() if m["file"] in running]
+        return self.engines.model_info()
 
     def counters(self) -> dict[str, Any]:
         """Compact counters carried by every heartbeat event."""

@@ -29,7 +29,7 @@ def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
     out = tmp_path / "res" / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--only", "engine,decode,bus", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -38,19 +38,26 @@ def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
         assert key in machine, key
     assert machine["versions"]["onnxruntime"] and machine["versions"]["opencv"]
     assert data["scenarios"] == ["engine", "decode", "bus"]
-    batches = data["engine"]["onnxruntime"]["batches"]
-    assert set(batches) == {"1", str(data["config"]["max_batch"])}
-    for b in batches.values():
-        assert b["fps"] > 0 and b["calls"] >= 5
+    by_precision = data["engine"]["onnxruntime"]
+    assert set(by_precision) == set(data["config"]["precisions"]) and data["default_precision"] in by_precision
+    for precision, e in by_precision.items():
+        assert set(e["batches"]) == {"1", "2", "4", "8"} and e["runs"] == precision
+        for b in e["batches"].values():
+            assert b["fps"] > 0 and b["calls"] >= 5 and b["cpu_ms_per_frame"] > 0
+        assert e["all_cores_fps"] == max(e["all_cores"].values()) and "1x1" in e["all_cores"]
+    if {"int8", "fp32"} <= set(by_precision):
+        assert data["int8_vs_fp32"]["all_cores"] == round(by_precision["int8"]["all_cores_fps"]
+                                                          / by_precision["fp32"]["all_cores_fps"], 3)
     assert data["decode"]["fps"] > 0 and data["decode"]["frames"] >= data["clip"]["frames"]
     from edge_inspector.config import CameraConfig
 
     assert data["decode"]["threads"] == CameraConfig.model_fields["decode_threads"].default  # as the daemon decodes
     assert data["bus"]["received"] == data["bus"]["events"]  # loopback SUB, nothing lost
     statuses = {t["target"]: t["status"] for t in data["targets"]}
-    assert len(statuses) == 8 and set(statuses.values()) == {"SKIP"}  # daemon and plant scenarios not run
+    assert statuses["INT8 model vs FP32 model"] in ("PASS", "FAIL", "SKIP")
+    assert statuses["p99 latency at 30 fps"] == "SKIP"  # daemon and plant scenarios not run
     assert out.with_suffix(".png").stat().st_size > 10_000
-    assert "engine onnxruntime batch 1" in proc.stdout
+    assert "model onnxruntime fp32 batch 1" in proc.stdout
 
 
 def test_unknown_scenario_is_a_one_line_error(tmp_path: Path) -> None:
@@ -61,92 +68,80 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "b.json").exists()
 
 
-def test_targets_pass_and_fail_on_the_measured_numbers() -> None:
-    from bench_report import evaluate_targets
-
-    results = {
-        "engine": {"onnxruntime": {"batches": {"8": {"fps": 200.0}}}},
-        "decode": {"fps": 400.0},
-        "daemon_replay": {"fps": 185.0},
-        "naive": {"fps": 70.0},
+def _speed_results(vs: list[float], naive: float = 70.0, threaded: float = 110.0) -> dict:
+    runs = [200.0, 210.0, 220.0]
+    return {
+        "default_precision": "int8",
+        "engine": {"onnxruntime": {
+            "int8": {"all_cores_fps": 900.0, "batches": {"1": {"fps": 500.0, "cpu_ms_per_frame": 2.0}}},
+            "fp32": {"all_cores_fps": 450.0, "batches": {"1": {"fps": 300.0, "cpu_ms_per_frame": 3.5}}}}},
+        "daemon_replay": {"int8": {"fps": 210.0, "runs_fps": runs, "runs_ceiling_fps": [230.0, 230.0, 240.0],
+                                   "runs_vs_ceiling": vs, "vs_ceiling_median": sorted(vs)[1],
+                                   "policy": {"batch": 1, "workers": 2, "threads": 1}}},
+        "naive": {"fp32": {"fps": naive}},
+        "threaded": {"fp32": {"fps": threaded}, "int8": {"fps": 150.0}},
         "latency": {"capture_to_receive_ms": {"p99": 50.0}, "decode_preprocess_inference_ms": {"p50": 20.0}},
         "scale": {"max_sustained_cameras": 2, "runs": [
             {"cameras": 4, "sustained": False, "inspected_fps_total": 90.0, "dropped": 120,
              "limiting_stage": "inference"}]},
     }
-    got = {t["target"]: t for t in evaluate_targets(results, 8)}
-    assert got["pipeline efficiency"]["status"] == "PASS"  # 185 >= 0.9 * min(200, 400)
-    assert got["pipeline efficiency"]["bound"] == 180.0
-    assert got["daemon vs naive loop"]["status"] == "FAIL"  # 185 < 210
-    assert got["p99 latency at 30 fps"]["status"] == "FAIL"  # 50 > 40
-    assert got["4 cameras 720p30, zero drops"]["status"] == "FAIL"
-    assert "limited by inference" in got["4 cameras 720p30, zero drops"]["detail"]
-    results["daemon_replay"]["fps"] = 150.0
-    results["latency"]["capture_to_receive_ms"]["p99"] = 40.0
-    got = {t["target"]: t for t in evaluate_targets(results, 8)}
-    assert got["pipeline efficiency"]["status"] == "FAIL"
-    assert got["p99 latency at 30 fps"]["status"] == "PASS"
 
 
-def test_cpu_ceiling_counts_every_core_and_every_inference_thread() -> None:
-    from bench_report import cpu_ceiling_fps, evaluate_targets
-
-    results = {
-        "machine": {"cpu_cores_usable": 2},
-        "engine": {"onnxruntime": {"threads": 1, "batches": {"8": {"fps": 250.0, "ms_per_frame": 4.0}}}},
-        "decode": {"fps": 500.0, "ms_per_frame": {"mean": 2.0}},
-        "preprocess_ms_per_frame": {"runner_preprocess": 2.0},
-        "daemon_replay": {"fps": 200.0},
-        "naive": {"fps": 100.0},
-    }
-    assert cpu_ceiling_fps(results, 8) == 250.0  # 2 cores x 1000 / (2 + 2 + 4 ms)
-    naive = {t["target"]: t for t in evaluate_targets(results, 8)}["daemon vs naive loop"]
-    assert naive["status"] == "FAIL" and "tops out at 250 fps = 2.50 x naive" in naive["detail"]
-    results["engine"]["onnxruntime"]["threads"] = 2  # two busy threads per call cost twice the CPU
-    assert cpu_ceiling_fps(results, 8) == 2000.0 / 12.0
-    del results["preprocess_ms_per_frame"]  # not measured: no ceiling claimed
-    assert cpu_ceiling_fps(results, 8) is None
-
-
-def test_paired_efficiency_is_the_median_of_each_run_against_its_own_engine_figure() -> None:
+def test_speed_targets_pass_and_fail_on_the_measured_numbers() -> None:
     from bench_report import evaluate_targets
+    from bench_speed import summarise
 
-    results = {
-        "engine": {"onnxruntime": {"batches": {"8": {"fps": 280.0}}}},  # measured minutes earlier
-        "decode": {"fps": 500.0},
-        "daemon_replay": {"fps": 230.0, "runs_fps": [210.0, 230.0, 240.0], "runs_engine_fps": [230.0, 250.0, 262.0],
-                          "runs_efficiency": [0.913, 0.92, 0.916], "efficiency_median": 0.916,
-                          "efficiency_decode_fps": 500.0},
-    }
-    eff = {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]
-    assert eff["status"] == "PASS" and eff["value"] == 0.916 and eff["bound"] == 0.9  # 230 / 280 alone would fail
-    assert "210/230, 230/250, 240/262" in eff["detail"]
-    results["daemon_replay"].update(runs_efficiency=[0.8, 0.85, 0.95], efficiency_median=0.85)
-    assert {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]["status"] == "FAIL"
-    results["daemon_replay"]["efficiency_decode_fps"] = None  # --only daemon: decode not measured first
-    eff = {t["target"]: t for t in evaluate_targets(results, 8)}["pipeline efficiency"]
-    assert eff["status"] == "SKIP" and "decode not measured" in eff["detail"]
+    results = _speed_results([0.87, 0.913, 0.917])
+    results.update(summarise(results))
+    assert results["ceiling"] == {"int8": 230.0} and results["daemon_vs_ceiling"] == {"int8": 0.913}
+    assert results["int8_vs_fp32"] == {"all_cores": 2.0, "one_thread": 1.667, "one_thread_cpu_batch1": 1.75}
+    assert results["daemon_vs_peers"] == {"naive_fp32": 3.0, "threaded_fp32": 1.909, "threaded_int8": 1.4}
+    got = {t["target"]: t for t in evaluate_targets(results)}
+    ceiling = got["daemon vs all-cores ceiling (int8)"]
+    assert ceiling["status"] == "PASS" and ceiling["value"] == 0.913 and "200/230, 210/230, 220/240" in ceiling["detail"]
+    assert got["INT8 model vs FP32 model"]["status"] == "PASS"  # 2.0 >= 1.8
+    assert got["daemon (int8) vs naive FP32 loop"]["status"] == "PASS"  # 3.0 >= 2.5
+    assert got["daemon (int8) vs threaded two-stage loop"]["status"] == "PASS"  # 1.909 >= 1.5
+    assert "ratio 1.4" in got["daemon (int8) vs threaded two-stage loop"]["detail"]  # the INT8 peer is shown too
+    assert got["p99 latency at 30 fps"]["status"] == "FAIL"  # 50 > 40
+    assert "limited by inference" in got["4 cameras 720p30, zero drops"]["detail"]
+    slow = _speed_results([0.8, 0.85, 0.95], naive=90.0, threaded=150.0)
+    slow.update(summarise(slow))
+    got = {t["target"]: t for t in evaluate_targets(slow)}
+    assert got["daemon vs all-cores ceiling (int8)"]["status"] == "FAIL"  # median 0.85
+    assert got["daemon (int8) vs naive FP32 loop"]["status"] == "FAIL"  # 210 / 90 = 2.33
+    assert got["daemon (int8) vs threaded two-stage loop"]["status"] == "FAIL"  # 1.4
+    assert {t["target"]: t for t in evaluate_targets({})}["INT8 model vs FP32 model"]["status"] == "SKIP"
+
+
+def test_the_ceiling_is_every_core_over_the_cpu_each_frame_needs() -> None:
+    from bench_engine import ceiling_fps
+
+    assert ceiling_fps(2, 2.0, 1.0, 2.0) == 400.0  # 2 cores x 1000 / (2 + 1 + 2 ms)
+    assert ceiling_fps(4, 2.0, 1.0, 2.0) == 800.0
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_visual_model(), reason="engines/manifest.toml has no [visual] model yet")
-def test_paired_replays_runs_the_engine_before_each_real_daemon_run(tmp_path: Path) -> None:
+def test_paired_replays_measure_the_model_after_each_real_daemon_run(tmp_path: Path, monkeypatch) -> None:
     import statistics
 
     from bench_common import make_clips
     from bench_daemon import paired_replays
-    from edge_inspector.manifest import load_manifest
+    from bench_engine import ceiling_fps
 
-    engines = ROOT / "engines"
-    manifest = load_manifest(engines)
+    from edge_inspector.inspectors.policy import usable_cores
+
+    monkeypatch.setenv("EDGE_INSPECTOR_CACHE", str(tmp_path / "cache"))
     clip = make_clips(tmp_path, 24, distinct=4).h264
-    out = paired_replays(clip, engines, manifest.path_of(manifest.classifier("visual")), 4, 2, 0.2, decode_fps=150.0)
-    assert len(out["runs_fps"]) == len(out["runs_engine_fps"]) == len(out["runs_efficiency"]) == 2
-    assert out["verdicts"] == 24 and out["fps"] in out["runs_fps"]
-    for fps, engine, ratio in zip(out["runs_fps"], out["runs_engine_fps"], out["runs_efficiency"]):
-        assert engine > 0 and ratio == round(fps / min(engine, 150.0), 3)
-    assert out["efficiency_median"] == round(statistics.median(out["runs_efficiency"]), 3)  # 2 runs: the mean
-    assert out["efficiency_decode_fps"] == 150.0
+    out = paired_replays(clip, ROOT / "engines", "fp32", None, 2, 0.2, decode_cpu_ms=2.0, preprocess_cpu_ms=1.0)
+    assert len(out["runs_fps"]) == len(out["runs_ceiling_fps"]) == len(out["runs_vs_ceiling"]) == 2
+    assert out["verdicts"] == 24 and out["fps"] in out["runs_fps"] and out["precision"] == "fp32"
+    assert out["policy"]["how"] in ("measured", "cached") and out["models"][0]["precision"] == "fp32"
+    for fps, cpu, ceiling, ratio in zip(out["runs_fps"], out["runs_inference_cpu_ms"], out["runs_ceiling_fps"],
+                                        out["runs_vs_ceiling"]):
+        assert ceiling == ceiling_fps(usable_cores(), 2.0, 1.0, cpu) and ratio == round(fps / ceiling, 3)
+    assert out["vs_ceiling_median"] == round(statistics.median(out["runs_vs_ceiling"]), 3)
 
 
 def test_only_runs_scenarios_in_the_fixed_order() -> None:

@@ -70,6 +70,60 @@ def test_a_failing_delivery_stops_the_inspector_with_its_error(runner: VisualMod
     assert inspector.stats.frames < 200  # the model stopped soon after, instead of running on
 
 
+class _Jittery:
+    """The runner with each call held for a random while: later batches often finish first."""
+
+    def __init__(self, runner: VisualModelRunner) -> None:
+        self.inner, self.rng, self.lock = runner, np.random.default_rng(3), threading.Lock()
+        self.threads: set[str] = set()
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - everything else is the real runner's
+        return getattr(self.inner, name)
+
+    def run(self, x: np.ndarray):  # noqa: ANN201
+        with self.lock:
+            pause = float(self.rng.uniform(0.0, 0.02))
+            self.threads.add(threading.current_thread().name)
+        time.sleep(pause)
+        return self.inner.run(x)
+
+
+def test_workers_side_by_side_deliver_the_same_verdicts_in_capture_order(runner: VisualModelRunner) -> None:
+    results = {}
+    for workers in (1, 3):
+        got: list[Verdict] = []
+        jittery = _Jittery(runner)
+        inspector = VisualInspector(jittery, {"cam0": _file_camera(41)}, got.append, max_batch=4, lockstep=True,
+                                    workers=workers)
+        inspector.start()
+        inspector.join(60)
+        assert not inspector.is_alive() and inspector.error is None
+        assert [v.frame for v in got] == list(range(41))
+        assert inspector.stats.frames == 41 and dict(inspector.stats.batch_sizes) == {4: 10, 1: 1}
+        assert len(jittery.threads) == workers  # every worker ran batches
+        results[workers] = [(v.label, round(v.score, 6), v.extra["batch"]) for v in got]
+    assert results[1] == results[3]  # the same batches, the same verdicts
+
+
+def test_a_failing_worker_stops_every_worker(runner: VisualModelRunner) -> None:
+    calls = []
+
+    class Failing(_Jittery):
+        def run(self, x: np.ndarray):  # noqa: ANN201
+            calls.append(1)
+            if len(calls) == 5:
+                raise RuntimeError("injected engine fault")
+            return super().run(x)
+
+    got: list[Verdict] = []
+    inspector = VisualInspector(Failing(runner), {"cam0": _file_camera(200)}, got.append, max_batch=2,
+                                lockstep=True, workers=2)
+    inspector.start()
+    inspector.join(30)
+    assert not inspector.is_alive() and "injected engine fault" in str(inspector.error)
+    assert len(calls) < 20 and [v.frame for v in got] == list(range(len(got)))  # in order up to the failure
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_file_camera_decodes_with_the_configured_thread_count(tmp_path: Path, threads: int) -> None:
     """``decode_threads`` reaches FFmpeg, and every frame still arrives in order."""

@@ -3,10 +3,13 @@
 
 Measures on this machine, on the same 1280x720 clip and the shipped models:
 
-1. engine throughput (ONNX Runtime; TensorRT where available) at batch 1 and runtime.max_batch
+1. the model alone at each precision (int8, fp32) and batch (1, 2, 4, 8) on one thread, and with
+   every core busy (ONNX Runtime; TensorRT where available)
 2. decode-only throughput (``cv2.VideoCapture`` read loop)
-3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false)
-4. the naive tutorial loop (read, resize, normalise, batch-1 ONNX Runtime, print)
+3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false) at each
+   precision, against the CPU ceiling (every core busy with decode + preprocess + inference)
+4. peers on the same clip: the naive tutorial loop (read, resize, normalise, batch-1 ONNX Runtime,
+   print) and a threaded two-stage loop (decode thread + inference thread)
 5. latency of a live 30 fps HTTP MJPEG camera into a real ZeroMQ subscriber, per stage
 6. 1, 2, 4 live HTTP MJPEG cameras (ffmpeg, 1280x720, 30 fps): rate, drops, CPU per thread
 7. audio real-time factor and event bus throughput
@@ -38,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import ROOT, first_frame, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
-SCENARIOS = ("engine", "decode", "daemon", "views", "naive", "latency", "scale", "audio", "bus", "mqtt", "outage", "plc")
+SCENARIOS = ("engine", "decode", "daemon", "views", "naive", "threaded", "latency", "scale", "audio", "bus", "mqtt",
+             "outage", "plc")
+BATCHES = [1, 2, 4, 8]
 PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqtt/plc extras, no model
 
 # quick / full: seconds per engine batch, decode seconds, clip frames, latency seconds,
@@ -78,13 +83,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from bench_daemon import live_latency, microphone_cpu, paired_replays, scale_live
-    from bench_parts import (audio_rtf, bus_throughput, decode_throughput, engine_throughput, naive_loop,
-                             preprocess_cost)
+    from bench_engine import engine_precisions
+    from bench_parts import audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost, threaded_loop
     from bench_plant import mqtt_outage, mqtt_throughput, plc_latency
     from bench_report import evaluate_targets, print_report, write_chart
+    from bench_speed import summarise
     from bench_views import views_cost
     from edge_inspector.errors import UserError
     from edge_inspector.manifest import load_manifest
+    from edge_inspector.precision import default_precision, model_file
     from edge_inspector.runtime import available_backends
 
     console = Console(stderr=True)
@@ -99,9 +106,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     needs_visual = set(only) - {"audio", "bus"} - PLANT
     if needs_visual and vis is None:
         raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no visual classifier")
+    precisions = ["int8", "fp32"] if vis is not None and vis.int8 else ["fp32"]
+    default = model_file(engines, vis, default_precision("onnxruntime"), "onnxruntime").precision if vis else "fp32"
     results: dict[str, Any] = {
         "machine": machine_info(), "mode": "quick" if args.quick else "full", "scenarios": only,
-        "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "intra_op_threads": 0},
+        "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "policy": "measured in this run",
+                   "precisions": precisions},
+        "default_precision": default,
         "models": {k: {"file": m["file"], "sha256": m["sha256"][:12]} for k, m in manifest.summary().items()},
     }
     load = results["machine"]["load_average_at_start"][0]
@@ -109,6 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"[yellow]warning:[/] load average {load} on {results['machine']['cpu_cores']} cores: "
                       "other work is running, figures will be low and noisy")
     t_start = time.monotonic()
+    cache_before = os.environ.get("EDGE_INSPECTOR_CACHE")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
     ) as progress:
@@ -123,25 +135,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clips = make_clips(Path(tmp), plan["frames"], distinct=plan["distinct"])
             results["clip"] = {"width": clips.width, "height": clips.height, "fps": clips.fps, "frames": clips.frames,
                                "h264_bytes": clips.h264.stat().st_size, "mjpeg_bytes": clips.mjpeg.stat().st_size}
+        # the daemon measures its inference policy in this run (once per precision), not from an older cache
+        os.environ["EDGE_INSPECTOR_CACHE"] = str(Path(tmp) / "cache")
         model_path = manifest.path_of(vis) if vis else None
+        if {"engine", "daemon"} & set(only):
+            results["preprocess_ms_per_frame"] = preprocess_cost(engines, first_frame(clips.h264), 8,
+                                                                 plan["engine_s"] / 2, progress=step)
         for name in only:
             if name == "engine":
                 backends = [b for b in ("onnxruntime", "tensorrt") if b in available_backends()]
-                results["engine"] = {b: engine_throughput(model_path, b, [1, args.max_batch], plan["engine_s"], progress=step)
+                results["engine"] = {b: engine_precisions(engines, b, precisions, BATCHES, plan["engine_s"], progress=step)
                                      for b in backends}
-                results["preprocess_ms_per_frame"] = preprocess_cost(engines, first_frame(clips.h264), args.max_batch,
-                                                                     plan["engine_s"] / 2, progress=step)
             elif name == "decode":
                 results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
             elif name == "daemon":
-                decode_fps = (results.get("decode") or {}).get("fps")
-                results["daemon_replay"] = paired_replays(clips.h264, engines, model_path, args.max_batch, plan["repeats"],
-                                                          plan["pair_engine_s"], decode_fps, progress=step)
+                decode_cpu = (results.get("decode") or {}).get("cpu_ms_per_frame")
+                prep_cpu = results["preprocess_ms_per_frame"]["runner_preprocess_cpu"]
+                results["daemon_replay"] = {p: paired_replays(clips.h264, engines, p, args.max_batch, plan["repeats"],
+                                                              plan["pair_engine_s"], decode_cpu, prep_cpu, progress=step)
+                                            for p in precisions}
             elif name == "views":
                 results["views"] = views_cost(clips.h264, engines, args.max_batch, plan["views_pairs"], progress=step)
-            elif name == "naive":
-                results["naive"] = median_run(lambda: naive_loop(clips.h264, model_path, vis.mean, vis.std, vis.input_shape[1:],
-                                                                 vis.labels, progress=step), plan["repeats"])
+            elif name in ("naive", "threaded"):  # the naive loop as the tutorials write it: the float model
+                loop = naive_loop if name == "naive" else threaded_loop
+                files = {"fp32": model_path} if name == "naive" else {
+                    p: model_file(engines, vis, p, "onnxruntime").path for p in precisions}
+                results[name] = {p: median_run(lambda f=f, loop=loop: loop(clips.h264, f, vis.mean, vis.std,
+                                                                           vis.input_shape[1:], vis.labels, progress=step),
+                                               plan["repeats"]) for p, f in files.items()}
             elif name == "latency":
                 results["latency"] = live_latency(clips.mjpeg, engines, args.max_batch, plan["latency_s"], clips.fps, progress=step)
             elif name == "scale":
@@ -160,7 +181,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["plc"] = plc_latency(plan["plc_decisions"], progress=step)
             progress.advance(task)
         step("done")
-    results["targets"] = evaluate_targets(results, args.max_batch)
+    if cache_before is None:
+        os.environ.pop("EDGE_INSPECTOR_CACHE", None)
+    else:
+        os.environ["EDGE_INSPECTOR_CACHE"] = cache_before
+    results.update(summarise(results))
+    results["targets"] = evaluate_targets(results)
     results["duration_s"] = round(time.monotonic() - t_start, 1)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = args.out
@@ -179,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "bench.json", help="JSON output (PNG written next to it)")
     ap.add_argument("--engines", type=Path, default=ROOT / "engines", help="engines directory with manifest.toml")
     ap.add_argument("--max-batch", type=int, default=RuntimeConfig().max_batch,
-                    help="the configured runtime.max_batch (default: the config default)")
+                    help="runtime.max_batch for the daemon scenarios (default: unset, the policy the daemon measures)")
     ap.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     args = ap.parse_args(argv)
-    if args.max_batch < 1:
+    if args.max_batch is not None and args.max_batch < 1:
         ap.error("--max-batch must be >= 1")
     run(args)
     return 0

@@ -111,16 +111,6 @@ def percentiles(values: Iterable[float], qs: tuple[int, ...] = (50, 95, 99)) -> 
     return out
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _run(cmd: list[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
@@ -130,6 +120,7 @@ def _run(cmd: list[str]) -> str:
 
 def machine_info() -> dict[str, Any]:
     """Everything needed to compare a figure with one taken on another commit or machine."""
+    from edge_inspector.inspectors.policy import cpu_model
     import cv2
     import onnxruntime
     import zmq
@@ -147,7 +138,7 @@ def machine_info() -> dict[str, Any]:
         "git_commit": _run(["git", "rev-parse", "HEAD"]) or None,
         "git_dirty": dirty,
         "host": platform.node(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),

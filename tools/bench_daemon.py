@@ -22,12 +22,17 @@ from bench_common import CpuMeter, free_port, median_fps_run, percentiles
 Progress = Callable[[str], None]
 
 
-def _config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int, port: int) -> Any:
+def _config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int | None, port: int,
+            precision: str | None = None) -> Any:
+    """The daemon's config for one scenario: the defaults (measured policy, default precision)
+    unless ``max_batch`` / ``precision`` are given."""
     from edge_inspector.config import parse_config
 
+    runtime: dict[str, Any] = {"backend": "onnxruntime", "engines_dir": str(engines)}
+    runtime.update({k: v for k, v in (("max_batch", max_batch), ("precision", precision)) if v is not None})
     return parse_config({
         "camera": cameras,
-        "runtime": {"backend": "onnxruntime", "engines_dir": str(engines), "max_batch": max_batch},
+        "runtime": runtime,
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "catchup_endpoint": None,
                       "journal": str(tmp / "journal.sqlite3"), "publish_verdicts": True},
         "health": {"listen": None},
@@ -43,12 +48,13 @@ def _stage_summary(verdicts: list[Any]) -> dict[str, Any]:
     return out
 
 
-def replay_max(clip: Path, engines: Path, max_batch: int, progress: Progress | None = None) -> dict[str, Any]:
+def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str | None = None,
+               progress: Progress | None = None) -> dict[str, Any]:
     """``replay --speed max``: one file camera (realtime = false), every frame inspected, verdicts/s."""
     from edge_inspector.service import Service
 
     if progress:
-        progress("daemon end to end (replay --speed max)")
+        progress(f"daemon end to end (replay --speed max, {precision or 'default precision'})")
     stamps: list[float] = []
     verdicts: list[Any] = []
 
@@ -58,13 +64,14 @@ def replay_max(clip: Path, engines: Path, max_batch: int, progress: Progress | N
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
-                      max_batch, free_port())
+                      max_batch, free_port(), precision)
         svc = Service(cfg, on_verdict=on_verdict)
         meter = CpuMeter()
         t0 = time.monotonic()
         code = svc.run()
         cpu = meter.stop()
         stats = svc.visual.stats if svc.visual is not None else None
+        policy, models = svc.policy, svc.model_info()
     if code != 0 or not stamps:
         raise RuntimeError(f"daemon replay failed (exit {code}): {svc.failure}")
     # Timed like the naive loop: from the first decoded frame to the last verdict, so neither
@@ -79,34 +86,43 @@ def replay_max(clip: Path, engines: Path, max_batch: int, progress: Progress | N
             "inference": round(stats.infer_ms_total / max(1, stats.frames), 3) if stats else None,
         },
         "stages": _stage_summary(verdicts), "cpu": cpu,
+        "policy": {"batch": policy.batch, "workers": policy.workers, "threads": policy.threads, "how": policy.how},
+        "models": models,
     }
 
 
-def paired_replays(clip: Path, engines: Path, model_path: Path, max_batch: int, repeats: int, engine_s: float,
-                   decode_fps: float | None, progress: Progress | None = None) -> dict[str, Any]:
-    """``repeats`` daemon replays, each right after its own engine-only measurement.
+def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | None, repeats: int, engine_s: float,
+                   decode_cpu_ms: float | None, preprocess_cpu_ms: float | None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """``repeats`` daemon replays at ``precision``, each followed at once by its own measurement of
+    the model's CPU cost per frame at the batch the daemon ran.
 
-    A shared VM's speed drifts by 10-15 % over minutes; the efficiency ratio (daemon over the
-    engine alone) is only meaningful when both see the same machine, so each replay gets its
-    own engine figure taken the moment before.  Returns the median-fps replay plus every run's
-    fps, engine fps and ratio ``daemon / min(engine, decode)`` (decode: ``decode_fps`` as
-    measured earlier in the run; None leaves it out of the ratio) and the median ratio.
+    A shared VM's speed drifts by 10-15 % over minutes, so each run gets its own CPU ceiling
+    (every usable core busy with decode + preprocess + inference CPU time per frame, the first two
+    measured earlier in the run) and its own share of it; returns the median-fps run, every run's
+    fps, ceiling and ``daemon_vs_ceiling``, and their median.
     """
-    from bench_parts import engine_throughput
+    from bench_engine import ceiling_fps, inference_cpu_ms
 
-    runs, engine_runs, ratios = [], [], []
+    from edge_inspector.inspectors.policy import usable_cores
+
+    runs, ceilings, ratios, infer = [], [], [], []
     for _ in range(max(1, repeats)):
-        engine = engine_throughput(model_path, "onnxruntime", [max_batch], engine_s, progress=progress)
-        engine_fps = engine["batches"][str(max_batch)]["fps"]
-        replay = replay_max(clip, engines, max_batch, progress=progress)
+        replay = replay_max(clip, engines, max_batch, precision, progress=progress)
+        if progress:
+            progress(f"model alone at batch {replay['policy']['batch']} ({precision}) right after the replay")
+        cpu_ms = inference_cpu_ms(engines, precision, replay["policy"]["batch"], engine_s)
         runs.append(replay)
-        engine_runs.append(engine_fps)
-        ratios.append(round(replay["fps"] / min(engine_fps, decode_fps or engine_fps), 3))
-    out = median_fps_run(runs)  # runs_fps in run order, beside the engine figure of each
-    out["runs_engine_fps"] = engine_runs
-    out["runs_efficiency"] = ratios
-    out["efficiency_median"] = round(statistics.median(ratios), 3)
-    out["efficiency_decode_fps"] = decode_fps
+        infer.append(cpu_ms)
+        if decode_cpu_ms is not None and preprocess_cpu_ms is not None:
+            ceilings.append(ceiling_fps(usable_cores(), decode_cpu_ms, preprocess_cpu_ms, cpu_ms))
+            ratios.append(round(replay["fps"] / ceilings[-1], 3))
+    out = median_fps_run(runs)  # runs_fps in run order, beside the ceiling of each
+    out["precision"] = precision
+    out["runs_inference_cpu_ms"] = infer
+    out["runs_ceiling_fps"] = ceilings
+    out["runs_vs_ceiling"] = ratios
+    out["vs_ceiling_median"] = round(statistics.median(ratios), 3) if ratios else None
     return out
 
 
@@ -142,7 +158,7 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def live_latency(mjpeg: Path, engines: Path, max_batch: int, seconds: float, fps: int,
+def live_latency(mjpeg: Path, engines: Path, max_batch: int | None, seconds: float, fps: int,
                  progress: Progress | None = None) -> dict[str, Any]:
     """A live 30 fps HTTP MJPEG camera -> daemon -> a real SUB: capture-to-receive, per stage.
 
@@ -225,7 +241,7 @@ def _serve_mjpeg(clip: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def scale_live(mjpeg: Path, engines: Path, max_batch: int, counts: list[int], fps: int, seconds: float,
+def scale_live(mjpeg: Path, engines: Path, max_batch: int | None, counts: list[int], fps: int, seconds: float,
                warmup_s: float, progress: Progress | None = None) -> dict[str, Any]:
     """N live HTTP MJPEG cameras at ``fps``: inspected rate, drops, latency and CPU per thread."""
     results = []
@@ -239,7 +255,7 @@ def scale_live(mjpeg: Path, engines: Path, max_batch: int, counts: list[int], fp
     return {"fps": fps, "seconds": seconds, "runs": results, "max_sustained_cameras": best, "limiting_stage": limiting}
 
 
-def _scale_one(mjpeg: Path, engines: Path, max_batch: int, n: int, fps: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+def _scale_one(mjpeg: Path, engines: Path, max_batch: int | None, n: int, fps: int, seconds: float, warmup_s: float) -> dict[str, Any]:
     from edge_inspector.service import Service
 
     ports = [free_port() for _ in range(n)]
@@ -303,7 +319,7 @@ def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[s
     cores = cpu["cores"] or 1
     total = sum(shares.values())
     decode = sum(v for k, v in shares.items() if k == "camera")
-    inspector = shares.get("visual-inspector", 0.0)
+    inspector = sum(v for k, v in shares.items() if k.startswith("visual-inspector"))  # every worker
     delivery = shares.get("visual-delivery", 0.0)
     native = shares.get("native", 0.0)
     servers = sum(v for k, v in shares.items() if k.startswith("ffmpeg"))
@@ -311,16 +327,16 @@ def _limiting_stage(per_cam: dict[str, Any], stages: dict[str, Any], cpu: dict[s
     pre = (stages["preprocess"]["mean"] or 0.0) / batch
     inf = (stages["inference"]["mean"] or 0.0) / batch
     rate = sum(c["inspected_fps"] for c in per_cam.values())
-    busy = rate * (pre + inf) / 10.0  # % of the inspector thread's wall time spent in the model
+    busy = rate * (pre + inf) / 10.0  # % of one worker's wall time spent in the model
     parts = {"decode (camera threads)": decode, "inference (ONNX Runtime incl. its pool)": inf * rate / 10.0,
-             "preprocess": pre * rate / 10.0, "inspector thread other (batching, hand-off)":
+             "preprocess": pre * rate / 10.0, "inspector workers other (batching, hand-off)":
              max(0.0, inspector - (pre + inf) * rate / 10.0), "verdict delivery (postprocess, journal, publish)": delivery}
     top = max(parts, key=lambda k: parts[k])
     saturated = total >= 0.9 * 100.0 * cores
     return (f"{top}: CPU {'saturated' if saturated else 'not saturated'} ({total:.0f}% of {100 * cores}%, "
-            f"of which ffmpeg servers {servers:.0f}%, camera decode {decode:.0f}%, inspector thread {inspector:.0f}%, "
+            f"of which ffmpeg servers {servers:.0f}%, camera decode {decode:.0f}%, inspector workers {inspector:.0f}%, "
             f"verdict delivery {delivery:.0f}%, "
-            f"native pools {native:.0f}%); model busy {busy:.0f}% of the inspector thread; "
+            f"native pools {native:.0f}%); model busy {busy:.0f}% of one inspector worker; "
             f"per frame: preprocess {pre:.1f} ms, inference {inf:.1f} ms")
 
 

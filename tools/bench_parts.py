@@ -21,43 +21,6 @@ from bench_common import percentiles
 Progress = Callable[[str], None]
 
 
-def engine_throughput(model_path: Path, backend: str, batches: list[int], seconds: float,
-                      intra_op_threads: int = 0, progress: Progress | None = None) -> dict[str, Any]:
-    """Frames/s of bare ``engine.run`` at each batch size on a fixed, already-normalised input."""
-    from edge_inspector.runtime import create_engine
-
-    options: dict[str, Any] = {"intra_op_threads": intra_op_threads} if backend == "onnxruntime" else {}
-    engine = create_engine(model_path, backend, max_batch=max(batches), **options)
-    spec = engine.inputs[0]
-    rng = np.random.default_rng(0)
-    out: dict[str, Any] = {"backend": backend, "model": str(model_path), "batches": {}}
-    if hasattr(engine, "intra_op_threads"):  # CPU threads one call keeps busy (ONNX Runtime)
-        out["threads"] = engine.intra_op_threads
-    try:
-        for batch in batches:
-            if progress:
-                progress(f"engine {backend} batch {batch}")
-            x = rng.standard_normal((batch, *spec.shape)).astype(np.float32)
-            for _ in range(3):  # warm-up: first calls allocate arenas / pick kernels
-                engine.run({spec.name: x})
-            calls: list[float] = []
-            t_end = time.perf_counter() + seconds
-            while time.perf_counter() < t_end or len(calls) < 5:
-                t0 = time.perf_counter()
-                engine.run({spec.name: x})
-                calls.append((time.perf_counter() - t0) * 1000.0)
-            total_s = sum(calls) / 1000.0
-            out["batches"][str(batch)] = {
-                "fps": round(batch * len(calls) / total_s, 1),
-                "ms_per_call": percentiles(calls),
-                "ms_per_frame": round(sum(calls) / (batch * len(calls)), 3),
-                "calls": len(calls),
-            }
-    finally:
-        engine.close()
-    return out
-
-
 def decode_throughput(clip: Path, seconds: float, progress: Progress | None = None,
                       threads: int | None = None) -> dict[str, Any]:
     """Frames/s of a bare ``cv2.VideoCapture.read`` loop (rewinding until ``seconds`` passed).
@@ -97,6 +60,26 @@ def decode_throughput(clip: Path, seconds: float, progress: Progress | None = No
             "clip": clip.name}
 
 
+def _tutorial_preprocess(frame: np.ndarray, size: tuple[int, int], m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = size
+    img = cv2.cvtColor(cv2.resize(frame, (w, h)), cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(((img.astype(np.float32) / 255.0 - m) / s).transpose(2, 0, 1)[None])
+
+
+def _infer_and_print(sess: Any, input_name: str, x: np.ndarray, labels: tuple[str, ...], frame: int, sink: Any) -> int:
+    """One frame as the tutorials do it: run, take the arg-max, print a JSON line; the next frame's index."""
+    probs, _heat = sess.run(None, {input_name: x})
+    k = int(np.argmax(probs[0]))
+    print(json.dumps({"frame": frame, "label": labels[k], "score": float(1.0 - probs[0][0])}), file=sink)
+    return frame + 1
+
+
+def _loop_result(frames: int, elapsed: float, model_path: Path) -> dict[str, Any]:
+    return {"fps": round(frames / elapsed, 1), "frames": frames, "seconds": round(elapsed, 3), "model": model_path.name}
+
+
 def naive_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple[float, ...],
                size: tuple[int, int], labels: tuple[str, ...], progress: Progress | None = None) -> dict[str, Any]:
     """The loop from the tutorials: read, resize, normalise, run at batch 1, print JSON.
@@ -108,12 +91,10 @@ def naive_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple
     import onnxruntime as ort
 
     if progress:
-        progress("naive OpenCV + ONNX Runtime loop")
+        progress(f"naive OpenCV + ONNX Runtime loop ({model_path.name})")
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     input_name = sess.get_inputs()[0].name
-    m = np.asarray(mean, np.float32)
-    s = np.asarray(std, np.float32)
-    h, w = size
+    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     cap = cv2.VideoCapture(str(clip))
     frames = 0
     with open(os.devnull, "w") as sink:
@@ -122,15 +103,52 @@ def naive_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple
             ok, frame = cap.read()
             if not ok:
                 break
-            img = cv2.cvtColor(cv2.resize(frame, (w, h)), cv2.COLOR_BGR2RGB)
-            x = ((img.astype(np.float32) / 255.0 - m) / s).transpose(2, 0, 1)[None]
-            probs, _heat = sess.run(None, {input_name: np.ascontiguousarray(x)})
-            k = int(np.argmax(probs[0]))
-            print(json.dumps({"frame": frames, "label": labels[k], "score": float(1.0 - probs[0][0])}), file=sink)
-            frames += 1
+            frames = _infer_and_print(sess, input_name, _tutorial_preprocess(frame, size, m, s), labels, frames, sink)
         elapsed = time.perf_counter() - t0
     cap.release()
-    return {"fps": round(frames / elapsed, 1), "frames": frames, "seconds": round(elapsed, 3)}
+    return _loop_result(frames, elapsed, model_path)
+
+
+def threaded_loop(clip: Path, model_path: Path, mean: tuple[float, ...], std: tuple[float, ...],
+                  size: tuple[int, int], labels: tuple[str, ...], progress: Progress | None = None) -> dict[str, Any]:
+    """What a careful user writes next: a decode thread (read, resize, normalise) feeding a bounded
+    queue, and an inference thread running the session (default options: every core per call) at
+    batch 1 and printing JSON; decoding the next frame overlaps inferring this one."""
+    import queue
+    import threading
+
+    import cv2
+    import onnxruntime as ort
+
+    if progress:
+        progress(f"threaded two-stage loop ({model_path.name})")
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    frames_q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
+
+    def decode() -> None:
+        cap = cv2.VideoCapture(str(clip))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames_q.put(_tutorial_preprocess(frame, size, m, s))
+        finally:
+            cap.release()
+            frames_q.put(None)
+
+    frames = 0
+    with open(os.devnull, "w") as sink:
+        t0 = time.perf_counter()
+        reader = threading.Thread(target=decode, name="bench-decode", daemon=True)
+        reader.start()
+        while (x := frames_q.get()) is not None:
+            frames = _infer_and_print(sess, input_name, x, labels, frames, sink)
+        elapsed = time.perf_counter() - t0
+        reader.join()
+    return _loop_result(frames, elapsed, model_path)
 
 
 def audio_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int, progress: Progress | None = None) -> dict[str, Any]:
@@ -239,7 +257,7 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
     if progress:
         progress("preprocess cost breakdown")
     manifest = load_manifest(engines_dir)
-    runner = open_visual(manifest, engine_opener("onnxruntime"), batch, kinds=("classifier",))
+    runner = open_visual(manifest, engine_opener("onnxruntime", intra_op_threads=1), batch, precision="fp32")
     h, w = runner.height, runner.width
     frames = [frame] * batch
     small = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)] * batch)
@@ -247,19 +265,23 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
     def normalise() -> np.ndarray:
         return runner.preprocess(list(small))  # already model-sized: no resize happens
 
-    def per_frame(fn: Callable[[], object], n_frames: int) -> float:
+    def per_frame(fn: Callable[[], object], n_frames: int, cpu: bool = False) -> float:
+        """Wall ms per frame, or with ``cpu`` the process's CPU ms (OpenCV may use more than one thread)."""
         fn()
         calls, t_end = 0, time.perf_counter() + seconds
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), os.times()
         while time.perf_counter() < t_end or calls < 3:
             fn()
             calls += 1
-        return round((time.perf_counter() - t0) * 1000.0 / (calls * n_frames), 3)
+        c1 = os.times()
+        spent = (c1.user - c0.user + c1.system - c0.system) if cpu else time.perf_counter() - t0
+        return round(spent * 1000.0 / (calls * n_frames), 3)
 
     try:
         return {
             "frame": [int(frame.shape[1]), int(frame.shape[0])], "batch": batch,
             "runner_preprocess": per_frame(lambda: runner.preprocess(frames), batch),
+            "runner_preprocess_cpu": per_frame(lambda: runner.preprocess(frames), batch, cpu=True),
             "resize": per_frame(lambda: resize_to(frame, w, h), 1),
             "resize_area": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), 1),
             "resize_linear": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), 1),

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench_speed import chart_panel, speed_targets, throughput_rows
+
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
     for k in keys:
@@ -17,31 +19,9 @@ def _get(d: dict[str, Any], *keys: str) -> Any:
     return d
 
 
-def cpu_ceiling_fps(r: dict[str, Any], max_batch: int) -> float | None:
-    """Frames/s if every usable core were busy all the time with only the work each frame needs.
-
-    CPU time per frame = decode (its measured CPU time) + preprocess + inference (wall time of one
-    engine call times the intra-op threads it used).  No pipeline, however well overlapped, goes faster on this CPU;
-    it shows whether "3 x the naive loop" is reachable here at all (on a GPU it is: there the
-    naive loop leaves the GPU idle while it decodes).
-    """
-    engine = _get(r, "engine", "onnxruntime")
-    decode = _get(r, "decode", "cpu_ms_per_frame") or _get(r, "decode", "ms_per_frame", "mean")
-    prep = _get(r, "preprocess_ms_per_frame", "runner_preprocess")
-    cores = _get(r, "machine", "cpu_cores_usable")
-    if not engine or decode is None or prep is None or not cores or str(max_batch) not in engine["batches"]:
-        return None
-    infer_cpu = engine["batches"][str(max_batch)]["ms_per_frame"] * engine.get("threads", 1)
-    return 1000.0 * cores / (decode + prep + infer_cpu)
-
-
-def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
+def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The product targets, each with its measured value, its bound and PASS/FAIL/SKIP."""
     out: list[dict[str, Any]] = []
-    e2e = _get(r, "daemon_replay", "fps")
-    engine_b = _get(r, "engine", "onnxruntime", "batches", str(max_batch), "fps")
-    decode = _get(r, "decode", "fps")
-    naive = _get(r, "naive", "fps")
 
     def add(name: str, value: float | None, bound: float | None, detail: str, ok_if_le: bool = False) -> None:
         if value is None or bound is None:
@@ -51,27 +31,7 @@ def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
         out.append({"target": name, "status": "PASS" if ok else "FAIL", "value": round(value, 3),
                     "bound": round(bound, 2), "detail": detail})
 
-    paired = _get(r, "daemon_replay", "runs_efficiency")
-    used_decode = _get(r, "daemon_replay", "efficiency_decode_fps")
-    if paired and used_decode:  # each daemon run against the engine measured just before it (the VM drifts)
-        engine_runs = ", ".join(f"{d:.0f}/{e:.0f}" for d, e in zip(r["daemon_replay"]["runs_fps"],
-                                                                    r["daemon_replay"]["runs_engine_fps"]))
-        add("pipeline efficiency", r["daemon_replay"]["efficiency_median"], 0.9,
-            f"median over {len(paired)} runs of daemon / min(engine@{max_batch} measured just before, "
-            f"decode {used_decode}) >= 0.9; daemon/engine fps per run: {engine_runs}")
-    elif paired:
-        out.append({"target": "pipeline efficiency", "status": "SKIP",
-                    "detail": "decode not measured before the daemon in this run (add 'decode' to --only)"})
-    else:
-        bound1 = 0.9 * min(engine_b, decode) if engine_b and decode else None
-        add("pipeline efficiency", e2e, bound1,
-            f"daemon {e2e} fps >= 0.9 x min(engine@{max_batch} {engine_b}, decode {decode}) fps")
-    detail = f"daemon {e2e} fps >= 3 x naive {naive} fps"
-    ceiling = cpu_ceiling_fps(r, max_batch)
-    if ceiling and naive:
-        detail += (f"; any pipeline on these {r['machine']['cpu_cores_usable']} cores tops out at {ceiling:.0f} fps "
-                   f"= {ceiling / naive:.2f} x naive (all cores busy, CPU per frame: decode + preprocess + inference)")
-    add("daemon vs naive loop", e2e, 3.0 * naive if naive else None, detail)
+    speed_targets(r, add)
     p99 = _get(r, "latency", "capture_to_receive_ms", "p99")
     work = _get(r, "latency", "decode_preprocess_inference_ms", "p50")
     add("p99 latency at 30 fps", p99, 2.0 * work if work else None,
@@ -114,14 +74,6 @@ def evaluate_targets(r: dict[str, Any], max_batch: int) -> list[dict[str, Any]]:
     return out
 
 
-def _runs(result: dict[str, Any]) -> str:
-    runs = result.get("runs_fps") or []
-    text = f"; median of {len(runs)} runs: {', '.join(f'{v:.0f}' for v in runs)}" if len(runs) > 1 else ""
-    if result.get("runs_engine_fps"):
-        text += f" (engine alone just before each: {', '.join(f'{v:.0f}' for v in result['runs_engine_fps'])})"
-    return text
-
-
 def print_report(r: dict[str, Any], console: Console) -> None:
     m = r["machine"]
     console.print(f"[bold]edge-inspector bench[/] {m['date']}  commit {str(m['git_commit'])[:10]}"
@@ -130,28 +82,16 @@ def print_report(r: dict[str, Any], console: Console) -> None:
     t.add_column("measurement")
     t.add_column("frames/s", justify="right")
     t.add_column("detail")
-    for backend, e in (r.get("engine") or {}).items():
-        for b, v in e["batches"].items():
-            t.add_row(f"engine {backend} batch {b}", f"{v['fps']:.1f}", f"{v['ms_per_call']['p50']} ms/call p50")
-    if r.get("decode"):
-        dec = r["decode"]
-        cpu = f", {dec['cpu_ms_per_frame']} ms CPU/frame, {dec.get('threads', '?')} decoder thread(s)" if "cpu_ms_per_frame" in dec else ""
-        t.add_row("decode only (VideoCapture)", f"{dec['fps']:.1f}", f"{dec['ms_per_frame']['p50']} ms/frame p50{cpu}")
-    if r.get("daemon_replay"):
-        d = r["daemon_replay"]
-        t.add_row("daemon end to end (replay max)", f"{d['fps']:.1f}",
-                  f"{d['verdicts']} verdicts, batches {d['batch_sizes']}{_runs(d)}")
+    throughput_rows(r, t)
     if r.get("views"):
         v = r["views"]
         t.add_row("  with snapshots + open preview", f"{v['fps_with']:.1f}",
                   f"without: {v['fps_without']:.1f} (medians of {v['pairs']} alternating pairs); cost {100 * v['cost']:.1f} %; "
                   f"{v['snapshot_ms_per_defect']} ms per snapshot written")
-    if r.get("naive"):
-        t.add_row("naive tutorial loop", f"{r['naive']['fps']:.1f}", f"{r['naive']['frames']} frames, batch 1{_runs(r['naive'])}")
     pp = r.get("preprocess_ms_per_frame")
     if pp:
         t.add_row("preprocess (runner, ms/frame)", f"{1000.0 / max(1e-9, pp['runner_preprocess']):.1f}",
-                  f"{pp['runner_preprocess']} ms/frame = resize {pp.get('resize', '?')} + normalise/layout "
+                  f"{pp['runner_preprocess']} ms/frame ({pp.get('runner_preprocess_cpu')} ms CPU) = resize {pp.get('resize', '?')} + normalise/layout "
                   f"{pp['normalise_layout']} (one INTER_AREA resize: {pp['resize_area']}, INTER_LINEAR: {pp['resize_linear']})")
     if t.row_count:
         console.print(t)
@@ -220,25 +160,7 @@ def write_chart(r: dict[str, Any], path: Path) -> str:
     m = r["machine"]
     fig.suptitle(f"edge-inspector bench - {m['cpu_model']} ({m['cpu_cores']} cores) - "
                  f"{str(m['git_commit'])[:10]} - {m['date']}", fontsize=10)
-    ax = axes[0][0]
-    names, vals = [], []
-    for backend, e in (r.get("engine") or {}).items():
-        for b, v in e["batches"].items():
-            names.append(f"{backend[:4]} b{b}")
-            vals.append(v["fps"])
-    for label, key in (("decode", "decode"), ("daemon", "daemon_replay"), ("naive", "naive")):
-        if r.get(key):
-            names.append(label)
-            vals.append(r[key]["fps"])
-    palette = {"decode": "#6a9", "daemon": "#36c", "naive": "#c63"}
-    bars = ax.bar(names, vals, color=[palette.get(n, "#888") for n in names])
-    ax.bar_label(bars, fmt="%.0f", fontsize=8)
-    ceiling = cpu_ceiling_fps(r, int(_get(r, "config", "max_batch") or 8))
-    if ceiling:
-        ax.axhline(ceiling, color="#c33", ls="--", lw=1)
-        ax.text(len(names) - 0.5, ceiling, f"CPU ceiling {ceiling:.0f} (all cores busy)", color="#c33",
-                ha="right", va="bottom", fontsize=8)
-    ax.set_title("throughput, frames/s (1280x720 clip)", fontsize=10)
+    chart_panel(r, axes[0][0])
     ax = axes[0][1]
     lt = r.get("latency")
     if lt:

@@ -61,7 +61,7 @@ class _Viewer(threading.Thread):
             conn.close()
 
 
-def _one(clip: Path, engines: Path, max_batch: int, views: bool) -> dict[str, Any]:
+def _one(clip: Path, engines: Path, max_batch: int | None, views: bool) -> dict[str, Any]:
     from edge_inspector.config import parse_config
     from edge_inspector.service import Service
 
@@ -79,7 +79,8 @@ def _one(clip: Path, engines: Path, max_batch: int, views: bool) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="bench-views-") as tmp:
         cfg = parse_config({
             "camera": [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
-            "runtime": {"backend": "onnxruntime", "engines_dir": str(engines), "max_batch": max_batch},
+            "runtime": {"backend": "onnxruntime", "engines_dir": str(engines),
+                        **({"max_batch": max_batch} if max_batch is not None else {})},
             "publisher": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "catchup_endpoint": None,
                           "journal": str(Path(tmp) / "journal.sqlite3"), "publish_verdicts": True},
             "health": {"listen": f"127.0.0.1:{port}"},
@@ -114,7 +115,7 @@ def _one(clip: Path, engines: Path, max_batch: int, views: bool) -> dict[str, An
     return out
 
 
-def views_cost(clip: Path, engines: Path, max_batch: int, pairs: int, progress: Progress | None = None) -> dict[str, Any]:
+def views_cost(clip: Path, engines: Path, max_batch: int | None, pairs: int, progress: Progress | None = None) -> dict[str, Any]:
     """``pairs`` runs without and with snapshots + an open preview, alternating; medians and cost."""
     runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
     for i in range(max(1, pairs)):

@@ -10,6 +10,13 @@ for the journal, so the engine is busy back to back at full load (about a tenth 
 on two cores).  At most ``HANDOFF_BATCHES`` batches wait between the two threads; beyond that
 the inspector waits too, so nothing is ever dropped.
 
+With ``workers`` > 1 (the measured policy on a multi-core CPU, :mod:`~edge_inspector.inspectors.policy`)
+as many threads take batches in turn and run them side by side (ONNX Runtime runs concurrent
+calls of one session in parallel), so every core infers while another decodes; batches are
+numbered when taken and delivered strictly in that order, so verdicts leave in capture order
+whichever worker finishes first.  Only one worker collects at a time: batches are formed exactly
+as one thread would form them.
+
 When every camera is a file (``lockstep``), frames are merged strictly in capture order and
 batches are always filled: the same recording gives the same batches and the same events on
 every run.
@@ -43,6 +50,7 @@ class _Inferred:
 
     batch: Sequence[Frame]
     outputs: list[dict[str, np.ndarray]]  # one dict per model of the runner
+    seq: int  # order in which the batch was taken: delivery follows it
     t0: float  # batch taken from the queues (monotonic)
     preprocess_ms: float
     inference_ms: float
@@ -69,6 +77,7 @@ class VisualInspector(threading.Thread):
         batch_timeout_ms: float = 5.0,
         thresholds: dict[str, Thresholds] | None = None,
         lockstep: bool = False,
+        workers: int = 1,
     ) -> None:
         super().__init__(name="visual-inspector", daemon=True)
         if not queues:
@@ -86,9 +95,14 @@ class VisualInspector(threading.Thread):
         self.stop_event = threading.Event()
         self.stats = VisualStats()
         self.error: BaseException | None = None
+        self.workers = max(1, workers)
         self._order = list(queues)
         self._rr = 0
-        self._handoff: collections.deque[_Inferred] = collections.deque()
+        self._collect_lock = threading.Lock()  # one worker forms a batch at a time
+        self._stats_lock = threading.Lock()
+        self._taken = 0  # batches taken (the next one's seq)
+        self._delivered = 0  # seq of the next batch to deliver
+        self._handoff: dict[int, _Inferred] = {}
         self._handoff_cv = threading.Condition()
         self._closing = False
         self._delivery = threading.Thread(target=self._deliver_loop, name="visual-delivery", daemon=True)
@@ -131,6 +145,8 @@ class VisualInspector(threading.Thread):
                     deadline = time.monotonic() + self.batch_timeout_s
                 if self.stop_event.is_set() and not batch and not any(len(q) for q in self.queues.values()):
                     return batch
+                if self.error is not None and not batch:
+                    return batch  # another worker failed: stop taking frames
                 timeout = 0.1 if deadline is None else deadline - time.monotonic()
                 if timeout <= 0:
                     return batch
@@ -153,7 +169,7 @@ class VisualInspector(threading.Thread):
                     elif not q.closed:
                         waiting = True
                 if waiting:
-                    if self.stop_event.is_set() and self._stop_now():
+                    if (self.stop_event.is_set() and self._stop_now()) or self.error is not None:
                         return batch
                     self.wakeup.wait(0.1)
                     continue
@@ -168,7 +184,7 @@ class VisualInspector(threading.Thread):
         return all(q.closed for q in self.queues.values())
 
     # -- inference ------------------------------------------------------------------------
-    def _inspect(self, batch: Sequence[Frame]) -> None:
+    def _inspect(self, batch: Sequence[Frame], seq: int) -> None:
         t0 = time.monotonic()
         runner = self.runner
         if all(f.tensor is not None for f in batch):  # prepared in the capture threads
@@ -179,18 +195,20 @@ class VisualInspector(threading.Thread):
         outputs = runner.run(x)
         t2 = time.monotonic()
         capture_prep_ms = max(f.prep_ms for f in batch)
-        item = _Inferred(batch, outputs, t0, (t1 - t0) * 1000.0 + capture_prep_ms, (t2 - t1) * 1000.0)
-        self.stats.batches += 1
-        self.stats.frames += len(batch)
-        self.stats.batch_sizes[len(batch)] += 1
-        self.stats.preprocess_ms_total += item.preprocess_ms
-        self.stats.infer_ms_total += item.inference_ms
+        item = _Inferred(batch, outputs, seq, t0, (t1 - t0) * 1000.0 + capture_prep_ms, (t2 - t1) * 1000.0)
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.frames += len(batch)
+            self.stats.batch_sizes[len(batch)] += 1
+            self.stats.preprocess_ms_total += item.preprocess_ms
+            self.stats.infer_ms_total += item.inference_ms
         with self._handoff_cv:
-            while len(self._handoff) >= HANDOFF_BATCHES and self.error is None:
+            # the batch delivery waits for always gets in, so a later one can never block it
+            while len(self._handoff) >= HANDOFF_BATCHES and seq != self._delivered and self.error is None:
                 self._handoff_cv.wait(0.1)
             if self.error is not None:
                 raise RuntimeError("verdict delivery stopped") from self.error
-            self._handoff.append(item)
+            self._handoff[seq] = item
             self._handoff_cv.notify_all()
 
     # -- delivery -------------------------------------------------------------------------
@@ -199,14 +217,15 @@ class VisualInspector(threading.Thread):
         try:
             while True:
                 with self._handoff_cv:
-                    while not self._handoff and not self._closing:
+                    while self._delivered not in self._handoff and not self._closing:
                         self._handoff_cv.wait()
-                    if not self._handoff:
-                        return
-                    item = self._handoff[0]
+                    if self._delivered not in self._handoff:
+                        return  # every worker ended: all is delivered, or a failed batch left a gap
+                    item = self._handoff[self._delivered]
                 self._deliver(item)
                 with self._handoff_cv:
-                    self._handoff.popleft()
+                    del self._handoff[self._delivered]
+                    self._delivered += 1
                     self._handoff_cv.notify_all()
         except BaseException as exc:  # the inspector sees it at its next hand-off
             self.error = exc
@@ -263,24 +282,40 @@ class VisualInspector(threading.Thread):
             )
 
     def run(self) -> None:
-        collect = self._collect_lockstep if self.lockstep else self._collect_live
         self._delivery.start()
+        extra = [threading.Thread(target=self._work, name=f"visual-inspector-{i}", daemon=True)
+                 for i in range(1, self.workers)]
+        for t in extra:
+            t.start()
         try:
-            while True:
-                batch = collect()
+            self._work()
+        finally:  # this thread ends only when every worker stopped and every inferred frame was delivered
+            for t in extra:
+                t.join()
+            with self._handoff_cv:
+                self._closing = True
+                self._handoff_cv.notify_all()
+            self._delivery.join()
+
+    def _work(self) -> None:
+        """One worker: take the next batch (one worker at a time), infer it, hand it to delivery."""
+        collect = self._collect_lockstep if self.lockstep else self._collect_live
+        try:
+            while self.error is None:
+                with self._collect_lock:
+                    batch = collect()
+                    seq = self._taken
+                    self._taken += bool(batch)
                 if batch:
-                    self._inspect(batch)
+                    self._inspect(batch, seq)
                 elif self._all_exhausted() or (self.stop_event.is_set() and self._drained()):
                     return
         except BaseException as exc:  # surfaced by the service as a runtime failure
             if self.error is None:
                 self.error = exc
                 log_failure("visual-inspector", exc, 1, restarting=False)
-        finally:  # this thread ends only when every inferred frame was delivered
             with self._handoff_cv:
-                self._closing = True
                 self._handoff_cv.notify_all()
-            self._delivery.join()
 
     def _drained(self) -> bool:
         return not any(len(q) for q in self.queues.values())

@@ -1,0 +1,103 @@
+"""The model alone: each precision at each batch size on one thread, and with every core busy.
+
+Measured through the runtime's own runner (``open_visual``: every visual model of the directory,
+the file each precision runs), so the figures are what the daemon's inference workers get.
+One thread per call is timed in wall time and in the thread's CPU time: with one ONNX Runtime
+thread the work runs on the calling thread, so its CPU time is the model's cost per frame even
+when a neighbour loads the machine, and it is what the CPU ceiling adds up.  "All cores" runs the
+plans the daemon chooses between (W calls side by side on one thread each, one call on every
+core) and keeps the best.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Progress = Callable[[str], None]
+
+
+def _image(runner: Any) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (runner.height, runner.width, 3), dtype=np.uint8)
+
+
+def time_calls(run: Callable[[np.ndarray], object], x: np.ndarray, seconds: float) -> dict[str, Any]:
+    """Back-to-back calls for ``seconds``: fps, wall and thread-CPU ms per frame, ms per call."""
+    from bench_common import percentiles
+
+    for _ in range(3):  # warm-up: first calls allocate arenas and pick kernels
+        run(x)
+    wall: list[float] = []
+    cpu: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(wall) < 5:
+        t, c = time.perf_counter(), time.thread_time()
+        run(x)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    n = len(x)
+    return {"fps": round(n * len(wall) / sum(wall), 1), "ms_per_frame": round(1000.0 * sum(wall) / (n * len(wall)), 3),
+            "cpu_ms_per_frame": round(1000.0 * float(np.median(cpu)) / n, 3),
+            "ms_per_call": percentiles(1000.0 * w for w in wall), "calls": len(wall)}
+
+
+def engine_precisions(engines: Path, backend: str, precisions: list[str], batches: list[int], seconds: float,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """``{precision: {file, batches: {b: …}, best_batch, all_cores: {plan: fps}, all_cores_fps}}``."""
+    from edge_inspector.inspectors.factory import engine_opener, open_visual
+    from edge_inspector.inspectors.policy import parallel_fps, thread_plans, usable_cores
+    from edge_inspector.manifest import load_manifest
+
+    manifest = load_manifest(engines)
+    cores = usable_cores()
+    out: dict[str, Any] = {}
+    for precision in precisions:
+        opts = {} if backend == "tensorrt" else {"intra_op_threads": 1}
+        one = open_visual(manifest, engine_opener(backend, **opts), max(batches), precision=precision)
+        runners = {1: one}
+        try:
+            m = one.models[0]
+            row: dict[str, Any] = {"file": m.file.path.name, "sha256": m.sha256[:12], "runs": m.precision,
+                                   "batches": {}}
+            for b in batches:
+                if progress:
+                    progress(f"engine {backend} {precision} batch {b}")
+                row["batches"][str(b)] = time_calls(one.run, one.preprocess([_image(one)] * b), seconds)
+            best = max(batches, key=lambda b: row["batches"][str(b)]["fps"])
+            row["best_batch"] = best
+            x = one.preprocess([_image(one)] * best)
+            row["all_cores"] = {}
+            for workers, threads in thread_plans(cores, backend):
+                if threads not in runners:
+                    runners[threads] = open_visual(manifest, engine_opener(backend, intra_op_threads=threads), best,
+                                                   precision=precision)
+                if progress:
+                    progress(f"engine {backend} {precision}: {workers} call(s) x {threads} thread(s)")
+                row["all_cores"][f"{workers}x{threads}"] = round(parallel_fps(runners[threads].run, x, workers, seconds), 1)
+            row["all_cores_fps"] = max(row["all_cores"].values())
+            out[precision] = row
+        finally:
+            for r in runners.values():
+                r.close()
+    return out
+
+
+def inference_cpu_ms(engines: Path, precision: str, batch: int, seconds: float) -> float:
+    """Thread-CPU ms per frame of one call at ``batch`` on one thread (the daemon's unit of work)."""
+    from edge_inspector.inspectors.factory import engine_opener, open_visual
+    from edge_inspector.manifest import load_manifest
+
+    runner = open_visual(load_manifest(engines), engine_opener("onnxruntime", intra_op_threads=1), batch,
+                         precision=precision)
+    try:
+        return time_calls(runner.run, runner.preprocess([_image(runner)] * batch), seconds)["cpu_ms_per_frame"]
+    finally:
+        runner.close()
+
+
+def ceiling_fps(cores: int, decode_cpu_ms: float, preprocess_cpu_ms: float, inference_cpu_ms: float) -> float:
+    """Frames/s with every core busy all the time on nothing but the work each frame needs."""
+    return round(1000.0 * cores / (decode_cpu_ms + preprocess_cpu_ms + inference_cpu_ms), 1)
