@@ -243,3 +243,81 @@ def test_replay_sends_to_the_broker_only_when_asked(tmp_path: Path) -> None:
     assert build_config(inputs, config, False, tmp_path).mqtt is None
     asked = build_config(inputs, config, False, tmp_path, plant=("mqtt",))
     assert asked.mqtt is not None and asked.mqtt.url == "mqtt://plant-broker:1883"
+
+
+def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with cryptography (comes with asyncua)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    files[0].write_bytes(cert("test plant CA", ca_key, "test plant CA", ca_key, True).public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(cert("127.0.0.1", server_key, "test plant CA", ca_key, False).public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return files
+
+
+@pytest.mark.slow
+def test_mqtts_delivers_and_a_killed_station_leaves_its_last_will(tmp_path: Path, broker: Broker) -> None:
+    """Over TLS (the broker's certificate checked against the configured CA); a station killed
+    with SIGKILL is declared offline by the broker's retained last will."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, free_port
+
+    pytest.importorskip("cryptography")
+    ca, cert, key = _tls_files(tmp_path)
+    tls_port = free_port()
+    broker.stop()
+    broker.conf.write_text(broker.conf.read_text() + f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
+                           f"keyfile {key}\n")
+    broker.start()
+    sub = Collector(broker, f"{PREFIX}/#")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from edge_inspector.events import EventBus, Journal\n"
+        "from edge_inspector.inspectors.verdict import Verdict\n"
+        "from edge_inspector.sinks.mqtt import MqttSink\n"
+        "from edge_inspector.sinks.mqtt_config import MqttConfig\n"
+        f"cfg = MqttConfig(url='mqtts://127.0.0.1:{tls_port}', ca_file={str(ca)!r}, topic_prefix={PREFIX!r})\n"
+        f"j = Journal({str(tmp_path / 'j.db')!r})\n"
+        "bus = EventBus('tcp://127.0.0.1:*', j, None, heartbeat_s=0, sinks=[MqttSink(cfg, j)])\n"
+        "bus.publish_verdict(Verdict('cam0', 'visual', 'scratch', 0.9, True, time.time(), time.monotonic(), 'm', 'ab', frame=1))\n"
+        "print('published', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    station = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert station.stdout is not None and station.stdout.readline().strip() == "published"
+        assert sub.wait_for(lambda m: any(t == f"{PREFIX}/defect/visual/cam0" for t, _, _ in m), 10)
+        assert (f"{PREFIX}/status", b"online", False) in sub.snapshot()
+        station.send_signal(signal.SIGKILL)
+        station.wait(5)
+        assert sub.wait_for(lambda m: any(t == f"{PREFIX}/status" and p == b"offline" for t, p, _ in m), 10)
+    finally:
+        if station.poll() is None:
+            station.kill()
+        sub.close()
