@@ -282,51 +282,16 @@ def test_tensorrt_available_is_consistent() -> None:
     ok, reason = build.tensorrt_available()
     assert isinstance(ok, bool) and (ok == (reason == ""))
     if not ok:
-        assert reason.split(" (")[0] in {"no CUDA device", "tensorrt not installed", "cuda-python not installed"} or \
+        assert reason.split(" (")[0] in {"no CUDA device", "tensorrt not installed"} or \
+            reason.startswith("no CUDA binding installed: cuda-python or pycuda") or \
             reason.startswith("tensorrt ") and "10.x needed" in reason
 
 
 # ----------------------------------------------------------------------------- GPU
-def _cuda_or_skip() -> "CudaRuntime":  # noqa: F821
-    try:
-        build.probe_cuda_device()
-    except build.CudaUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        from edge_inspector.runtime.tensorrt import CudaRuntime
-
-        return CudaRuntime()
-    except ImportError:
-        pytest.skip("cuda-python not installed")
-
-
 def _tensorrt_or_skip() -> None:
     ok, reason = build.tensorrt_available()
     if not ok:
         pytest.skip(f"TensorRT not available: {reason}")
-
-
-@pytest.mark.gpu
-def test_cuda_buffers_round_trip_through_pinned_and_device_memory() -> None:
-    from edge_inspector.runtime.tensorrt import _Buffer
-
-    cuda = _cuda_or_skip()
-    src, dst = _Buffer(cuda, "a", np.dtype(np.float32), (4, 1000)), _Buffer(cuda, "b", np.dtype(np.float32), (4, 1000))
-    stream = cuda.stream_create()
-    try:
-        data = RNG.normal(size=4000).astype(np.float32)
-        src.host[:] = data
-        cuda.copy_to_device(src.device, src.host_ptr, src.nbytes, stream)
-        cuda.call("cudaMemcpyAsync", dst.device, src.device, src.nbytes, cuda.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream)
-        cuda.copy_to_host(dst.host_ptr, dst.device, dst.nbytes, stream)
-        cuda.synchronize(stream)
-        assert np.array_equal(dst.host, data) and int(stream) != 0
-        with pytest.raises(RuntimeError, match="CUDA cudaMalloc failed: cudaErrorMemoryAllocation"):
-            cuda.malloc(1 << 50)
-    finally:
-        cuda.stream_destroy(stream)
-        src.free()
-        dst.free()
 
 
 @pytest.mark.gpu

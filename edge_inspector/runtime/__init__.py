@@ -52,7 +52,7 @@ def choose_backend(requested: str) -> tuple[str, str]:
     except ImportError as exc:
         ok, why = False, str(exc)
     if ok:
-        return "tensorrt", "a CUDA device, TensorRT and cuda-python are usable"
+        return "tensorrt", "a CUDA device, TensorRT and a CUDA binding (cuda-python or pycuda) are usable"
     return "onnxruntime", f"TensorRT cannot run here: {why}"
 
 

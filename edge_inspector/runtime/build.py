@@ -372,7 +372,20 @@ def build_all(
         console.print(f"{model.name}: {'cached' if cached else 'built'} {plan} ({results[-1]['seconds']} s)")
     if failures:
         raise UserError(f"{len(failures)} of {len(models)} model(s) failed to build: " + " | ".join(failures))
+    _measure_policy(engines, precision, max_batch, console)
     return results
+
+
+def _measure_policy(engines: Path, precision: str, max_batch: int, console: Console) -> None:
+    """Time the visual models' plans at each batch now, so the daemon's first start finds the choice cached."""
+    if not (engines / "manifest.toml").is_file() or max_batch < 8:
+        return  # the daemon measures batches 1-8 itself (a plan for fewer would be rebuilt for it)
+    from edge_inspector.inspectors.policy import resolve  # noqa: PLC0415
+
+    manifest = load_manifest(engines, verify=False)
+    if manifest.entries("visual"):
+        policy = resolve(manifest, "tensorrt", precision, remeasure=True)
+        console.print(f"inference policy for the visual models: {policy.describe()}")
 
 
 def _build_jobs(engines: Path, precision: str) -> list[tuple[Path, str]]:

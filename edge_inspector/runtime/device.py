@@ -72,7 +72,8 @@ def import_tensorrt() -> ModuleType:
 
 @functools.lru_cache(maxsize=1)
 def tensorrt_available() -> tuple[bool, str]:
-    """``(True, "")`` if a CUDA device, TensorRT >= 10 and cuda-python are usable, else ``(False, why)``."""
+    """``(True, "")`` if a CUDA device, TensorRT >= 10 and a CUDA binding (cuda-python or pycuda) are
+    usable, else ``(False, why)``."""
     try:
         probe_cuda_device()
     except CudaUnavailable as exc:
@@ -81,13 +82,12 @@ def tensorrt_available() -> tuple[bool, str]:
         import_tensorrt()
     except ImportError as exc:
         return False, str(exc)
+    from edge_inspector.runtime.cuda import choose_binding  # noqa: PLC0415
+
     try:
-        import cuda.bindings.runtime  # noqa: F401, PLC0415
-    except ImportError:
-        try:
-            from cuda import cudart  # noqa: F401, PLC0415 - cuda-python < 12.6 layout
-        except ImportError:
-            return False, f"cuda-python not installed (it moves tensors to the GPU; {INSTALL_HINT})"
+        choose_binding()
+    except ImportError as exc:
+        return False, str(exc)
     return True, ""
 
 

@@ -5,11 +5,9 @@ then deserialized once.  Pinned host buffers and device buffers are allocated on
 the profile's maximum shapes, so a call costs two copies and one ``execute_async_v3`` and never
 allocates.  Each call sets the actual input shapes (dynamic batch, the GRU's time axis).
 
-Device memory and streams use cuda-python's runtime API (``cuda.bindings.runtime``, formerly
-``cuda.cudart``) rather than pycuda: it ships prebuilt wheels for x86-64 and aarch64 (pycuda is
-compiled against the CUDA headers on every Jetson), it is NVIDIA's own binding that TensorRT 10's
-samples use, and the runtime API works on the device's primary context, the one TensorRT uses,
-so no context has to be created, pushed or popped.
+Device memory and streams go through :mod:`edge_inspector.runtime.cuda`: pycuda (on the primary
+context, ``pycuda.autoprimaryctx``) or cuda-python's runtime API, whichever is installed, behind
+one small interface.
 
 Written against the TensorRT 10 tensor-name API (``num_io_tensors``, ``set_input_shape``,
 ``set_tensor_address``, ``execute_async_v3``); nothing here exists only in TensorRT 8/9.
@@ -29,6 +27,7 @@ from rich.console import Console
 
 from edge_inspector.errors import UserError
 from edge_inspector.runtime.base import TensorSpec
+from edge_inspector.runtime.cuda import CudaMemory, open_memory
 from edge_inspector.runtime.build import (
     InputRange,
     ShapeProfile,
@@ -43,65 +42,13 @@ from edge_inspector.runtime.build import (
     tensorrt_available,
 )
 
-__all__ = ["TensorRTEngine", "CudaRuntime", "check_feeds", "tensorrt_available"]
-
-
-def _import_cudart() -> ModuleType:
-    try:
-        from cuda.bindings import runtime  # noqa: PLC0415 - cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart as runtime  # type: ignore[no-redef]  # noqa: PLC0415
-    return runtime
-
-
-class CudaRuntime:
-    """The few CUDA runtime calls the engine needs, each checked and raising with the CUDA error name."""
-
-    def __init__(self, device_index: int = 0) -> None:
-        self.rt = _import_cudart()
-        self.call("cudaSetDevice", device_index)
-
-    def call(self, fn: str, *args: Any) -> Any:
-        result = getattr(self.rt, fn)(*args)
-        err, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-        if int(err) != 0:
-            name = self.rt.cudaGetErrorName(err)[1]
-            raise RuntimeError(f"CUDA {fn} failed: {name.decode() if isinstance(name, bytes) else name}")
-        return rest[0] if len(rest) == 1 else (rest or None)
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self.call("cudaMalloc", max(nbytes, 1)))
-
-    def malloc_host(self, nbytes: int) -> int:
-        """Page-locked host memory: needed for truly asynchronous copies."""
-        return int(self.call("cudaMallocHost", max(nbytes, 1)))
-
-    def free(self, ptr: int) -> None:
-        self.call("cudaFree", ptr)
-
-    def free_host(self, ptr: int) -> None:
-        self.call("cudaFreeHost", ptr)
-
-    def stream_create(self) -> Any:
-        return self.call("cudaStreamCreate")
-
-    def stream_destroy(self, stream: Any) -> None:
-        self.call("cudaStreamDestroy", stream)
-
-    def copy_to_device(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        self.call("cudaMemcpyAsync", dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
-
-    def copy_to_host(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        self.call("cudaMemcpyAsync", dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
-
-    def synchronize(self, stream: Any) -> None:
-        self.call("cudaStreamSynchronize", stream)
+__all__ = ["TensorRTEngine", "check_feeds", "tensorrt_available"]
 
 
 class _Buffer:
     """One tensor's pinned host memory (as a flat numpy array) and device memory, max-sized."""
 
-    def __init__(self, cuda: CudaRuntime, name: str, dtype: np.dtype, max_shape: tuple[int, ...]) -> None:
+    def __init__(self, cuda: CudaMemory, name: str, dtype: np.dtype, max_shape: tuple[int, ...]) -> None:
         self.name, self.dtype, self.max_shape = name, np.dtype(dtype), max_shape
         count = int(np.prod(max_shape)) if max_shape else 1
         self.nbytes = count * self.dtype.itemsize
@@ -200,7 +147,7 @@ class TensorRTEngine:
         self._lock = threading.Lock()
         self._buffers: dict[str, _Buffer] = {}
         self._stream: Any = None
-        self._cuda = CudaRuntime(device.index)
+        self._cuda = open_memory(device.index)
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
@@ -252,7 +199,7 @@ class TensorRTEngine:
             shapes = {s.name: tuple(self._context.get_tensor_shape(s.name)) for s in self.outputs}
             if any(d < 0 for shape in shapes.values() for d in shape):
                 raise UserError(f"inconsistent input shapes {[a.shape for a in arrays.values()]}: {self._last_error()}")
-            if not self._context.execute_async_v3(int(self._stream)):
+            if not self._context.execute_async_v3(self._cuda.handle(self._stream)):
                 raise RuntimeError(f"{self.model_path}: TensorRT execution failed: {self._last_error()}")
             sizes = {n: int(np.prod(s)) for n, s in shapes.items()}
             for name, count in sizes.items():
