@@ -168,6 +168,7 @@ def _view_metrics(service: "Service") -> MetricSnapshot:
                                                    {(): float(c["stored"])})
         for key, text in (("written", "defects whose pictures were written"),
                           ("dropped", "defects that went without pictures because the picture queue was full"),
+                          ("limited", "defects that went without pictures: more than snapshots.max_per_s for the source"),
                           ("failed", "defects whose pictures could not be drawn or written"),
                           ("deleted", "defects whose pictures retention deleted (size, age, free space)"),
                           ("skipped_disk", "defects whose pictures were not written: too little free disk space")):

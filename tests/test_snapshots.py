@@ -171,3 +171,19 @@ def test_every_defect_event_names_pictures_the_server_serves(tmp_path: Path, sur
         sub.close()
     stored = os.listdir(tmp_path / "snapshots")
     assert len(stored) == 3 * len(visual) + 2 * len(acoustic)
+
+
+def test_a_camera_rejecting_every_frame_gets_max_per_s_pictures(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, 10**9, max_age_s=3600.0, min_free_bytes=0)
+    writer = SnapshotWriter(store, queue_size=100, max_per_s=2.0)
+    now = [1000.0]
+    writer.clock = lambda: now[0]
+    image = np.full((32, 32, 3), 90, np.uint8)
+    burst = [writer.reserve(visual_verdict(image, None)) for _ in range(10)]
+    assert sum(r is not None for r in burst) == 4 and writer.limited == 6  # bursts of twice the rate
+    other = visual_verdict(image, None)
+    other.source = "cam2"
+    assert writer.reserve(other) is not None  # per source
+    now[0] += 0.6  # 1.2 pictures' worth of allowance
+    assert writer.reserve(visual_verdict(image, None)) is not None
+    assert writer.reserve(visual_verdict(image, None)) is None and writer.limited == 7

@@ -113,6 +113,8 @@ def test_status_page_in_a_browser(station: Station, tmp_path: Path) -> None:
         facts = browser.evaluate("document.getElementById('facts').textContent")
         assert "ready" in facts and "visual_cnn" in facts and "onnxruntime" in facts, facts
         caption = browser.evaluate("document.querySelector('#defects figcaption').textContent")
+        # more defects a second than snapshots.max_per_s: the others say why they have no picture
+        assert browser.evaluate("[...document.querySelectorAll('#defects .nopic')].every(n => n.textContent.includes('rate'))")
         assert "cam0" in caption and "frame" in caption, caption
         episode = browser.evaluate("document.querySelector('#episodes .episode').textContent")
         assert "squeal" in episode and "press" in episode, episode
@@ -129,7 +131,7 @@ def test_status_page_in_a_browser(station: Station, tmp_path: Path) -> None:
         x, y, w, h = (int(round(v)) for v in live)
         assert h > 100 and picture[y : y + h, x : x + w].std() > 5, "the preview shows the camera"
 
-        browser.evaluate("document.querySelector('#defects figure').click()")  # the full snapshot
+        browser.evaluate("document.querySelector('#defects figure img').closest('figure').click()")  # the full snapshot
         width = browser.wait_for("document.getElementById('viewer').open && document.getElementById('viewer-img').naturalWidth",
                                  timeout=10)
         assert width == 256  # the synthetic camera's frame, heatmap and box drawn at full size

@@ -65,7 +65,8 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         f"their median: cost {v.get('cost_median_of_pairs')}; CPU per frame {v.get('cpu_ms_per_frame_with')} ms with, "
         f"{v.get('cpu_ms_per_frame_without')} ms without); "
         f"{v.get('defects_per_run')} of {v.get('verdicts_per_run')} frames defective per run, snapshots written "
-        f"{v.get('snapshots_written')}, dropped {v.get('snapshots_dropped')} (queue full: inspection first), "
+        f"{v.get('snapshots_written')}, over max_per_s {v.get('snapshots_limited')}, dropped "
+        f"{v.get('snapshots_dropped')} (queue full: inspection first), "
         f"preview frames received {v.get('preview_frames_received')}; cost <= 10 %", ok_if_le=True)
     plc = r.get("plc") or {}
     add("PLC decision to a Modbus client, p99", plc.get("p99_ms"), 5.0 if plc else None,

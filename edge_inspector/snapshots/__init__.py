@@ -26,7 +26,7 @@ def snapshot_writer(cfg: Config, health: ThreadHealth | None = None) -> Snapshot
 
     store = SnapshotStore(snap.directory(cfg.publisher.journal), int(snap.max_mb * 1e6),
                           snap.max_age_days * 86400.0, int(snap.min_free_mb * 1e6))
-    return SnapshotWriter(store, snap.queue_size, snap.jpeg_quality, snap.overlay_width, health)
+    return SnapshotWriter(store, snap.queue_size, snap.jpeg_quality, snap.overlay_width, health, snap.max_per_s)
 
 
 def check_snapshots(cfg: Config) -> list[str]:

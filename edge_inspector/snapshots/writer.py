@@ -6,8 +6,10 @@ episode's trace) under a new event id and returns the ``snapshot`` fields the ev
 or None when the queue is full (counted in ``dropped``: the event then carries no snapshot).
 The thread encodes and writes at the lowest CPU priority (nice 19, Linux), so under full load
 the scheduler gives the inspector's threads the CPU first and a burst of defects costs dropped
-pictures, not inspected frames.  A client that asks for a picture still being written waits for
-it (:meth:`wait_written`).
+pictures, not inspected frames.  Each source gets at most ``max_per_s`` pictures a second
+(bursts of twice that; ``limited`` counts the rest): a camera rejecting every frame must not
+churn the store and push out every earlier defect's pictures.  A client that asks for a picture
+still being written waits for it (:meth:`wait_written`).
 
 Per visual defect: ``<id>.jpg`` (the inspected image as the model saw it, full size),
 ``<id>.overlay.jpg`` (heatmap, box and caption, at most ``overlay_width`` wide) and
@@ -52,12 +54,15 @@ class SnapshotWriter:
     """A bounded queue of defect pictures to draw and a low-priority thread that writes them."""
 
     def __init__(self, store: SnapshotStore, queue_size: int = 16, jpeg_quality: int = 90,
-                 overlay_width: int = 960, health: ThreadHealth | None = None) -> None:
+                 overlay_width: int = 960, health: ThreadHealth | None = None, max_per_s: float = 0.0) -> None:
         self.store = store
         self.queue_size = max(1, queue_size)
         self.jpeg_quality = jpeg_quality
         self.overlay_width = overlay_width
         self.health = health
+        self.max_per_s = max_per_s
+        self._allowance: dict[str, tuple[float, float]] = {}  # source -> (pictures allowed now, when)
+        self.clock = time.monotonic
         self._queue: collections.deque[_Job] = collections.deque()
         self._pending: set[str] = set()
         self._cond = threading.Condition()
@@ -65,6 +70,7 @@ class SnapshotWriter:
         self._thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self.written = 0
         self.dropped = 0  # the queue was full: the event went out without a snapshot
+        self.limited = 0  # over max_per_s for its source: the event went out without a snapshot
         self.failed = 0  # drawing or writing failed (logged)
         self.write_ms_total = 0.0
 
@@ -76,6 +82,9 @@ class SnapshotWriter:
             if verdict.image is None:
                 return None
         elif verdict.trace is None:
+            return None
+        if not self._allowed(verdict.source):
+            self.limited += 1
             return None
         event_id = uuid.uuid4().hex
         with self._cond:
@@ -89,6 +98,20 @@ class SnapshotWriter:
             return event_id, {"snapshot": f"{URL_PREFIX}{event_id}.jpg",
                               "snapshot_overlay": f"{URL_PREFIX}{event_id}.overlay.jpg"}
         return event_id, {"snapshot": f"{URL_PREFIX}{event_id}.png"}
+
+    def _allowed(self, source: str) -> bool:
+        """A token bucket per source: ``max_per_s`` pictures a second, bursts of twice that."""
+        if self.max_per_s <= 0:
+            return True
+        burst = max(1.0, 2.0 * self.max_per_s)
+        now = self.clock()
+        tokens, last = self._allowance.get(source, (burst, now))
+        tokens = min(burst, tokens + (now - last) * self.max_per_s)
+        if tokens < 1.0:
+            self._allowance[source] = (tokens, now)
+            return False
+        self._allowance[source] = (tokens - 1.0, now)
+        return True
 
     def wait_written(self, event_id: str, timeout_s: float) -> None:
         """Return once ``event_id``'s pictures are written (or given up), at most ``timeout_s``."""
@@ -105,7 +128,8 @@ class SnapshotWriter:
         return len(self._queue)
 
     def counters(self) -> dict[str, Any]:
-        return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "queued": self.queued,
+        return {"written": self.written, "dropped": self.dropped, "limited": self.limited, "failed": self.failed,
+                "queued": self.queued,
                 "stored": self.store.count, "bytes": self.store.total_bytes, "deleted": self.store.deleted,
                 "skipped_disk": self.store.skipped_disk}
 
