@@ -218,7 +218,7 @@ def _check_models(cfg: Config, load: bool = True) -> list[str]:
     problems = []
     if cfg.cameras and not manifest.entries("visual"):
         problems.append("runtime.engines_dir: the manifest has no visual model but cameras are configured")
-    if cfg.microphones and manifest.classifier("acoustic") is None:
+    if cfg.microphones and not manifest.entries("acoustic"):
         problems.append("runtime.engines_dir: the manifest has no acoustic model but microphones are configured")
     acoustic = manifest.classifier("acoustic")
     if acoustic is not None:
@@ -230,6 +230,11 @@ def _check_models(cfg: Config, load: bool = True) -> list[str]:
                     f"microphone[{i}].offset: {offset} is above the onset {onset} (the model's "
                     f"onset/offset are {acoustic.onset}/{acoustic.offset}); offset must be <= onset"
                 )
+    if manifest.anomaly("acoustic") is None:
+        for i, mic in enumerate(cfg.microphone):
+            if mic.anomaly_threshold is not None:
+                problems.append(f"microphone[{i}].anomaly_threshold: the engines directory has no acoustic anomaly "
+                                "model (make one with `edge-inspector learn acoustic`)")
     if manifest.anomaly("visual") is None:
         for i, cam in enumerate(cfg.camera):
             if cam.anomaly_threshold is not None:

@@ -113,8 +113,9 @@ class MicrophoneConfig(SourceConfig):
     chunk_s: float = Field(0.1, gt=0.0, le=2.0)
     loop: bool = False
     realtime: bool = True
-    onset: float | None = Field(None, ge=0.0, le=1.0)
+    onset: float | None = Field(None, ge=0.0, le=1.0)  # the classifier's episode hysteresis
     offset: float | None = Field(None, ge=0.0, le=1.0)
+    anomaly_threshold: float | None = Field(None, ge=0.0, le=1.0)  # the learnt model's onset (0.5 = learnt)
 
     @field_validator("uri")
     @classmethod

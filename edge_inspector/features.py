@@ -75,21 +75,25 @@ def _tables(params: LogMelParams) -> tuple[np.ndarray, np.ndarray]:
     return window, np.ascontiguousarray(fb.T)
 
 
-def logmel(samples: np.ndarray, params: LogMelParams | None = None) -> np.ndarray:
-    """Log-mel frames ``[T, n_mels]`` float32 of mono ``samples`` (see the module docstring)."""
+def mel_power(samples: np.ndarray, params: LogMelParams | None = None) -> np.ndarray:
+    """Mel-band power per frame ``[T, n_mels]`` float64 (before the log) of mono ``samples``."""
     params = params or LogMelParams()
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     t = params.n_frames(x.size)
     if t == 0:
-        return np.zeros((0, params.n_mels), dtype=np.float32)
+        return np.zeros((0, params.n_mels), dtype=np.float64)
     window, fb = _tables(params)
     frames = np.lib.stride_tricks.sliding_window_view(x, params.win_length)[:: params.hop_length][:t]
     spec = np.fft.rfft(frames * window, n=params.n_fft, axis=-1)
     power = spec.real**2 + spec.imag**2
     # Row-by-row products keep every frame's arithmetic independent of how many frames are
     # computed together, so streaming and whole-clip features are bit-identical.
-    mel = np.einsum("tf,fm->tm", power, fb, optimize=False)
-    return np.log(mel + LOG_EPS).astype(np.float32)
+    return np.einsum("tf,fm->tm", power, fb, optimize=False)
+
+
+def logmel(samples: np.ndarray, params: LogMelParams | None = None) -> np.ndarray:
+    """Log-mel frames ``[T, n_mels]`` float32 of mono ``samples`` (see the module docstring)."""
+    return np.log(mel_power(samples, params) + LOG_EPS).astype(np.float32)
 
 
 class LogMelStream:

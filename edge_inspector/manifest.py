@@ -136,7 +136,7 @@ class AnomalyDecision(_Strict):
     kind: Literal["anomaly"]
     threshold: float  # raw score at which an item is anomalous
     score_scale: float = Field(gt=0.0)
-    max_false_reject: float = Field(ge=0.0, le=1.0)  # the rate the threshold was set for
+    max_false_reject: float | None = Field(None, ge=0.0, le=1.0)  # the rate the threshold was set for (images)
     learnt_from: Provenance
     calibrations: tuple[Calibration, ...] = ()
 
@@ -154,13 +154,13 @@ class VisualAnomalyModel(ImageInput, AnomalyDecision):
     int8: tuple[QuantizedFile, ...] = ()  # verified INT8 versions, one per runtime target
 
 
-class AcousticModel(_Strict):
-    """The streaming GRU: log-mel frames in, per-frame class probabilities out, state carried."""
+class LogMelInput(_Strict):
+    """The input contract of a sound model: how samples become its log-mel frames.
 
-    kind: Literal["classifier"] = "classifier"
-    name: str = "acoustic_gru"
-    file: str
-    sha256: str
+    Every acoustic model of one directory must share it, so one feature stream per microphone
+    feeds each model (:mod:`edge_inspector.features`).
+    """
+
     sample_rate: int = 16000
     n_fft: int = 512
     win_length: int = 400
@@ -168,6 +168,35 @@ class AcousticModel(_Strict):
     n_mels: int = 64
     fmin: float = 20.0
     fmax: float = 8000.0
+
+    def same_contract(self, other: "LogMelInput") -> bool:
+        return all(getattr(self, k) == getattr(other, k) for k in LogMelInput.model_fields)
+
+
+class Episodes(_Strict):
+    """How a stream of frame scores becomes fault episodes (the acoustic inspector's rules).
+
+    The frame score, smoothed by a causal moving average over ``smoothing_s``, opens an episode
+    at ``onset`` and closes it below ``offset``; a dip below ``offset`` shorter than ``hold_s``
+    does not close it (a knock every second or two is one fault, not one per knock).
+    """
+
+    onset: float = Field(ge=0.0, le=1.0)
+    offset: float = Field(ge=0.0, le=1.0)
+    smoothing_s: float = 0.3
+    min_duration_s: float = 0.3
+    hold_s: float = Field(2.0, ge=0.0)
+    warmup_s: float = 0.5  # frames before this (after a state reset) are not scored
+    report_after_s: float = Field(2.0, gt=0.0)  # an episode still open this long after onset is reported early
+
+
+class AcousticModel(LogMelInput, Episodes):
+    """The streaming GRU: log-mel frames in, per-frame class probabilities out, state carried."""
+
+    kind: Literal["classifier"] = "classifier"
+    name: str = "acoustic_gru"
+    file: str
+    sha256: str
     feature_mean: float = 0.0  # log-mel normalisation (scalar)
     feature_std: float = 1.0
     input: str = "mel"  # [N, T, n_mels]
@@ -179,19 +208,43 @@ class AcousticModel(_Strict):
     chunk_frames: int = 50  # frames per streaming chunk (T)
     labels: tuple[str, ...]  # index 0 is the good class ("normal")
     threshold: float = Field(ge=0.0, le=1.0)  # clip decision on the clip score
-    onset: float = Field(ge=0.0, le=1.0)  # streaming hysteresis on the smoothed frame score
-    offset: float = Field(ge=0.0, le=1.0)
-    smoothing_s: float = 0.3
-    min_duration_s: float = 0.3
-    warmup_s: float = 0.5  # frames before this (after a state reset) are not scored
-    report_after_s: float = Field(2.0, gt=0.0)  # an episode still open this long after onset is reported early
     calibrations: tuple[Calibration, ...] = ()
 
 
-# One entry type per kind; an acoustic anomaly entry joins AcousticEntry as the visual one does.
+class AcousticAnomalyModel(LogMelInput, Episodes, AnomalyDecision):
+    """A normal-only sound model learnt on the line (``edge-inspector learn acoustic``).
+
+    Raw log-mel frames and the last ``context_frames - 1`` frames (its carried state) in, a raw
+    score per frame out (:mod:`edge_inspector.learn.acoustic_graph`).  ``threshold`` is the raw
+    smoothed score where an episode opens (``onset`` is then 0.5 on the normalised scale, the
+    anomaly head's); ``offset`` is on the same normalised scale.  The clip score of ``inspect`` is
+    the largest smoothed frame score after the warm-up, decided against the same threshold.
+    While the machine starts or stops (the broadband level moves by ``gate_db`` within
+    ``gate_window_s``) the model is not scored: a ramp-up is a state a few minutes of recording
+    rarely cover, and a fault is heard while the machine runs.
+    """
+
+    name: str = "acoustic_anomaly"
+    file: str
+    sha256: str
+    method: str  # how it scores, for people
+    input: str = "mel"  # [N, T, n_mels] raw log-mel
+    input_state: str = "ctx_in"  # [N, context_frames - 1, n_mels]
+    output_score: str = "score"  # [N, T] raw score per frame
+    output_state: str = "ctx_out"
+    context_frames: int = Field(ge=2)
+    chunk_frames: int = 50
+    gate_db: float = Field(6.0, ge=0.0)  # a level change this large within gate_window_s suspends scoring (0: never)
+    gate_window_s: float = Field(1.0, gt=0.0)
+    gate_hold_s: float = Field(1.0, ge=0.0)  # ... until this long after the level settled
+    max_false_alarms_per_hour: float = Field(ge=0.0)  # what the threshold was set for
+    false_alarms_per_hour: float | None = None  # estimated on held-out good audio at that threshold
+
+
+# One entry type per kind.
 VisualEntry = Annotated[Union[VisualModel, VisualAnomalyModel], Field(discriminator="kind")]
-AcousticEntry = AcousticModel
-ModelEntry = Union[VisualModel, VisualAnomalyModel, AcousticModel]
+AcousticEntry = Annotated[Union[AcousticModel, AcousticAnomalyModel], Field(discriminator="kind")]
+ModelEntry = Union[VisualModel, VisualAnomalyModel, AcousticModel, AcousticAnomalyModel]
 
 
 class Manifest(_Strict):
@@ -229,6 +282,11 @@ class Manifest(_Strict):
                 if entry.name in names:
                     raise ValueError(f"{modality}: model name {entry.name!r} is used twice")
                 names.add(entry.name)
+        acoustic = self.entries("acoustic")
+        for entry in acoustic[1:]:
+            if not entry.same_contract(acoustic[0]):  # type: ignore[union-attr]
+                raise ValueError(f"acoustic: {entry.name!r} and {acoustic[0].name!r} need the same sample_rate, "
+                                 "n_fft, win_length, hop_length, n_mels, fmin and fmax (one feature stream feeds both)")
         visual = self.entries("visual")
         for entry in visual:
             targets = [q.target for q in entry.int8]
@@ -328,7 +386,7 @@ def manifest_data(manifest: Manifest) -> dict[str, Any]:
     for modality in MODALITIES:
         entries = []
         for model in manifest.entries(modality):
-            fields = model.model_dump(mode="json")
+            fields = {k: v for k, v in model.model_dump(mode="json").items() if v is not None}  # TOML has no null
             for optional in ("calibrations", "int8"):
                 if not fields.get(optional):
                     fields.pop(optional, None)

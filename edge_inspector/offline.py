@@ -43,7 +43,7 @@ class _Models:
         if self._acoustic is None:
             from edge_inspector.inspectors.acoustic_model import AcousticStreamRunner
 
-            self._acoustic = AcousticStreamRunner(*open_acoustic(self.manifest, self.open_engine))
+            self._acoustic = AcousticStreamRunner(open_acoustic(self.manifest, self.open_engine))
         return self._acoustic
 
 
@@ -82,19 +82,13 @@ def _image_picture(result: Any, image: Any) -> bytes:
                                                   f"{result.label} {result.score:.2f}", result.defect), 90)
 
 
-def _clip_picture(path: Path, out: dict[str, Any], mel: Any, frame_probs: Any, model: Any) -> bytes:
+def _clip_picture(path: Path, out: dict[str, Any], mel: Any, curve: Any, model: Any) -> bytes:
     """The clip's spectrogram over the smoothed per-frame score the daemon's hysteresis uses."""
-    import numpy as np
-
     from edge_inspector import pictures
-    from edge_inspector.inspectors.acoustic_model import anomaly_scores
 
     frame_s = model.hop_length / model.sample_rate
-    width = max(1, int(round(model.smoothing_s / frame_s)))
-    raw = anomaly_scores(frame_probs)
-    smooth = np.convolve(raw, np.ones(width) / width)[: raw.size] if raw.size else raw  # causal, as live
     title = f"{path.name}  {out['label']} {out['score']:.2f}"
-    return pictures.png(pictures.spectrogram_picture(mel, smooth, frame_s, None, model.onset, model.offset, title))
+    return pictures.png(pictures.spectrogram_picture(mel, curve.values, frame_s, None, curve.onset, curve.offset, title))
 
 
 def inspect_one(path: Path, models: _Models, overlays: _Overlays | None = None) -> dict[str, Any]:
@@ -104,10 +98,10 @@ def inspect_one(path: Path, models: _Models, overlays: _Overlays | None = None) 
     suffix = path.suffix.lower()
     if suffix in AUDIO_SUFFIXES:
         runner = models.acoustic()
-        out, mel, frame_probs = inspect_wav_detail(path, runner)
+        out, mel, curve = inspect_wav_detail(path, runner)
         if overlays is not None:
             out["overlay"] = overlays.write(overlays.path(path, ".spectrogram.png"),
-                                            _clip_picture(path, out, mel, frame_probs, runner.model))
+                                            _clip_picture(path, out, mel, curve, runner.model))
         return out
     if suffix in IMAGE_SUFFIXES:
         out, image, result = inspect_image_detail(path, models.visual())

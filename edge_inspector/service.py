@@ -164,7 +164,8 @@ class Service:
         from edge_inspector.inspectors.acoustic import AcousticInspector
         from edge_inspector.sources.microphone import open_microphone
 
-        engine, model = self.engines.acoustic()
+        models = self.engines.acoustic()
+        model = models[0].entry  # the feature contract every acoustic model of the directory shares
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:
@@ -178,12 +179,13 @@ class Service:
             queues[mic.name] = queue
             self.sources[mic.name] = SourceView(mic.name, "microphone", thread, queue)
         overrides = {
-            m.name: {k: v for k, v in (("onset", m.onset), ("offset", m.offset)) if v is not None}
+            m.name: {k: v for k, v in (("onset", m.onset), ("offset", m.offset),
+                                       ("anomaly_threshold", m.anomaly_threshold)) if v is not None}
             for m in mics
         }
         every = self.cfg.publisher.verdict_window_s if self.cfg.publisher.publish_verdicts else None
         self.acoustic = AcousticInspector(
-            engine, model, queues, self._on_verdict, overrides=overrides,
+            models, None, queues, self._on_verdict, overrides=overrides,
             verdict_every_s=every, on_window=self._on_window,
             trace_s=30.0 if self.views.snapshots is not None else 0.0,  # what a snapshot can show of an episode
             on_chunk=lambda mic, latency_s, inference_s: self.telemetry.observe(mic, "microphone", latency_s, inference_s),

@@ -30,6 +30,31 @@ def epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
+def play_to_daemon(pulse_server: PulseServer, cfg: DaemonConfig, mic: str, wav: Path,
+                   quiet_after_s: float) -> tuple[Subscriber, float]:
+    """Start the daemon on ``cfg``, wait until ``mic`` delivers, play ``wav`` into the null sink,
+    wait for a closing episode (and ``quiet_after_s`` more), stop it with SIGTERM (exit 0).
+    Returns the subscriber (closed, events kept) and when the playing started."""
+    sub = Subscriber(cfg.endpoint)
+    daemon = start_daemon(cfg.path, env=pulse_server.env)
+    try:
+        assert sub.wait_for(lambda ev: len([t for t, _ in ev if t == f"verdict.{mic}"]) >= 2, timeout=40), \
+            daemon.stderr.read() if daemon.poll() is not None else "no window verdicts"
+        played_at = time.time()
+        pulse_server.play(wav).wait(30)
+        ok = sub.wait_for(lambda ev: any(t == f"defect.acoustic.{mic}" and not e["extra"]["ongoing"] for t, e in ev),
+                          timeout=10)
+        time.sleep(quiet_after_s)  # after the sound stopped nothing may be reported either
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(15)
+    finally:
+        daemon.kill()
+        sub.close()
+    assert ok, f"no closing acoustic defect event; got {[t for t, _ in sub.events]}"
+    assert daemon.returncode == 0
+    return sub, played_at
+
+
 @pytest.mark.slow
 def test_pulse_device_fault_is_published_at_the_right_offset(pulse_server: PulseServer, tmp_path: Path) -> None:
     clip = fault_clip(41, "bearing", 4.0, 7.0)
@@ -38,24 +63,7 @@ def test_pulse_device_fault_is_published_at_the_right_offset(pulse_server: Pulse
     scipy.io.wavfile.write(wav, 16000, (np.clip(stereo, -1, 1) * 32767).astype(np.int16))
     cfg = DaemonConfig(tmp_path, microphones=[{"name": "gearbox", "uri": "pulse"}],
                        publisher={"publish_verdicts": True})
-    sub = Subscriber(cfg.endpoint)
-    daemon = start_daemon(cfg.path, env=pulse_server.env)
-    try:
-        assert sub.wait_for(lambda ev: len([t for t, _ in ev if t == "verdict.gearbox"]) >= 2, timeout=40), \
-            daemon.stderr.read() if daemon.poll() is not None else "no window verdicts"
-        played_at = time.time()
-        player = pulse_server.play(wav)
-        player.wait(30)
-        ok = sub.wait_for(lambda ev: any(t == "defect.acoustic.gearbox" and not e["extra"]["ongoing"] for t, e in ev),
-                          timeout=10)
-        time.sleep(3.0)  # silence after the machine stopped: nothing may be reported there either
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(15)
-    finally:
-        daemon.kill()
-        sub.close()
-    assert ok, f"no closing acoustic defect event; got {[t for t, _ in sub.events]}"
-    assert daemon.returncode == 0
+    sub, played_at = play_to_daemon(pulse_server, cfg, "gearbox", wav, quiet_after_s=3.0)
     events = sub.topics("defect.acoustic.gearbox")
     summary = [(e["label"], e["offset_s"], e["duration_s"], e["score"], e["extra"]["ongoing"]) for e in events]
     # one fault = one episode (an early "ongoing" report and its closing event share the id)

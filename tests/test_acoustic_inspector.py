@@ -27,7 +27,8 @@ T0 = 1_700_000_000.0  # capture time of the first sample
 def shipped():
     manifest = load_manifest(ROOT / "engines")
     assert manifest.classifier("acoustic") is not None
-    return open_acoustic(manifest, engine_opener("onnxruntime"))
+    (loaded,) = open_acoustic(manifest, engine_opener("onnxruntime"))
+    return loaded.engine, loaded.entry
 
 
 def chunks_of(name: str, samples: np.ndarray, chunk_s: float = 0.1, start_s: float = 0.0) -> list[Chunk]:
@@ -179,7 +180,8 @@ def test_overrides_and_stop_drains(shipped) -> None:
         queue.put(chunk)  # queue left open: the source is still "live"
     verdicts: list[Verdict] = []
     inspector = AcousticInspector(engine, model, {"m": queue}, verdicts.append, overrides={"m": {"onset": 0.9, "offset": 0.5}})
-    assert (inspector.mics["m"].onset, inspector.mics["m"].offset) == (0.9, 0.5)
+    track = inspector.mics["m"].episodes.tracks[0]
+    assert (track.onset, track.offset) == (0.9, 0.5)
     inspector.start()
     inspector.stop()
     inspector.join(10)

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def shipped():
     manifest = load_manifest(ROOT / "engines")
     assert manifest.classifier("acoustic") is not None, "engines/manifest.toml has no acoustic model"
-    return open_acoustic(manifest, engine_opener("onnxruntime"), max_batch=8)
+    (loaded,) = open_acoustic(manifest, engine_opener("onnxruntime"), max_batch=8)
+    return loaded.engine, loaded.entry
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -164,7 +165,7 @@ def test_streaming_equals_whole_clip(shipped) -> None:
     rng, parts, i = np.random.default_rng(0), [], 0
     while i < clip.samples.size:
         n = int(rng.integers(100, 9000))
-        parts.append(runner.push(clip.samples[i : i + n])[1])
+        parts.append(runner.push(clip.samples[i : i + n]).probs)
         i += n
     streamed = np.concatenate(parts)
     assert streamed.shape == whole[0].shape and runner.frames_seen == whole.shape[1]
@@ -200,7 +201,7 @@ def test_inspect_wav_result(shipped, tmp_path: Path) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (./setup.sh --train)")
 def test_training_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "engines"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_acoustic.py"), "--smoke", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "training.acoustic.train", "--smoke", "--out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = load_manifest(out)

@@ -386,7 +386,7 @@ def test_shipped_models_match_onnxruntime(tmp_path: Path, job: tuple | None) -> 
     1e-2 of ONNX Runtime; the INT8 plan of the TensorRT INT8 file against ONNX Runtime running the
     same Q/DQ graph (TensorRT rounds its float layers differently, hence the wider bound)."""
     if job is None:
-        pytest.skip("no engines/*.onnx to compare (train them with python -m training.visual.train / tools/train_acoustic.py)")
+        pytest.skip("no engines/*.onnx to compare (train them with python -m training.visual.train / python -m training.acoustic.train)")
     _tensorrt_or_skip()
     from edge_inspector.runtime import create_engine
 

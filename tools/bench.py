@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from bench_daemon import live_latency, microphone_cpu, paired_replays, scale_live
     from bench_engine import engine_precisions
-    from bench_parts import audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost, threaded_loop
+    from bench_parts import (acoustic_path_rtf, audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost,
+                             threaded_loop)
     from bench_plant import mqtt_outage, mqtt_throughput, plc_latency
     from bench_report import evaluate_targets, print_report, write_chart
     from bench_speed import summarise
@@ -171,6 +172,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif name == "audio":
                 results["audio"] = audio_rtf(engines, 10.0, plan["audio_repeats"], progress=step)
                 results["audio"]["microphone_path"] = microphone_cpu(engines, 3.0 if args.quick else 10.0, progress=step)
+                results["audio"]["whole_path"] = acoustic_path_rtf(engines, 20.0 if args.quick else 120.0,
+                                                                   plan["audio_repeats"], progress=step)
             elif name == "bus":
                 results["bus"] = bus_throughput(plan["bus_events"], progress=step)
             elif name == "mqtt":

@@ -161,13 +161,13 @@ def audio_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int, progress
     if progress:
         progress("audio real-time factor")
     manifest = load_manifest(engines_dir)
-    if manifest.classifier("acoustic") is None:
+    if not manifest.entries("acoustic"):
         return {"skipped": f"{engines_dir}/manifest.toml has no acoustic model"}
-    engine, model = open_acoustic(manifest, engine_opener("onnxruntime"))
-    clip = make_clip(np.random.default_rng(3), duration_s=seconds_of_audio, label="bearing"
-                     if "bearing" in model.labels else None, sample_rate=model.sample_rate)
+    models = open_acoustic(manifest, engine_opener("onnxruntime"))
+    model = models[0].entry
+    clip = make_clip(np.random.default_rng(3), duration_s=seconds_of_audio, label="bearing", sample_rate=model.sample_rate)
     chunk = int(round(0.1 * model.sample_rate))
-    runner = AcousticStreamRunner(engine, model)
+    runner = AcousticStreamRunner(models)
     runs: list[float] = []
     infer_ms: list[float] = []
     try:
@@ -180,12 +180,75 @@ def audio_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int, progress
             runs.append(time.perf_counter() - t0)
             infer_ms.append(runner.inference_ms)
     finally:
-        engine.close()
+        for m in models:
+            m.engine.close()
     best = float(np.median(runs[1:]))
     inference_s = float(np.median(infer_ms[1:])) / 1000.0
     return {"audio_s": seconds_of_audio, "chunk_s": 0.1, "compute_s": round(best, 4),
             "rtf": round(best / seconds_of_audio, 5), "inference_rtf": round(inference_s / seconds_of_audio, 5),
             "features_rtf": round((best - inference_s) / seconds_of_audio, 5), "repeats": repeats}
+
+
+def acoustic_path_rtf(engines_dir: Path, seconds_of_audio: float, repeats: int,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """The whole acoustic path on one core: features, the classifier, a model learnt by
+    ``learn acoustic`` (from 60 s of a synthetic machine, made here) and the inspector's episode
+    logic, 0.1 s chunks, ONNX Runtime with one thread.  CPU seconds (this thread) per audio second."""
+    import shutil
+    import tempfile
+
+    from edge_inspector.inspectors.acoustic import AcousticInspector
+    from edge_inspector.inspectors.factory import engine_opener, open_acoustic
+    from edge_inspector.manifest import load_manifest
+    from edge_inspector.sources.base import BoundedQueue, Chunk
+    from edge_inspector.synthetic.machines import machine_stream
+
+    if progress:
+        progress("whole acoustic path (classifier + learnt model) on one core")
+    manifest = load_manifest(engines_dir)
+    if manifest.classifier("acoustic") is None:
+        return {"skipped": f"{engines_dir}/manifest.toml has no acoustic classifier"}
+    stream = machine_stream(11, 1.0, fault_rate=0.0)
+    good = np.concatenate([next(stream) for _ in range(60)])
+    work = Path(tempfile.mkdtemp(prefix="bench-learn-"))
+    try:
+        learnt = _learn_quietly(good, engines_dir, work / "learnt")
+        models = open_acoustic(load_manifest(learnt), engine_opener("onnxruntime", intra_op_threads=1))
+        audio = np.concatenate([next(stream) for _ in range(int(seconds_of_audio))])
+        chunk = 1600
+        runs = []
+        for _ in range(repeats + 1):  # the first pass warms up
+            inspector = AcousticInspector(models, None, {"m": BoundedQueue(1, "block")}, lambda v: None)
+            t0 = time.thread_time()
+            for i, a in enumerate(range(0, audio.size, chunk)):
+                inspector.process(Chunk("m", i * 0.1, 0.0, 0.0, audio[a : a + chunk], 16000))
+            inspector.finish()
+            runs.append(time.thread_time() - t0)
+        for m in models:
+            m.engine.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = float(np.median(runs[1:]))
+    return {"audio_s": round(audio.size / 16000, 1), "cpu_s": round(best, 4), "rtf": round(best / (audio.size / 16000), 5),
+            "models": [m.entry.name for m in models], "repeats": repeats, "threads": 1}
+
+
+def _learn_quietly(samples: np.ndarray, base: Path, out: Path) -> Path:
+    """What ``learn acoustic`` writes, without its progress lines (the benchmark has its own)."""
+    import argparse
+    import contextlib
+    import io
+
+    import scipy.io.wavfile
+
+    from edge_inspector.commands.learn import learn_acoustic
+
+    wav = out.parent / "good.wav"
+    scipy.io.wavfile.write(wav, 16000, (np.clip(samples, -1, 1) * 32767).astype(np.int16))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        learn_acoustic(argparse.Namespace(sources=[wav], out=out, engines=base, max_false_alarms_per_hour=1.0,
+                                          microphone=None))
+    return out
 
 
 def bus_throughput(n_events: int, progress: Progress | None = None) -> dict[str, Any]:

@@ -125,6 +125,10 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         a = r["audio"]
         console.print(f"audio: real-time factor {a['rtf']} ({a['compute_s']} s compute for {a['audio_s']} s of audio; "
                       f"features {a['features_rtf']}, GRU {a['inference_rtf']})")
+        if a.get("whole_path", {}).get("rtf") is not None:
+            w = a["whole_path"]
+            console.print(f"whole acoustic path on one core ({' + '.join(w['models'])}, episodes): real-time factor "
+                          f"{w['rtf']} ({w['cpu_s']} CPU s for {w['audio_s']} s of audio)")
         if a.get("microphone_path"):
             m = a["microphone_path"]
             console.print(f"microphone path at 16 kHz in the daemon: {m['path_total_percent']}% of one core "
@@ -188,6 +192,9 @@ def write_chart(r: dict[str, Any], path: Path) -> str:
     lines = [f"{t['status']}  {t['target']}: {t.get('value', '-')} vs {t.get('bound', '-')}" for t in r.get("targets", [])]
     if r.get("audio") and "rtf" in r["audio"]:
         lines.append(f"audio real-time factor: {r['audio']['rtf']}")
+        if r["audio"].get("whole_path", {}).get("rtf") is not None:
+            lines.append(f"whole acoustic path (classifier + learnt model) on one core: real-time factor "
+                         f"{r['audio']['whole_path']['rtf']}")
     if r.get("bus"):
         lines.append(f"event bus: {r['bus']['events_per_s']:.0f} events/s")
     ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)

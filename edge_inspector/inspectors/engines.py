@@ -54,7 +54,8 @@ class DaemonEngines:
                 log.info("runtime.precision: %s", m.file.note)
         return runner
 
-    def acoustic(self) -> tuple[Engine, Any]:
+    def acoustic(self) -> list[Any]:
+        """Every acoustic model of the directory (classifier first), for the microphones."""
         return open_acoustic(self.manifest, self.opener(), precision=self.rt.precision)
 
     def model_info(self) -> list[dict[str, str]]:

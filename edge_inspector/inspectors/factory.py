@@ -9,9 +9,9 @@ this module says which models of the manifest run, from which file
 head (chosen by each entry's ``kind``).
 
 Visual: every visual model of the directory runs on every frame (:func:`open_visual`).
-Acoustic: :func:`open_acoustic` opens the classifier; an acoustic anomaly model plugs in the
-same way (an entry of kind ``anomaly`` in the manifest, a head in
-:mod:`~edge_inspector.inspectors.heads`, its opinion combined with :func:`~edge_inspector.inspectors.heads.decide`).
+Acoustic: every acoustic model of the directory runs on every microphone (:func:`open_acoustic`):
+the classifier and the learnt anomaly model share one feature stream, and their opinions are
+combined by the same contract (:func:`~edge_inspector.inspectors.heads.decide`).
 """
 
 from __future__ import annotations
@@ -80,12 +80,26 @@ def open_visual(manifest: Manifest, open_engine: EngineOpener, max_batch: int,
 
 
 def open_acoustic(manifest: Manifest, open_engine: EngineOpener, max_batch: int = 1,
-                  precision: str | None = "fp32") -> tuple[Engine, Any]:
-    """The acoustic classifier's engine and manifest entry (the streaming inspector's inputs).
+                  kinds: Sequence[str] | None = None, precision: str | None = "fp32") -> list[Any]:
+    """The directory's acoustic models (classifier first) as
+    :class:`~edge_inspector.inspectors.acoustic_model.LoadedModel` s: give them to an
+    :class:`~edge_inspector.inspectors.acoustic_model.AcousticStreamRunner` (one per microphone) or
+    the :class:`~edge_inspector.inspectors.acoustic.AcousticInspector`.
 
-    The GRU has no INT8 file: at ``int8`` it runs in float (fp16 under TensorRT)."""
-    model = manifest.classifier("acoustic")
-    if model is None:
-        raise UserError(f"{manifest.directory / 'manifest.toml'} has no acoustic model")
-    file = model_file(manifest.directory, model, precision, _backend_of(open_engine))
-    return open_engine(file, max_batch), model
+    Acoustic models have no INT8 file: at ``int8`` they run in float (fp16 under TensorRT)."""
+    from edge_inspector.inspectors.acoustic_model import LoadedModel
+
+    entries = [e for e in manifest.entries("acoustic") if kinds is None or e.kind in kinds]
+    if not entries:
+        wanted = f" of kind {', '.join(kinds)}" if kinds else ""
+        raise UserError(f"{manifest.directory / 'manifest.toml'} has no acoustic model{wanted}")
+    models: list[Any] = []
+    try:
+        for entry in entries:
+            file = model_file(manifest.directory, entry, precision, _backend_of(open_engine))
+            models.append(LoadedModel(entry, head_for(entry), open_engine(file, max_batch), file))
+        return models
+    except BaseException:
+        for m in models:
+            m.engine.close()
+        raise

@@ -348,7 +348,7 @@ def build_all(
     engines, cache = Path(engines_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
     jobs = _build_jobs(engines, precision)
     if not jobs:
-        raise UserError(f"no *.onnx models in {engines} (train them with python -m training.visual.train / tools/train_acoustic.py)")
+        raise UserError(f"no *.onnx models in {engines} (train them with python -m training.visual.train / python -m training.acoustic.train)")
     models = [model for model, _ in jobs]
     console = console or Console(stderr=True)
     console.print(f"TensorRT plans for {device.name} (compute capability {device.compute_capability}), "

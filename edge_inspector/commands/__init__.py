@@ -1,0 +1,1 @@
+"""Command-line commands, each a thin module over the layers below (nothing imports these)."""

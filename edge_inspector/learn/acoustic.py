@@ -1,0 +1,152 @@
+"""Learn a machine's normal sound: fit the normal-only model and set its threshold, NumPy only.
+
+The model (:mod:`edge_inspector.learn.acoustic_graph`): per 10 ms frame, the log of the mean
+mel-band power over the last ``window`` frames (a quarter second: steady faults rise above the
+frame-to-frame noise, and a knock among quiet frames still counts), standardised, whitened by a
+PCA of the good audio, and scored by the distance to the nearest remembered good context.
+Chosen against Mahalanobis, PCA reconstruction, per-band residuals and other context statistics
+on development machines (the model card of ``training/acoustic`` has the comparison).  A
+nearest-neighbour memory fits a machine with several normal states (idle, loaded, stopped,
+starting) that one Gaussian would blur together.
+
+The threshold comes from good audio the model did not see: the recording is cut into 10 s
+blocks dealt round-robin into :data:`FOLDS` folds; each fold is scored by a model fitted on the
+others.  Those held-out scores, smoothed as the daemon smooths them, give the threshold for a
+target rate of false alarms per hour: a Gumbel law fitted to the maxima of 1 s blocks (by
+their median and 90th percentile, so a rare state such as the one stop in the recording, which
+its fold's model never heard, does not stretch it) is extrapolated to the quantile where one
+block in ``3600 / rate`` exceeds it (three minutes of audio cannot show a once-an-hour event
+directly).  The offset (hysteresis) sits halfway between
+the typical held-out score and the threshold, or above 99.5 % of the held-out scores if higher.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from edge_inspector.errors import UserError
+from edge_inspector.features import LogMelParams, logmel
+from edge_inspector.learn.acoustic_graph import ContextKnn
+from edge_inspector.learn.audio import GoodAudio
+
+FOLDS = 3
+FOLD_BLOCK_S = 10.0
+MIN_SECONDS = 30.0  # less cannot set a threshold for a rate per hour (3 minutes recommended)
+
+
+@dataclass
+class LearnOptions:
+    window_frames: int = 25  # context: 0.25 s
+    components: int = 32  # whitened dimensions
+    bank: int = 4000  # remembered good contexts
+    smoothing_s: float = 0.3  # the daemon's moving average of the frame score
+    max_false_alarms_per_hour: float = 1.0
+
+
+@dataclass
+class Calibrated:
+    """The threshold and what it was set on."""
+
+    threshold: float  # raw smoothed score that opens an episode
+    score_scale: float
+    offset: float  # normalised (the anomaly head's scale)
+    false_alarms_per_hour: float  # the Gumbel law's estimate at the threshold
+    held_out: np.ndarray  # smoothed held-out scores (for the card's histogram)
+    typical: float  # their median
+    offset_raw: float
+
+
+def contexts_of(samples: np.ndarray, params: LogMelParams, window: int) -> np.ndarray:
+    """Context features of one contiguous segment, minus the first ``window`` frames (the
+    daemon does not score them either: its context is still filling)."""
+    mel = logmel(samples, params)
+    model = ContextKnn(window, np.zeros(1), np.ones(1), np.zeros((1, 1)), np.zeros((1, 1)))
+    return model.contexts(mel)[0][window:]
+
+
+def fit(contexts: np.ndarray, window: int, components: int, bank: int) -> ContextKnn:
+    """Standardise, whiten (PCA, small eigenvalues floored at 5 % of the largest) and remember
+    ``bank`` contexts spread evenly over the recording."""
+    mean = contexts.mean(axis=0)
+    std = contexts.std(axis=0) + 1e-3
+    z = (contexts - mean) / std
+    sub = z[:: max(1, z.shape[0] // 20000)]
+    _, s, vt = np.linalg.svd(sub - sub.mean(axis=0), full_matrices=False)
+    p = min(components, vt.shape[0])
+    sv = s[:p] / math.sqrt(sub.shape[0])
+    whiten = vt[:p].T / (sv + 0.05 * sv[0])
+    idx = np.unique(np.linspace(0, z.shape[0] - 1, min(bank, z.shape[0])).round().astype(int))
+    return ContextKnn(window, mean.astype(np.float32), (1.0 / std).astype(np.float32),
+                      whiten.astype(np.float32), (z[idx] @ whiten).astype(np.float32))
+
+
+def moving_average(x: np.ndarray, n: int) -> np.ndarray:
+    """Causal moving average over ``n`` values (the daemon's smoothing)."""
+    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    idx = np.arange(1, x.size + 1)
+    lo = np.maximum(0, idx - n)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def _gumbel_quantile(maxima: np.ndarray, p: float) -> tuple[float, float, float]:
+    """Quantile ``p`` of a Gumbel law fitted to ``maxima`` by their median and 90th percentile
+    (robust: the one block where the machine stopped does not stretch the whole law)."""
+    q50, q90 = (float(v) for v in np.quantile(maxima, [0.5, 0.9]))
+    beta = max((q90 - q50) / (math.log(-math.log(0.5)) - math.log(-math.log(0.9))), 1e-6)
+    mu = q50 + beta * math.log(-math.log(0.5))
+    return mu - beta * math.log(-math.log(p)), mu, beta
+
+
+def calibrate(held_out: list[np.ndarray], frames_per_s: float, smooth: int, per_hour: float) -> Calibrated:
+    """Threshold, scale and offset from held-out frame scores (module docstring)."""
+    smoothed = [moving_average(s, smooth) for s in held_out if s.size]
+    block = int(round(frames_per_s))
+    maxima = np.concatenate([s[: s.size // block * block].reshape(-1, block).max(axis=1) for s in smoothed])
+    every = np.concatenate(smoothed)
+    typical = float(np.median(every))
+    rate = max(per_hour, 1e-3) / 3600.0  # exceedances per 1 s block
+    threshold, mu, beta = _gumbel_quantile(maxima, 1.0 - rate)
+    scale = max((threshold - typical) / 3.0, 1e-6)  # a typical good frame lands at sigmoid(-3) ~ 0.05
+    estimate = 3600.0 * (1.0 - math.exp(-math.exp(-(threshold - mu) / beta)))
+    # close below what 99.5 % of good frames stay under (else halfway), and clearly below the threshold
+    offset_raw = min(max(typical + 0.5 * (threshold - typical), float(np.quantile(every, 0.995))),
+                     threshold - 0.1 * (threshold - typical))
+    offset = 1.0 / (1.0 + math.exp(-(offset_raw - threshold) / scale))
+    return Calibrated(threshold, scale, offset, estimate, every, typical, offset_raw)
+
+
+def learn(audio: GoodAudio, params: LogMelParams, options: LearnOptions,
+          progress: Callable[[str], None] = lambda _m: None) -> tuple[ContextKnn, Calibrated]:
+    """Fit on ``audio`` and calibrate on its held-out folds; the final model uses all of it."""
+    w = options.window_frames
+    seconds = sum(s.samples.size for s in audio.segments) / params.sample_rate
+    if seconds < MIN_SECONDS:
+        raise UserError(f"{', '.join(audio.sources)}: only {seconds:.1f} s of audio; learning needs at least "
+                        f"{MIN_SECONDS:.0f} s (3 minutes or more of the machine's normal life recommended)")
+    progress(f"features of {seconds:.0f} s of audio in {len(audio.segments)} segment(s)")
+    per_segment = [contexts_of(s.samples, params, w) for s in audio.segments]
+    frames_per_s = params.sample_rate / params.hop_length
+    block = int(FOLD_BLOCK_S * frames_per_s)
+    folds: list[list[np.ndarray]] = [[] for _ in range(FOLDS)]
+    counter = 0
+    for ctx in per_segment:
+        for a in range(0, ctx.shape[0], block):
+            folds[counter % FOLDS].append(ctx[a : a + block])
+            counter += 1
+    held_out: list[np.ndarray] = []
+    for j in range(FOLDS):
+        progress(f"held-out fold {j + 1}/{FOLDS}")
+        rest = [x for i, f in enumerate(folds) if i != j for x in f]
+        if not rest or not folds[j]:
+            continue
+        model = fit(np.concatenate(rest), w, options.components, options.bank)
+        held_out += [model.distance(model.embed(x)) for x in folds[j]]
+    smooth = max(1, int(round(options.smoothing_s * frames_per_s)))
+    progress("threshold")
+    calibrated = calibrate(held_out, frames_per_s, smooth, options.max_false_alarms_per_hour)
+    progress("final model on all the audio")
+    return fit(np.concatenate(per_segment), w, options.components, options.bank), calibrated
