@@ -234,9 +234,9 @@ class AcousticAnomalyModel(LogMelInput, Episodes, AnomalyDecision):
     output_state: str = "ctx_out"
     context_frames: int = Field(ge=2)
     chunk_frames: int = 50
-    gate_db: float = Field(6.0, ge=0.0)  # a level change this large within gate_window_s suspends scoring (0: never)
+    gate_db: float = Field(3.0, ge=0.0)  # a level change this large within gate_window_s suspends scoring (0: never)
     gate_window_s: float = Field(1.0, gt=0.0)
-    gate_hold_s: float = Field(1.0, ge=0.0)  # ... until this long after the level settled
+    gate_hold_s: float = Field(1.5, ge=0.0)  # ... until this long after the level settled
     max_false_alarms_per_hour: float = Field(ge=0.0)  # what the threshold was set for
     false_alarms_per_hour: float | None = None  # estimated on held-out good audio at that threshold
 

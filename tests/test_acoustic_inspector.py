@@ -31,6 +31,10 @@ def shipped():
     return loaded.engine, loaded.entry
 
 
+# The classifier learnt to let neighbours' knocks and valve puffs pass, so it waits for a little
+# more evidence of a fault (about 0.3 s) than the smoothing lag the episode start is dated back by.
+ONSET_TOLERANCE_S = 0.75
+
 def chunks_of(name: str, samples: np.ndarray, chunk_s: float = 0.1, start_s: float = 0.0) -> list[Chunk]:
     n = int(chunk_s * 16000)
     return [
@@ -261,4 +265,4 @@ def test_silence_machine_start_and_stop_give_no_episode(shipped) -> None:
     got = [v for _, v in stream_verdicts(shipped, audio)]
     assert len({v.extra["episode"] for v in got}) == 1, [(v.label, v.offset_s, v.duration_s) for v in got]
     final = closing(got)[0]
-    assert final.label == "bearing" and abs(final.offset_s - (lead + 4.0)) <= 0.5 and 2.0 <= final.duration_s <= 4.0
+    assert final.label == "bearing" and abs(final.offset_s - (lead + 4.0)) <= ONSET_TOLERANCE_S and 2.0 <= final.duration_s <= 4.0

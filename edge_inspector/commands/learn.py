@@ -97,7 +97,7 @@ def learn_acoustic(args: argparse.Namespace) -> int:
             **{k: getattr(params, k) for k in LogMelParams.__dataclass_fields__},
             context_frames=w, threshold=round(cal.threshold, 6), score_scale=round(cal.score_scale, 6),
             onset=0.5, offset=round(cal.offset, 4), smoothing_s=options.smoothing_s, min_duration_s=0.2,
-            report_after_s=0.2,  # announce an episode as soon as it is confirmed, close it when it ends
+            report_after_s=0.2, hold_s=3.0,  # announce an episode once confirmed; one missed knock does not end it
             warmup_s=max(0.5, round(2 * w * params.hop_length / params.sample_rate, 3)),
             max_false_alarms_per_hour=options.max_false_alarms_per_hour,
             false_alarms_per_hour=round(cal.false_alarms_per_hour, 4),

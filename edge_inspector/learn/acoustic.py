@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from edge_inspector.errors import UserError
-from edge_inspector.features import LogMelParams, logmel
+from edge_inspector.features import LOG_EPS, LogMelParams, logmel
 from edge_inspector.learn.acoustic_graph import ContextKnn
 from edge_inspector.learn.audio import GoodAudio
 
@@ -62,10 +62,14 @@ class Calibrated:
 
 def contexts_of(samples: np.ndarray, params: LogMelParams, window: int) -> np.ndarray:
     """Context features of one contiguous segment, minus the first ``window`` frames (the
-    daemon does not score them either: its context is still filling)."""
+    daemon does not score them either: its context is still filling) and minus contexts that
+    are all digital silence (a recording that starts before the sound does): a microphone
+    delivering zeros says nothing about the machine, and would stretch the standardisation."""
     mel = logmel(samples, params)
     model = ContextKnn(window, np.zeros(1), np.ones(1), np.zeros((1, 1)), np.zeros((1, 1)))
-    return model.contexts(mel)[0][window:]
+    ctx = model.contexts(mel)[0][window:]
+    silent = ctx[:, : params.n_mels].max(axis=1) < math.log(LOG_EPS) + 1.0
+    return ctx[~silent]
 
 
 def fit(contexts: np.ndarray, window: int, components: int, bank: int) -> ContextKnn:

@@ -133,7 +133,8 @@ def measure(engine: OnnxEngine, model: AcousticModel, clips: ClipSet) -> dict[st
         confusion[t, p] += 1
     return {"auroc": auroc(scores[ok], scores[bad]), "fpr": float((scores[ok] >= model.threshold).mean()),
             "detect": float((scores[bad] >= model.threshold).mean()), "accuracy": float((pred == clips.labels).mean()),
-            "per_class": {LABELS[c]: float((pred[clips.labels == c] == c).mean()) for c in range(len(LABELS))},
+            "per_class": {LABELS[c]: float((pred[clips.labels == c] == c).mean()) if (clips.labels == c).any() else float("nan")
+                          for c in range(len(LABELS))},
             "confusion": confusion, "scores": scores, "pred": pred}
 
 
@@ -146,6 +147,8 @@ def breakdown(r: dict[str, Any], clips: ClipSet, threshold: float) -> dict[str, 
     per_snr = {}
     for lo, hi in ((-6, -2), (-2, 2), (2, 6.01)):
         sel = ~ok & (clips.level >= lo) & (clips.level < hi)
+        if not sel.any():
+            continue
         per_snr[f"{lo:g}..{min(hi, 6):g} dB"] = {"n": int(sel.sum()), "auroc": auroc(s[ok], s[sel]),
                                                   "detect": float((s[sel] >= threshold).mean())}
     return {"per_tag": per_tag, "per_snr": per_snr}
