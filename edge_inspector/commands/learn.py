@@ -52,8 +52,9 @@ def _stage(base: Path, staged: Path, replaced: set[str]) -> Any:
     manifest = load_manifest(base)  # verifies every model's sha256 before anything is copied
     for modality in MODALITIES:
         for entry in manifest.entries(modality):
-            if entry.file not in replaced:
-                shutil.copy2(manifest.path_of(entry), staged / entry.file)
+            for name in [entry.file, *(q.file for q in getattr(entry, "int8", ()))]:  # with its INT8 files
+                if name not in replaced:
+                    shutil.copy2(base / name, staged / name)
     for extra in ("README.md",):
         if (base / extra).is_file():
             shutil.copy2(base / extra, staged / extra)
