@@ -66,6 +66,7 @@ def learnt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return work / "learnt", work
 
 
+@pytest.mark.slow  # learns a model (about 10 s, once per module)
 def test_learnt_directory_is_complete(learnt: tuple[Path, Path]) -> None:
     directory, _ = learnt
     manifest = load_manifest(directory)  # every sha256 verified
@@ -82,6 +83,7 @@ def test_learnt_directory_is_complete(learnt: tuple[Path, Path]) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
 
 
+@pytest.mark.slow  # learns a model (about 10 s, once per module)
 def test_inspect_one_line_per_file_with_anomaly_score(learnt: tuple[Path, Path]) -> None:
     directory, work = learnt
     later = machine(80.0)[70 * SR :]  # the same machine, ten seconds it never heard
@@ -112,6 +114,7 @@ def _bad_wavs(work: Path) -> dict[str, tuple[Path, str]]:
     return bad
 
 
+@pytest.mark.slow  # learns a model (about 10 s, once per module)
 def test_bad_input_is_one_line_naming_the_file_and_leaves_the_directory(learnt: tuple[Path, Path]) -> None:
     directory, work = learnt
     before = tree(directory)
@@ -133,6 +136,7 @@ def test_bad_input_is_one_line_naming_the_file_and_leaves_the_directory(learnt: 
     assert not list(directory.parent.glob(".learnt.*")), "a staging directory was left behind"
 
 
+@pytest.mark.slow  # learns a model (about 10 s, once per module)
 def test_relearning_replaces_only_the_learnt_model(learnt: tuple[Path, Path], tmp_path: Path) -> None:
     directory, work = learnt
     copy = tmp_path / "engines"
@@ -157,6 +161,7 @@ def test_out_that_is_not_an_engines_directory_is_refused(tmp_path: Path) -> None
     assert (tmp_path / "photos" / "cat.jpg").read_bytes() == b"x"
 
 
+@pytest.mark.slow  # learns a model (about 10 s, once per module)
 def test_streaming_graph_equals_whole_recording(learnt: tuple[Path, Path]) -> None:
     """The exported graph, fed in 0.1 s pushes with its context carried, scores every frame as
     the NumPy model does on the whole recording."""
