@@ -245,8 +245,9 @@ class AcousticInspector(threading.Thread):
                                      "decided_at_s": round(mic.base_offset_s + self._frame_time(ep.decided), 4)}
             if probs is not None:
                 extra["probs"] = {n: round(float(p), 4) for n, p in zip(self.labels, probs)}
-            extra.update({f"{t_.kind}_onset": t_.onset for t_ in mic.episodes.tracks})
             onset, offset = mic.episodes.levels()
+            extra.update({"onset": onset, "offset": offset})  # on the scale of score (see episodes.py)
+            extra.update({f"{t_.kind}_onset": t_.onset for t_ in mic.episodes.tracks})
             trace = mic.trace.episode(ep.start_frame, ep.end_frame, self.frame_s, onset, offset) if mic.trace else None
             self.on_verdict(Verdict(
                 source=mic.name, kind="acoustic", label=ep.label, score=float(ep.score), defect=True,
