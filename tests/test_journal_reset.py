@@ -48,8 +48,9 @@ def test_tail_reports_a_new_journal_and_shows_it_from_seq_1(tmp_path: Path) -> N
     cfg = DaemonConfig(tmp_path, cameras=[{"name": "cam", "uri": "synthetic://surface?fps=10"}],
                        publisher={"publish_verdicts": True, "heartbeat_s": 0.5})
     first = start_daemon(cfg.path)
-    tail = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "tail", "--json", "--endpoint", cfg.endpoint,
-                             "--catchup", cfg.catchup], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # every event, heartbeats too (tail hides them by default), so the new journal's seqs run without a hole
+    tail = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "tail", "--json", "--heartbeats",
+                             "--endpoint", cfg.endpoint, "--catchup", cfg.catchup], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     out = Lines(tail)
     second = None
