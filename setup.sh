@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # One-step set-up for a fresh Debian / Ubuntu / Jetson (JetPack 6) machine.
-#   ./setup.sh          system packages + .venv with the daemon (and its MQTT / PLC integrations)
-#   ./setup.sh --dev    the same, plus everything the test suite needs
-#   ./setup.sh --train  the same as --dev, plus PyTorch (the CPU build) for the training scripts
-# Idempotent: re-running it only installs what is missing. One line per step on the terminal;
-# everything apt and pip print goes to setup.log (its tail is shown when a step fails).
+#   ./setup.sh            system packages + .venv with the daemon (and its MQTT / PLC integrations)
+#   ./setup.sh --dev      the same, plus everything the test suite needs
+#   ./setup.sh --train    the same as --dev, plus PyTorch (the CPU build) for the training scripts
+# Idempotent: re-running it only installs what is
+# missing. One line per step on the terminal; everything apt and pip print goes to setup.log (its
+# tail is shown when a step fails).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# ---- What each mode installs. A mode includes the modes before it (--train includes --dev). ----
+# ---- What each mode installs: every mode includes the daemon's (base); --train includes --dev. ----
 # Add a package to the first mode whose code or tests need it.
 # System packages (Debian / Ubuntu names). PyAudio has no Linux wheel on PyPI: pip builds it with
 # gcc against the Python and PortAudio headers, so the compiler belongs to every mode.
 APT_base=(python3-venv python3-dev gcc libc6-dev portaudio19-dev ffmpeg sqlite3 ca-certificates)
 # Real components for the tests: PulseAudio null sink, systemd unit checks, headless Chromium for the
 # evaluation report, libzmq headers for the C subscriber, an MQTT broker, protoc for the Sparkplug schema,
-# GStreamer's RTSP server (with its Python bindings) as an IP camera.
+# GStreamer's RTSP server (with its Python bindings) as an IP camera, `ss` to see its sockets.
 APT_dev=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev mosquitto protobuf-compiler
          python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
+         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly iproute2)
 APT_train=()
 # Python extras from pyproject.toml.
 EXTRAS_base=(audio mqtt plc)
@@ -27,13 +28,15 @@ EXTRAS_train=(train)
 
 usage() { echo "usage: ./setup.sh [--dev | --train]" >&2; exit 2; }
 modes=(base)
-case "${1:-}" in
-  "") ;;
-  --dev) modes+=(dev) ;;
-  --train) modes+=(dev train) ;;
-  *) usage ;;
-esac
-[ $# -le 1 ] || usage
+has_mode() { [[ " ${modes[*]} " == *" $1 "* ]]; }
+add_modes() { local m; for m in "$@"; do has_mode "$m" || modes+=("$m"); done; }
+for arg in "$@"; do
+  case "$arg" in
+    --dev) add_modes dev ;;
+    --train) add_modes dev train ;;
+    *) usage ;;
+  esac
+done
 
 apt_packages=() extras=()
 for m in "${modes[@]}"; do
@@ -49,21 +52,8 @@ LOG="$PWD/setup.log"
 : > "$LOG"
 echo "setup: ${modes[*]}; full output in $LOG"
 
-# step "what" command...: runs the command with its output in the log, prints one line with the time
-# it took; on failure prints the log's tail and stops.
-step() {
-  local what=$1 t0=$SECONDS
-  shift
-  printf '\n==== %s\n$ %s\n' "$what" "$*" >> "$LOG"
-  if "$@" >> "$LOG" 2>&1; then
-    echo "setup: $what ($((SECONDS - t0)) s)"
-  else
-    local code=$?
-    echo "setup: $what FAILED (exit $code); the end of $LOG:" >&2
-    tail -n 30 "$LOG" | sed 's/^/  | /' >&2
-    exit 1
-  fi
-}
+source tools/steps.sh
+STEP_NAME=setup STEP_LOG=$LOG
 
 # ---- system packages ----
 missing=()
@@ -89,7 +79,7 @@ step "pip itself" "${PIP[@]}" install --upgrade pip
 
 # ---- PyTorch (--train): the CPU build ----
 pip_extra=()
-if [[ " ${modes[*]} " == *" train "* ]]; then
+if has_mode train; then
   source tools/setup_torch.sh
   choose_torch  # sets torch_spec, torch_choice, torch_needed and pip_extra (an index for the CPU build)
   if [ "$torch_needed" = 1 ]; then
@@ -104,7 +94,7 @@ step "edge-inspector with extras ${extras_csv}" "${PIP[@]}" install "${pip_extra
 # python3-gi (GStreamer's Python bindings, for the RTSP test camera) is a Debian package: the
 # venv sees it through --system-site-packages when it was made from Debian's python3. A venv
 # made from another build of the same Python version gets the package linked in instead.
-if [[ " ${modes[*]} " == *" dev "* ]]; then
+if has_mode dev; then
   if ! .venv/bin/python -c "import gi" 2>/dev/null && [ -d /usr/lib/python3/dist-packages/gi ]; then
     venv_ver=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     sys_ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
@@ -131,7 +121,7 @@ if [[ " ${modes[*]} " == *" dev "* ]] && [ ! -x .venv/bin/promtool ]; then
 fi
 
 echo "setup: done in $SECONDS s (.venv ready with extras: ${extras_csv}). Next:"
-if [[ " ${modes[*]} " == *" dev "* ]]; then
+if has_mode dev; then
   echo "  .venv/bin/python -m pytest -q          # the test suite"
 fi
 echo "  .venv/bin/edge-inspector run           # the demo daemon (Ctrl-C stops it)"
