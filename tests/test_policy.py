@@ -47,8 +47,15 @@ def test_side_by_side_workers_win_when_calls_overlap() -> None:
     assert thread_plans(8, "tensorrt") == [(1, 1)]  # one call at a time on the GPU
 
 
-def test_measured_once_then_cached_and_measured_again_when_a_part_changes(tmp_path: Path,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's load as the policy sees it: quiet (the real one depends on the neighbours)."""
+    import edge_inspector.inspectors.policy as policy
+
+    monkeypatch.setattr(policy.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+
+
+def test_measured_once_then_cached_and_measured_again_when_a_part_changes(tmp_path: Path, quiet: None) -> None:
     manifest = load_manifest(ENGINES)
     first = resolve(manifest, "onnxruntime", None, cache_dir=tmp_path, seconds=0.02)
     assert first.how == "measured" and first.batch in (1, 2, 4, 8) and first.workers * first.threads <= usable_cores()
@@ -87,3 +94,18 @@ def test_an_unwritable_cache_still_runs(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     policy = resolve(load_manifest(ENGINES), "onnxruntime", None, cache_dir=blocker / "sub", seconds=0.02)
     assert policy.how == "measured" and policy.cache_file == ""
+
+
+def test_a_choice_measured_on_a_busy_machine_is_measured_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import edge_inspector.inspectors.policy as policy
+
+    manifest = load_manifest(ENGINES)
+    monkeypatch.setattr(policy.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    with caplog.at_level("WARNING"):
+        first = resolve(manifest, "onnxruntime", None, cache_dir=tmp_path, seconds=0.02)
+    assert first.figures["load_1min"] == 9.0 and "measured again at the next start" in caplog.text
+    monkeypatch.setattr(policy.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    second = resolve(manifest, "onnxruntime", None, cache_dir=tmp_path, seconds=0.02)
+    assert second.how == "measured" and second.figures["load_1min"] == 0.1
+    assert resolve(manifest, "onnxruntime", None, cache_dir=tmp_path, seconds=0.02).how == "cached"

@@ -65,6 +65,8 @@ class Policy:
         parallel = self.figures.get("frames_per_s")
         if parallel:
             text += "; frames/s " + ", ".join(f"{k}: {v:.0f}" for k, v in parallel.items())
+        if "load_1min" in self.figures:
+            text += f"; load {self.figures['load_1min']}"
         return text + (f"; {self.cache_file}" if self.cache_file else "") + ")"
 
 
@@ -117,10 +119,21 @@ def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     return Path(cache_dir) / f"policy-{digest[:20]}.json"
 
 
+def busy(load: float, cores: int) -> bool:
+    """Was the machine busy with other work (1-minute load above half its cores)?"""
+    return load > 0.5 * cores
+
+
 def load_cached(path: Path, key: dict[str, Any]) -> Policy | None:
+    """The cached choice for exactly ``key``; None when absent, damaged, or measured while the machine
+    was busy with other work (a crowded machine can make the wrong plan look best: measure again)."""
     try:
         data = json.loads(path.read_text())
         if data.get("key") != key:
+            return None
+        if busy(float(data.get("figures", {}).get("load_1min", 0.0)), int(key.get("cores", 1))):
+            log.info("the cached inference policy was measured under load %.1f: measuring again",
+                     data["figures"]["load_1min"])
             return None
         return Policy(int(data["batch"]), int(data["workers"]), int(data["threads"]), "cached", data.get("figures", {}),
                       str(path))
@@ -191,9 +204,15 @@ def choose_batch(run: Run, make_input: Callable[[int], np.ndarray], batches: tup
 
 
 def choose_plan(runs: dict[int, Run], x: np.ndarray, plans: list[tuple[int, int]],
-                seconds: float) -> tuple[tuple[int, int], dict[str, float]]:
-    """The (workers, threads) plan with the most frames/s (``runs[threads]`` calls with that many threads)."""
-    fps = {plan: parallel_fps(runs[plan[1]], x, plan[0], seconds) for plan in plans}
+                seconds: float, rounds: int = 3) -> tuple[tuple[int, int], dict[str, float]]:
+    """The (workers, threads) plan with the most frames/s (``runs[threads]`` calls with that many
+    threads): the plans in turn within each of ``rounds`` rounds, the median round of each, so a
+    burst of other work lands on every plan alike."""
+    per: dict[tuple[int, int], list[float]] = {plan: [] for plan in plans}
+    for _ in range(max(1, rounds)):
+        for plan in plans:
+            per[plan].append(parallel_fps(runs[plan[1]], x, plan[0], seconds / rounds))
+    fps = {plan: float(np.median(v)) for plan, v in per.items()}
     best = max(fps.values())
     choice = next(plan for plan in plans if fps[plan] >= best * (1 - TIE))
     return choice, {f"{w}x{t}": v for (w, t), v in fps.items()}
@@ -242,12 +261,16 @@ def resolve(manifest: Any, backend: str, precision: str | None, *, max_batch: in
         image = np.random.default_rng(0).integers(0, 256, (one.height, one.width, 3), dtype=np.uint8)
         make_input = lambda b: one.preprocess([image] * b)  # noqa: E731
         batch, per_frame = choose_batch(one.run, make_input, batches, max_call_ms, seconds)
-        (w, t), fps = choose_plan({k: r.run for k, r in runners.items()}, make_input(batch), plans, 2 * seconds)
+        (w, t), fps = choose_plan({k: r.run for k, r in runners.items()}, make_input(batch), plans, 3 * seconds)
     finally:
         for r in runners.values():
             r.close()
+    load = os.getloadavg()[0]
     figures = {"ms_per_frame": {str(b): round(v, 3) for b, v in per_frame.items()},
-               "frames_per_s": {k: round(v, 1) for k, v in fps.items()}}
+               "frames_per_s": {k: round(v, 1) for k, v in fps.items()}, "load_1min": round(load, 2)}
+    if busy(load, cores):
+        log.warning("inference policy measured while the machine is busy (load %.1f on %d cores): it will be "
+                    "measured again at the next start", load, cores)
     measured = Policy(batch, w, t, "measured", figures)
     return Policy(batch, w, t, "measured", figures, save(path, key, measured))
 
