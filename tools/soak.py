@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Soak: the daemon under sustained load and steady abuse, with nothing lost and nothing growing.
+
+For ``--minutes`` (default 30) the real daemon runs three synthetic microphones publishing a
+verdict every 10 ms each plus a live RTSP camera (GStreamer's server, ``tools/rtsp_server.py``):
+over 300 events/s.  Meanwhile
+
+- a loss-free subscriber (the client library) is closed and restarted every minute, resuming
+  from the last ``seq`` it handled: every event must arrive exactly once, in order;
+- the camera's RTSP server is killed and restarted every 5 minutes;
+- 4 catch-up clients ask for everything and never read (asking again after being dropped).
+
+Every 10 s it samples the daemon's RSS, open file descriptors and threads.  At the end it prints
+the figures (events, rate, events lost, duplicates, RSS growth after the first 5 minutes, FD and
+thread ranges, camera reconnects, stale frames, catch-up clients dropped) and writes them as JSON
+with a chart (PNG) next to it.
+
+    nice -n 10 python3 tools/soak.py --out docs/soak.json     # 30 minutes
+    python3 tools/soak.py --minutes 2 --out /tmp/soak.json     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import zmq  # noqa: E402
+
+from bench_common import ROOT, free_port, machine_info  # noqa: E402
+from edge_inspector.client import EventStream  # noqa: E402
+
+WARMUP_S = 300.0  # growth is judged after the first 5 minutes (caches and pools fill up first)
+
+
+def proc_sample(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]),
+            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def metrics(health: str) -> dict[str, float]:
+    out = {}
+    for line in urllib.request.urlopen(f"http://{health}/metrics", timeout=5).read().decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+class Camera:
+    """The RTSP server process, restartable on the same port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "rtsp_server.py"), "--port", str(self.port),
+                                      "--fps", "10", "--width", "320", "--height", "180"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("READY"), "no RTSP server"
+
+    def restart(self) -> None:
+        self.stop()
+        time.sleep(2.0)  # the camera is gone for a moment, as when it reboots
+        self.start()
+        self.restarts += 1
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def write_config(tmp: Path, camera_port: int) -> dict[str, str]:
+    ports = {k: free_port() for k in ("pub", "catchup", "health")}
+    mics = "\n".join(f'[[microphone]]\nname = "m{i}"\nuri = "synthetic://machine?seed={i}"\n' for i in range(3))
+    (tmp / "soak.toml").write_text(f"""
+[[camera]]
+name = "ipcam"
+uri = "rtsp://127.0.0.1:{camera_port}/cam"
+{mics}
+[publisher]
+endpoint = "tcp://127.0.0.1:{ports['pub']}"
+catchup_endpoint = "tcp://127.0.0.1:{ports['catchup']}"
+journal = "{tmp / 'journal.sqlite3'}"
+publish_verdicts = true
+verdict_window_s = 0.01
+heartbeat_s = 1.0
+[health]
+listen = "127.0.0.1:{ports['health']}"
+log_format = "json"
+""")
+    return {"config": str(tmp / "soak.toml"), "endpoint": f"tcp://127.0.0.1:{ports['pub']}",
+            "catchup": f"tcp://127.0.0.1:{ports['catchup']}", "health": f"127.0.0.1:{ports['health']}"}
+
+
+class Checker:
+    """The loss-free subscriber, restarted every minute; records every seq it is handed."""
+
+    def __init__(self, endpoint: str, catchup: str) -> None:
+        self.endpoint, self.catchup = endpoint, catchup
+        self.seqs: list[int] = []
+        self.last: tuple[int, str] | None = None
+        self.restarts = 0
+        self.resets = 0
+        self.stream = self._open()
+
+    def _open(self) -> EventStream:
+        since, since_id = self.last if self.last else (None, None)
+        return EventStream(self.endpoint, self.catchup, since=since, since_id=since_id, on_note=lambda m: None,
+                           on_reset=lambda *_: setattr(self, "resets", self.resets + 1))
+
+    def pump(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ev = self.stream.recv(0.1)
+            if ev is not None:
+                self.seqs.append(ev.seq)
+                self.last = (ev.seq, str(ev.event.get("id")))
+
+    def restart(self) -> None:
+        self.stream.close()
+        self.restarts += 1
+        self.stream = self._open()
+
+
+def stalled_clients(ctx: zmq.Context, catchup: str, n: int = 4) -> list[zmq.Socket]:
+    out = []
+    for _ in range(n):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.RCVHWM, 1)
+        s.setsockopt(zmq.RCVBUF, 4096)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(catchup)
+        out.append(s)
+    return out
+
+
+def soak(minutes: float, tmp: Path) -> dict[str, Any]:
+    camera = Camera(free_port())
+    camera.start()
+    cfg = write_config(tmp, camera.port)
+    log = open(tmp / "daemon.log", "w")
+    daemon = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "run", "--config", cfg["config"]],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    ctx = zmq.Context()
+    samples: list[dict[str, float]] = []
+    stalled: list[zmq.Socket] = []
+    checker = Checker(cfg["endpoint"], cfg["catchup"])
+    try:
+        time.sleep(5)
+        stalled = stalled_clients(ctx, cfg["catchup"])
+        t0 = time.monotonic()
+        end = t0 + minutes * 60
+        next_sample = next_ask = t0
+        next_sub = t0 + 60
+        next_cam = t0 + 300
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_ask:  # the stalled clients ask for everything again (they were dropped)
+                for s in stalled:
+                    s.send_multipart([b"", b"since", b"0", b"limit=100000"])
+                next_ask = now + 30
+            if now >= next_sample:
+                sample = {"t": now - t0, **proc_sample(daemon.pid), "handed": len(checker.seqs)}
+                samples.append(sample)
+                print(f"soak: {sample['t']:6.0f} s  rss {sample['rss_mb']:.0f} MB  fds {sample['fds']:.0f}  "
+                      f"threads {sample['threads']:.0f}  events {len(checker.seqs)}", flush=True)
+                next_sample = now + 10
+            if now >= next_sub:
+                checker.restart()
+                next_sub = now + 60
+            if now >= next_cam:
+                camera.restart()
+                next_cam = now + 300
+            checker.pump(1.0)
+        elapsed = time.monotonic() - t0
+        checker.pump(3.0)  # what was published in the last moment
+        m = metrics(cfg["health"])
+    finally:
+        checker.stream.close()
+        for s in stalled:
+            s.close(0)
+        ctx.term()
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+        camera.stop()
+        log.close()
+    return summarize(samples, checker, camera, m, elapsed, code, tmp)
+
+
+def summarize(samples: list[dict[str, float]], checker: Checker, camera: Camera, m: dict[str, float],
+              elapsed: float, exit_code: int, tmp: Path) -> dict[str, Any]:
+    import sqlite3
+
+    seqs = checker.seqs
+    first, last = seqs[0], seqs[-1]
+    missing = sorted(set(range(first, last + 1)) - set(seqs))
+    con = sqlite3.connect(tmp / "journal.sqlite3")
+    journal_rows, journal_max = con.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone()
+    integrity = con.execute("PRAGMA quick_check").fetchone()[0]
+    con.close()
+    late = [s for s in samples if s["t"] >= WARMUP_S] or samples[-1:]
+    rss_base = late[0]["rss_mb"]
+    return {
+        "minutes": round(elapsed / 60, 1),
+        "events_handed_over": len(seqs),
+        "events_per_s": round((last - first + 1) / elapsed, 1),
+        "events_lost": len(missing),
+        "duplicates": len(seqs) - len(set(seqs)),
+        "in_order": all(a < b for a, b in zip(seqs, seqs[1:])),
+        "subscriber_restarts": checker.restarts,
+        "camera_restarts": camera.restarts,
+        "camera_reconnects": m.get('edge_inspector_reconnects_total{kind="camera",source="ipcam"}', 0.0),
+        "camera_stale_frames": m.get('edge_inspector_stale_frames_total{kind="camera",source="ipcam"}', 0.0),
+        "catchup_dropped": m.get("edge_inspector_catchup_dropped_total", 0.0),
+        "thread_failures": sum(v for k, v in m.items() if k.startswith("edge_inspector_thread_failures_total")),
+        "rss_mb_at_5_min": rss_base,
+        "rss_mb_end": samples[-1]["rss_mb"],
+        "rss_growth_after_5_min_pct": round(100 * (max(s["rss_mb"] for s in late) - rss_base) / rss_base, 2),
+        "fds_after_5_min": [min(s["fds"] for s in late), max(s["fds"] for s in late)],
+        "threads_after_5_min": [min(s["threads"] for s in late), max(s["threads"] for s in late)],
+        "journal_rows": journal_rows, "journal_max_seq": journal_max, "journal_quick_check": integrity,
+        "daemon_exit_code": exit_code,
+        "samples": samples,
+    }
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result["samples"]
+    t = [x["t"] / 60 for x in s]
+    fig, axes = plt.subplots(4, 1, figsize=(8, 8), sharex=True)
+    rate = [0.0] + [(b["handed"] - a["handed"]) / max(1e-6, b["t"] - a["t"]) for a, b in zip(s, s[1:])]
+    for ax, key, label in zip(axes, ("rss_mb", "fds", "threads", None),
+                              ("RSS (MB)", "open file descriptors", "threads", "events/s handed over")):
+        ax.plot(t, [x[key] for x in s] if key else rate)
+        ax.set_ylabel(label)
+        ax.axvline(WARMUP_S / 60, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("minutes (dashed: end of the first 5 minutes)")
+    fig.suptitle(f"soak: {result['events_per_s']} events/s, {result['events_lost']} lost, "
+                 f"RSS +{result['rss_growth_after_5_min_pct']} % after 5 min")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--out", type=Path, default=Path("soak.json"))
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        result = soak(args.minutes, Path(tmp))
+    result["machine"] = machine_info()
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    chart(result, args.out.with_suffix(".png"))
+    shown = {k: v for k, v in result.items() if k not in ("samples", "machine")}
+    width = max(len(k) for k in shown)
+    for k, v in shown.items():
+        print(f"{k:<{width}}  {v}")
+    ok = (result["events_lost"] == 0 and result["duplicates"] == 0 and result["events_per_s"] >= 300
+          and result["rss_growth_after_5_min_pct"] < 5 and result["daemon_exit_code"] == 0)
+    print("PASS" if ok else "FAIL", "(0 lost, >= 300 events/s, RSS growth < 5 % after 5 min, exit 0)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
