@@ -214,3 +214,37 @@ def test_record_manifest_carries_no_camera_password(tmp_path: Path) -> None:
     assert PASSWORD not in manifest + proc.stderr + proc.stdout
     assert "admin:***@" in manifest
 
+
+
+def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) -> None:
+    """MJPEG over HTTP carries no timestamps: FFmpeg numbers its frames at an assumed 25 fps.
+
+    Mapped as if they were capture times, a 10 fps camera's frames would look older and older and
+    be dropped as stale after a second and a half; they are judged by their read times instead.
+    """
+    from conftest import free_port
+    from edge_inspector.config import CameraConfig
+    from edge_inspector.sources.base import BoundedQueue
+    from edge_inspector.sources.camera import CameraSource
+
+    port = free_port()
+    server = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                               "testsrc=size=320x240:rate=10", "-t", "20", "-c:v", "mjpeg", "-q:v", "3",
+                               "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"])
+    try:
+        time.sleep(0.5)
+        src = CameraSource(CameraConfig(name="c", uri=f"http://127.0.0.1:{port}/s.mjpg"),
+                           BoundedQueue(100, "drop_oldest"))
+        src.open()
+        frames = []
+        for frame in src.read_items():
+            frames.append(frame)
+            if len(frames) == 30:
+                break
+        src.release()
+    finally:
+        server.kill()
+        server.wait()
+    assert src.counters.stale <= 2  # at most the connect backlog
+    gaps = [b.ts - a.ts for a, b in zip(frames, frames[1:])]
+    assert 0.05 < sum(gaps) / len(gaps) < 0.2  # 10 fps on the wall clock

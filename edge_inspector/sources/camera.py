@@ -249,7 +249,10 @@ class CameraSource(SourceThread[Frame]):
             position += 1
             self.decode_ms_total += (mono - t0) * 1000.0
             if self.clock is not None:
-                stamp = self.clock.stamp(self.cap.get(cv2.CAP_PROP_POS_MSEC), mono - t0, mono, ts)
+                # RTP carries real capture timestamps; MJPEG over HTTP has none (FFmpeg numbers its
+                # frames at an assumed 25 fps), so http streams are judged by their read times
+                pts = self.cap.get(cv2.CAP_PROP_POS_MSEC) if self.scheme in ("rtsp", "rtsps") else None
+                stamp = self.clock.stamp(pts, mono - t0, mono, ts)
                 if stamp.stale:
                     self._drop_stale(stamp.age_s, stamp.reason)
                     continue

@@ -5,8 +5,8 @@ buffered frames right after connecting (about a second of them), and after a sta
 returns the last frame it held, seconds late.  Stamping those with the read time would tie a
 verdict to the wrong part on the conveyor.
 
-So each frame's presentation timestamp (RTP/PTS, as FFmpeg reports it in
-``CAP_PROP_POS_MSEC``) is mapped to the monotonic clock: ``offset = arrival - pts``.  The
+So each frame's presentation timestamp (RTP, as FFmpeg reports it in ``CAP_PROP_POS_MSEC``;
+MJPEG over HTTP has none, the camera passes None) is mapped to the monotonic clock: ``offset = arrival - pts``.  The
 smallest offset seen is the frame that travelled fastest; every other frame is older than it
 looks by ``offset - min_offset``.  The minimum is allowed to creep up by 1 ms per second so a
 camera clock that runs slow cannot make frames look ever older; a timestamp that jumps back (a
