@@ -166,7 +166,8 @@ class CameraSource(SourceThread[Frame]):
             self.stall_after_s = cfg.stall_timeout_s
         # network streams: capture times from the stream's own timestamps, stale frames dropped
         self.clock = StreamClock(cfg.max_frame_age_s) if self.scheme in NETWORK_SCHEMES else None
-        self._stale_run: list[float] = []  # ages of the stale frames dropped since the last fresh one
+        self._stale_run = 0  # stale frames dropped since the last fresh one
+        self._stale_reason = ""  # why the first of them was
 
     def _open_capture(self) -> cv2.VideoCapture:
         scheme, uri = self.scheme, self.cfg.uri
@@ -266,21 +267,20 @@ class CameraSource(SourceThread[Frame]):
             crop, origin = self._crop(image)
             yield _prepared(Frame(self.source_name, index, ts, mono, crop, origin), self.prepare)
 
-
     def _drop_stale(self, age_s: float, reason: str) -> None:
+        """Count a stale frame; warn once per run of them, unless it is the connect backlog."""
         self.counters.stale += 1
-        backlog = reason.startswith("connect")
-        if not backlog and not any(a > 0 for a in self._stale_run):
+        if self._stale_run == 0 and not reason.startswith("connect"):
             log.warning("camera %s: dropped a stale frame (%s); it is not inspected as if captured now",
                         self.source_name, reason)
-        self._stale_run.append(age_s if not backlog else 0.0)
+        self._stale_run += 1
+        self._stale_reason = self._stale_reason or reason
 
     def _report_stale(self) -> None:
         if self._stale_run:
-            late = [a for a in self._stale_run if a > 0]
-            what = f"oldest {max(late):.2f} s" if late else "buffered before the connection caught up with the camera"
-            log.info("camera %s: %d stale frame(s) dropped before this one (%s)", self.source_name, len(self._stale_run), what)
-            self._stale_run = []
+            log.info("camera %s: %d stale frame(s) dropped before this one (first: %s)", self.source_name,
+                     self._stale_run, self._stale_reason)
+            self._stale_run, self._stale_reason = 0, ""
 
 
 class SyntheticCamera(SourceThread[Frame]):
