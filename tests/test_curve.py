@@ -64,7 +64,8 @@ def test_keys_new_writes_a_certificate_pair(tmp_path: Path, capsys: pytest.Captu
     assert main(["keys", "new", "line3", "--dir", str(tmp_path / "keys")]) == 2  # never overwrites
 
 
-@pytest.mark.parametrize("case", ["readable", "inline", "public only", "secret in allow-list", "no allow-list"])
+@pytest.mark.parametrize("case", ["readable", "inline", "public only", "malformed", "secret in allow-list",
+                                  "no allow-list"])
 def test_bad_curve_config_is_named_without_the_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       case: str) -> None:
     _pub, secret = keys_new("server", tmp_path / "server")
@@ -80,6 +81,10 @@ def test_bad_curve_config_is_named_without_the_secret(tmp_path: Path, capsys: py
         key, expected = secret_of(secret), "publisher.curve_secret_key: give the path of a secret key file"
     elif case == "public only":
         key, expected = str(tmp_path / "server" / "server.key"), "holds no secret key"
+    elif case == "malformed":
+        text = secret.read_text()
+        secret.write_text(text.replace(secret_of(secret), "not-a-key"))
+        expected = "publisher.curve_secret_key: the secret key in " + str(secret) + " is not a 40-character Z85 key"
     elif case == "secret in allow-list":
         shutil.copy(client_secret, allowed / "oops.key")
         expected = "publisher.curve_allowed_clients: " + str(allowed / "oops.key") + " holds a secret key"

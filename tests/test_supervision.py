@@ -245,3 +245,28 @@ def test_publisher_failure_stops_the_daemon_with_exit_1(running: Running) -> Non
     assert metric(text, "edge_inspector_thread_failures_total", thread="event-bus") == 1
     running.thread.join(10)
     assert running.service.stop() == 1 and "zmq-pub" in (running.service.failure or "")
+
+
+def test_curve_authenticator_failure_stops_the_daemon(tmp_path: Path) -> None:
+    """Without its ZAP handler no client could be let in: fail loudly, not silently closed."""
+    from edge_inspector.events.curve import create_key_pair
+
+    _pub, secret = create_key_pair(tmp_path / "keys", "server")
+    cfg = DaemonConfig(tmp_path, cameras=[{"name": "cam", "uri": "synthetic://surface?fps=20"}],
+                       publisher={"curve_secret_key": str(secret), "curve_allowed_clients": "*"})
+    service = Service(load_config(cfg.path))
+    service.start()
+    waiter = threading.Thread(target=service.wait, kwargs={"tick_s": 0.1}, daemon=True)
+    waiter.start()
+    try:
+        assert service.bus.security.alive
+        auth = service.bus.security.auth
+        assert auth is not None
+        auth.pipe.send(b"TERMINATE")  # the authenticator's thread ends under the daemon's feet
+        assert wait_until(lambda: service.broken() is not None, 10)
+        assert "zap-authenticator" in (service.broken() or "")
+        waiter.join(10)
+    finally:
+        service.request_stop()
+        code = service.stop()
+    assert code == 1

@@ -12,6 +12,7 @@ import logging
 
 import zmq
 import zmq.auth
+from zmq.auth.base import Authenticator
 from zmq.auth.thread import ThreadAuthenticator
 
 from edge_inspector.errors import UserError
@@ -114,7 +115,14 @@ class ServerSecurity:
             sock.zap_domain = self.ZAP_DOMAIN
 
     def close(self) -> None:
-        """Stop the authenticator thread."""
-        if self.auth is not None:
-            self.auth.stop()
-            self.auth = None
+        """Stop the authenticator thread (or, if it died, release its sockets without waiting on it)."""
+        auth, self.auth = self.auth, None
+        if auth is None:
+            return
+        if auth.is_alive():
+            auth.stop()
+            return
+        if auth.pipe is not None:  # stop() would send TERMINATE to a peer that is gone, and block
+            auth.pipe.close(0)
+            auth.pipe = None
+        Authenticator.stop(auth)
