@@ -31,6 +31,7 @@ from edge_inspector.health import (
 from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.engines import DaemonEngines
 from edge_inspector.manifest import load_manifest
+from edge_inspector.memory import TRIM_INTERVAL_S, release_free_memory
 from edge_inspector.metrics import Metrics
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
@@ -264,7 +265,7 @@ class Service:
 
     def wait(self, tick: Callable[[], None] | None = None, tick_s: float = 0.5) -> None:
         ping = watchdog_interval_s()
-        last_ping = 0.0
+        last_ping, next_trim = 0.0, time.monotonic() + TRIM_INTERVAL_S
         while not self.stop_requested.wait(min(tick_s, ping or tick_s)):
             now = time.monotonic()
             if ping and now - last_ping >= ping and self.alive():  # a dead inspector stops the pings
@@ -275,6 +276,9 @@ class Service:
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.bus.security.reload()
+            if now >= next_trim:  # bounded buffers that filled in a burst: give the memory back
+                release_free_memory()
+                next_trim = now + TRIM_INTERVAL_S
             if tick:
                 tick()
             if self.finished() or self.broken():

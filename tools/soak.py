@@ -46,8 +46,12 @@ WARMUP_S = 300.0  # growth is judged after the first 5 minutes (caches and pools
 def proc_sample(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]),
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    def mb(key: str) -> float:
+        return int(fields.get(key, "0 kB").split()[0]) / 1024
+
+    # anonymous memory is the heap; file and shared memory are mapped files (SQLite's -shm)
+    return {"rss_mb": mb("VmRSS"), "anon_mb": mb("RssAnon"), "file_mb": mb("RssFile"), "shmem_mb": mb("RssShmem"),
+            "threads": int(fields["Threads"]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
 def metrics(health: str) -> dict[str, float]:
@@ -150,20 +154,20 @@ def stalled_clients(ctx: zmq.Context, catchup: str, n: int = 4) -> list[zmq.Sock
     return out
 
 
-def soak(minutes: float, tmp: Path) -> dict[str, Any]:
+def soak(minutes: float, tmp: Path, skip: set[str], env: dict[str, str]) -> dict[str, Any]:
     camera = Camera(free_port())
     camera.start()
     cfg = write_config(tmp, camera.port)
     log = open(tmp / "daemon.log", "w")
     daemon = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "run", "--config", cfg["config"]],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **env})
     ctx = zmq.Context()
     samples: list[dict[str, float]] = []
     stalled: list[zmq.Socket] = []
     checker = Checker(cfg["endpoint"], cfg["catchup"])
     try:
         time.sleep(5)
-        stalled = stalled_clients(ctx, cfg["catchup"])
+        stalled = [] if "stalled" in skip else stalled_clients(ctx, cfg["catchup"])
         t0 = time.monotonic()
         end = t0 + minutes * 60
         next_sample = next_ask = t0
@@ -178,14 +182,17 @@ def soak(minutes: float, tmp: Path) -> dict[str, Any]:
             if now >= next_sample:
                 sample = {"t": now - t0, **proc_sample(daemon.pid), "handed": len(checker.seqs)}
                 samples.append(sample)
-                print(f"soak: {sample['t']:6.0f} s  rss {sample['rss_mb']:.0f} MB  fds {sample['fds']:.0f}  "
+                print(f"soak: {sample['t']:6.0f} s  rss {sample['rss_mb']:.0f} MB (anon {sample['anon_mb']:.0f}, "
+                      f"file {sample['file_mb']:.0f}, shm {sample['shmem_mb']:.0f})  fds {sample['fds']:.0f}  "
                       f"threads {sample['threads']:.0f}  events {len(checker.seqs)}", flush=True)
                 next_sample = now + 10
             if now >= next_sub:
-                checker.restart()
+                if "subscriber" not in skip:
+                    checker.restart()
                 next_sub = now + 60
             if now >= next_cam:
-                camera.restart()
+                if "camera" not in skip:
+                    camera.restart()
                 next_cam = now + 300
             checker.pump(1.0)
         elapsed = time.monotonic() - t0
@@ -267,9 +274,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--out", type=Path, default=Path("soak.json"))
+    p.add_argument("--skip", default="", help="for diagnosis: camera,stalled,subscriber (no restarts / no stalled clients)")
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon's environment")
     args = p.parse_args()
+    skip = {x for x in args.skip.split(",") if x}
+    env = dict(e.split("=", 1) for e in args.env)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        result = soak(args.minutes, Path(tmp))
+        result = soak(args.minutes, Path(tmp), skip, env)
+    result["skipped"], result["daemon_env"] = sorted(skip), env
     result["machine"] = machine_info()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, args.out.with_suffix(".png"))

@@ -1,0 +1,44 @@
+"""Give freed heap memory back to the system, so RSS shows what the daemon holds, not what it once held.
+
+The daemon's buffers are bounded (queues, ZeroMQ pipes, catch-up batches), but under a burst they
+fill up to their bounds, and glibc's allocator keeps the freed memory in its per-thread arenas
+for reuse instead of returning it: RSS then records the highest burst ever seen and creeps up
+over days with each new peak.  ``malloc_trim(0)`` returns every free page of every arena to the
+system; the service calls it once a minute (a few milliseconds).  Elsewhere than glibc (musl,
+macOS) it is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+TRIM_INTERVAL_S = 60.0
+
+_libc: ctypes.CDLL | None = None
+_checked = False
+
+
+def _glibc() -> ctypes.CDLL | None:
+    global _libc, _checked
+    if not _checked:
+        _checked = True
+        name = ctypes.util.find_library("c")
+        try:
+            lib = ctypes.CDLL(name) if name else None
+            if lib is not None and hasattr(lib, "malloc_trim"):
+                lib.malloc_trim.argtypes = [ctypes.c_size_t]
+                lib.malloc_trim.restype = ctypes.c_int
+                _libc = lib
+        except OSError as err:
+            log.debug("no malloc_trim here: %s", err)
+    return _libc
+
+
+def release_free_memory() -> bool:
+    """Return the allocator's free pages to the system; True if anything could be released."""
+    lib = _glibc()
+    return bool(lib.malloc_trim(0)) if lib is not None else False
