@@ -15,6 +15,7 @@ import pytest
 import scipy.io.wavfile
 
 from conftest import ENGINES, ROOT, DaemonConfig, write_video
+from edge_inspector.manifest import load_manifest
 
 pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines/manifest.toml not built")
 
@@ -52,8 +53,10 @@ def test_max_speed_replay_reports_latencies_that_mean_something(tmp_path: Path, 
     figures = json.loads((tmp_path / "eval.json").read_text())
     acoustic, visual = figures["acoustic"]["latency_ms"], figures["visual"]["latency_ms"]
     assert acoustic["count"] >= 1 and acoustic["min"] >= 0.0, acoustic
-    # the early "ongoing" report comes 2 s into the fault, the closing one after it ends (3 s long)
-    assert 1500.0 <= acoustic["min"] and acoustic["max"] <= 4500.0, acoustic
+    # the early "ongoing" report comes 2 s into the fault; the closing one after it ends (3 s long) and the
+    # shipped model's hold_s has passed without the fault coming back, plus at most one second of windows
+    hold_ms = 1000.0 * load_manifest(ENGINES).acoustic[0].hold_s
+    assert 1500.0 <= acoustic["min"] and acoustic["max"] <= 3000.0 + hold_ms + 1000.0, acoustic
     assert "audio time" in figures["acoustic"]["latency_measure"]
     assert visual["min"] >= 0.0 and "processing" in figures["visual"]["latency_measure"]
     assert "reported after onset" in run.stdout and "processing" in run.stdout  # the terminal says which
