@@ -93,7 +93,7 @@ class Service:
         classifier = self.manifest.classifier("visual")
         sinks = []
         try:
-            sinks = build_sinks(cfg, self.journal, tuple(getattr(classifier, "labels", ())))
+            sinks = build_sinks(cfg, self.journal, tuple(getattr(classifier, "labels", ())), self.threads)
             self.bus = EventBus(
                 cfg.publisher.endpoint,
                 self.journal,

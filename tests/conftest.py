@@ -109,6 +109,33 @@ class Subscriber:
         self.ctx.term()
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``predicate`` every 20 ms for up to ``timeout`` seconds; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def fail_once(obj: Any, method: str, exc: Exception) -> list[int]:
+    """Make ``obj.method`` raise ``exc`` on its next call only; the list fills when it fired.
+
+    How the supervision tests inject a fault into a thread's real work.
+    """
+    original, fired = getattr(obj, method), []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            fired.append(1)
+            raise exc
+        return original(*args, **kwargs)
+
+    setattr(obj, method, broken)
+    return fired
+
+
 def journal_events(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """Everything the daemon journalled, in seq order (read-only, straight from SQLite)."""
     import sqlite3

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from edge_inspector.events.catchup_protocol import (  # noqa: F401  (re-exported
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.sink import Record, Sink, topic_kind
 from edge_inspector.events.zmq_security import ServerSecurity, bind
-from edge_inspector.supervision import ThreadHealth, run_supervised
+from edge_inspector.supervision import ThreadHealth
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +71,8 @@ class CatchupServer(Sink):
 
     def __init__(self, security: ServerSecurity, endpoint: str, journal: Journal,
                  health: ThreadHealth | None = None) -> None:
-        super().__init__("zmq-catchup")
+        super().__init__("zmq-catchup", health)
         self.journal = journal
-        self.health = health
         self._router = security.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -88,7 +86,6 @@ class CatchupServer(Sink):
             self._router.close(0)
             raise
         self._sessions: collections.OrderedDict[bytes, _Session] = collections.OrderedDict()
-        self._stop_event = threading.Event()
         self.requests = 0
         self.refused = 0  # malformed requests answered with an error
         self.busy = 0  # requests answered "busy" because MAX_SESSIONS were running
@@ -106,19 +103,11 @@ class CatchupServer(Sink):
     def close_unstarted(self) -> None:
         self._router.close(0)
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        super().stop()
-
     # ------------------------------------------------------------------ the thread
-    def _run(self) -> None:
-        try:
-            run_supervised("zmq-catchup", self._serve_forever, restart=True, stop=self._stop_event,
-                           health=self.health)
-        finally:
-            self._router.close(0)
+    def _finish(self) -> None:
+        self._router.close(0)
 
-    def _serve_forever(self) -> None:
+    def _run(self) -> None:
         """Receive requests and advance every session; a restart after a failure forgets sessions."""
         self._sessions.clear()
         poller = zmq.Poller()

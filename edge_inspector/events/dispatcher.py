@@ -59,6 +59,8 @@ class Dispatcher:
         self._closed = False
         self._halt = threading.Event()
         for sink in self.sinks:
+            if sink.health is None:
+                sink.health = health
             sink.start()
         self._upkeep = threading.Thread(target=self._run_upkeep, name="event-upkeep", daemon=True)
         self._upkeep.start()
@@ -98,7 +100,7 @@ class Dispatcher:
         return not self._closed and self._upkeep.is_alive() and all(s.alive for s in self.sinks)
 
     def failed_sinks(self) -> list[str]:
-        """``name: error`` of each sink whose thread died."""
+        """``name: error`` of each sink whose thread died (could not be restarted)."""
         return [f"{s.name}: {s.error}" for s in self.sinks if s.error]
 
     def counters(self) -> dict[str, Any]:

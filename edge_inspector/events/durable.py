@@ -101,6 +101,10 @@ class DurableSink(Sink):
 
     # -- the sink's thread -----------------------------------------------------------------
     def _run(self) -> None:
+        if self._inflight:  # restarted after a failure: what was unacknowledged goes out again
+            self.resent += len(self._inflight)
+            self._inflight.clear()
+            self._next = self.cursor + 1
         backoff = 0.2
         last_flush = time.monotonic()
         stop_by: float | None = None

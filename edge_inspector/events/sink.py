@@ -18,13 +18,12 @@ Two kinds are provided here:
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from edge_inspector.supervision import ThreadHealth, describe, run_supervised
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,27 @@ class Sink:
     """Base of every sink: a name, a thread of its own, and a non-blocking :meth:`offer`.
 
     Subclasses implement :meth:`_run` (the thread body, which returns once :attr:`stopping` is
-    set and its work is flushed) and :meth:`offer`.  An exception escaping ``_run`` is logged once
-    with the sink's name and recorded in :attr:`error`; :attr:`alive` turns False, which the
-    service reports as a failure (exit 1, systemd restarts it and durable sinks resume).
+    set and its work is flushed), :meth:`offer` and, for what outlives a restart (a bound
+    socket), :meth:`_finish`.  The thread runs under :func:`~edge_inspector.supervision.run_supervised`
+    with the sink's name: an exception escaping ``_run`` is logged once and counted, and ``_run``
+    starts again after a backoff (a sink reconnects, rebinds or resumes from its journal cursor
+    by itself).  A sink with ``restartable = False`` is not restarted: its failure is recorded in
+    :attr:`error`, :attr:`alive` turns False and the service stops with exit 1.
     """
 
     #: True for sinks that keep a cursor in the journal and resume after an outage or restart.
     durable = False
+    #: False for a sink whose thread cannot start ``_run`` afresh after a failure.
+    restartable = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, health: ThreadHealth | None = None) -> None:
         self.name = name
+        #: where failures and restarts are counted (the dispatcher fills in its own if None)
+        self.health = health
         self.error: str | None = None
         self._cond = threading.Condition()
         self._stopping = False
+        self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle (called by the dispatcher) ------------------------------------------------
@@ -78,6 +85,7 @@ class Sink:
         """Ask the thread to flush and finish; :meth:`join` waits for it."""
         with self._cond:
             self._stopping = True
+            self._stop_event.set()
             self._cond.notify_all()
 
     def join(self, timeout_s: float) -> bool:
@@ -98,10 +106,13 @@ class Sink:
 
     def _main(self) -> None:
         try:
-            self._run()
-        except Exception as err:
-            self.error = f"{type(err).__name__}: {err}"
-            log.exception("sink %s failed", self.name)
+            run_supervised(self.name, self._run, restart=self.restartable, stop=self._stop_event,
+                           health=self.health, on_fatal=self._failed)
+        finally:
+            self._finish()
+
+    def _failed(self, err: BaseException) -> None:
+        self.error = describe(err)
 
     # -- to implement ------------------------------------------------------------------------
     def offer(self, record: Record) -> None:
@@ -110,6 +121,9 @@ class Sink:
 
     def _run(self) -> None:
         raise NotImplementedError
+
+    def _finish(self) -> None:
+        """The thread is ending for good: release what it owns (sockets, connections)."""
 
     def counters(self) -> dict[str, Any]:
         """Numbers for heartbeats and metrics."""
@@ -120,7 +134,9 @@ class LiveSink(Sink):
     """A sink fed from a bounded queue that drops its oldest entry when full (counted).
 
     ``_deliver`` gets the queued records in order, in batches; ``_idle`` runs when nothing
-    arrived for ``idle_s`` (upkeep such as reconnecting or timers).
+    arrived for ``idle_s`` (upkeep such as reconnecting or timers).  A batch whose delivery
+    failed is not retried after the restart: live consumers fill such gaps themselves (ZeroMQ
+    subscribers from catch-up, Sparkplug hosts from the births that follow a reconnection).
     """
 
     def __init__(self, name: str, max_queued: int = 10000, idle_s: float = 0.5) -> None:
@@ -143,32 +159,26 @@ class LiveSink(Sink):
         return len(self._queue)
 
     def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    deadline = time.monotonic() + self._idle_s
-                    while not self._queue and not self._stopping:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-                    batch = list(self._queue)
-                    self._queue.clear()
-                    stopping = self._stopping
-                if batch:
-                    self._deliver(batch)
-                elif stopping:
-                    break
-                else:
-                    self._idle()
-        finally:
-            self._finish()
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self._idle_s
+                while not self._queue and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = list(self._queue)
+                self._queue.clear()
+                stopping = self._stopping
+            if batch:
+                self._deliver(batch)
+            elif stopping:
+                break
+            else:
+                self._idle()
 
     def _deliver(self, batch: list[Record]) -> None:
         raise NotImplementedError
 
     def _idle(self) -> None:
         """Nothing arrived for ``idle_s`` seconds."""
-
-    def _finish(self) -> None:
-        """The thread is ending: release what it owns (sockets, connections)."""

@@ -13,13 +13,16 @@ if TYPE_CHECKING:
     from edge_inspector.config import Config
     from edge_inspector.events.journal import Journal
     from edge_inspector.events.sink import Sink
+    from edge_inspector.supervision import ThreadHealth
 
 
-def build_sinks(cfg: Config, journal: Journal, visual_labels: tuple[str, ...] = ()) -> list[Sink]:
+def build_sinks(cfg: Config, journal: Journal, visual_labels: tuple[str, ...] = (),
+                health: ThreadHealth | None = None) -> list[Sink]:
     """The sinks the config enables, in the order they receive each event.
 
     ``visual_labels`` (the visual classifier's labels) number the PLC bridge's defect codes.
-    The PLC bridge binds its ports here; if it cannot, the sinks built before it are stopped.
+    ``health`` counts the failures and restarts of the sinks' threads.  The PLC bridge binds its
+    ports (and starts its thread) here; if it cannot, the sinks built before it are stopped.
     """
     sinks: list[Sink] = []
     if cfg.mqtt is not None and cfg.mqtt.enabled:
@@ -34,7 +37,7 @@ def build_sinks(cfg: Config, journal: Journal, visual_labels: tuple[str, ...] = 
     if cfg.plc is not None and cfg.plc.enabled:
         from edge_inspector.sinks.plc import PlcBridge, defect_codes
 
-        sinks.append(PlcBridge(cfg.plc, [c.name for c in cfg.cameras], defect_codes(visual_labels)))
+        sinks.append(PlcBridge(cfg.plc, [c.name for c in cfg.cameras], defect_codes(visual_labels), health))
     return sinks
 
 

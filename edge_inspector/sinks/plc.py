@@ -4,7 +4,9 @@ It runs one asyncio event loop on its own thread, hosting the Modbus TCP server 
 UA server over one set of :class:`CameraTracker` objects.  The dispatcher's ``offer`` only
 appends to a bounded queue and wakes the loop, so a PLC that stops polling, or a slow OPC UA
 client, never holds up inspection.  The servers are bound when the bridge is built, so a port
-in use is reported at start-up, not later.
+in use is reported at start-up, not later.  A failure of the loop is counted and the loop starts
+again (servers rebound, decisions kept): the PLC sees a dropped connection and a heartbeat that
+pauses, never a frozen register block that still looks alive.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edge_inspector.errors import UserError
 from edge_inspector.events.sink import Record, Sink
 from edge_inspector.sinks.plc_config import PlcConfig, listen_address
 from edge_inspector.sinks.plc_tracker import CameraTracker
+from edge_inspector.supervision import ThreadHealth
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,9 @@ def defect_codes(labels: tuple[str, ...]) -> dict[str, int]:
 class PlcBridge(Sink):
     """Decisions per camera on Modbus TCP and/or OPC UA."""
 
-    def __init__(self, cfg: PlcConfig, cameras: list[str], codes: dict[str, int]) -> None:
-        super().__init__("plc")
+    def __init__(self, cfg: PlcConfig, cameras: list[str], codes: dict[str, int],
+                 health: ThreadHealth | None = None) -> None:
+        super().__init__("plc", health)
         self.cfg = cfg
         names = cfg.cameras or cameras
         self.trackers = [CameraTracker(n, i, cfg.trigger == "frame", cfg.decision_deadline_ms / 1000.0,
@@ -107,6 +111,8 @@ class PlcBridge(Sink):
         from edge_inspector.sinks.plc_opcua import OpcUaFace
 
         self._wake = asyncio.Event()
+        with self._lock:
+            self._woken = False  # a kick while a failed loop was being replaced went nowhere
         try:
             if self.cfg.modbus_listen:
                 self.modbus = ModbusFace(self.trackers, lambda: self.heartbeat, self._kick)
@@ -115,8 +121,10 @@ class PlcBridge(Sink):
                 self.opcua = OpcUaFace(self.trackers, lambda: self.heartbeat, self._kick)
                 await self._bind("plc.opcua_endpoint", self.cfg.opcua_endpoint, self.opcua.start(self.cfg.opcua_endpoint))
         except UserError as err:
-            self._start_error = str(err)
             await self._close_faces()
+            if self._ready.is_set():  # restarting after a failure: supervision retries
+                raise
+            self._start_error = str(err)
             self._ready.set()
             return
         self._loop = loop

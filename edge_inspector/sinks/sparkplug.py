@@ -116,6 +116,11 @@ class SparkplugSink(LiveSink):
                 self._publish(f"{self._topics['DDATA']}/{source}", changed)
         self._idle()
 
+    def _run(self) -> None:
+        if self._client is not None:  # restarted after a failure: a new session (bdSeq, births)
+            self._drop()
+        super()._run()
+
     # -- connection --------------------------------------------------------------------------
     def _idle(self) -> None:
         if self._client is None:
