@@ -286,8 +286,18 @@ def is_loopback(host: str) -> bool:
         return False  # an interface name or a host name: reachable from elsewhere
 
 
+def serves_network(listen: str) -> bool:
+    """``HOST:PORT`` of a TCP server that other hosts can reach (an empty host is every interface)."""
+    return not is_loopback(listen.rpartition(":")[0])
+
+
 def exposure_warnings(cfg: Config) -> list[str]:
-    """Endpoints reachable from the network without CURVE: anyone there can read every event."""
+    """Every endpoint that serves the network without authenticated encryption, and what it exposes.
+
+    The ZeroMQ sockets can have CURVE; the HTTP server (its token travels in the clear) and the
+    PLC protocols as this bridge speaks them (Modbus TCP has no authentication, OPC UA runs with
+    security mode None) cannot, so a non-loopback address there is warned about as well.
+    """
     warnings = []
     pub = cfg.publisher
     curve = bool(pub.curve_secret_key)
@@ -303,7 +313,27 @@ def exposure_warnings(cfg: Config) -> list[str]:
         elif pub.curve_allowed_clients == "*":
             warnings.append(f"{key}: {endpoint} lets any CURVE client in (curve_allowed_clients = \"*\"): "
                             "events are encrypted but anyone who makes a key pair reads them")
+    listen = cfg.health.listen
+    if listen and serves_network(listen):
+        warnings.append(f"health.listen: {listen} serves the network over plain HTTP: its token, pictures and "
+                        "events cross it unencrypted; keep it on a trusted network or behind a TLS proxy")
+    plc = cfg.plc
+    if plc is not None and plc.enabled:
+        if plc.modbus_listen and serves_network(plc.modbus_listen):
+            warnings.append(f"plc.modbus_listen: {plc.modbus_listen} serves the network with Modbus TCP, which has no "
+                            "authentication: any host there can write triggers and acknowledgements; keep it on "
+                            "the PLC's own network")
+        if plc.opcua_endpoint and not is_loopback(_opcua_host(plc.opcua_endpoint)):
+            warnings.append(f"plc.opcua_endpoint: {plc.opcua_endpoint} serves the network with OPC UA security mode "
+                            "None: any client there reads decisions and writes acknowledgements; keep it on the "
+                            "PLC's own network")
     return warnings
+
+
+def _opcua_host(endpoint: str) -> str:
+    from edge_inspector.sinks.plc_config import opcua_address
+
+    return opcua_address(endpoint)[0]
 
 
 def check_http_access(cfg: Config) -> list[str]:
@@ -313,9 +343,8 @@ def check_http_access(cfg: Config) -> list[str]:
     health = cfg.health
     if not health.listen:
         return []
-    host = health.listen.rpartition(":")[0]
     if health.token_file is None:
-        if host and not is_loopback(host):
+        if serves_network(health.listen):
             return [f"health.token_file: required because health.listen = {health.listen!r} serves other hosts "
                     "(pictures, live video and events need a token there; create one with "
                     "'openssl rand -hex 32 > /etc/edge-inspector/http.token'), or listen on 127.0.0.1"]

@@ -114,3 +114,20 @@ def test_network_endpoint_without_curve_warns(tmp_path: Path, capsys: pytest.Cap
     warnings = [line for line in lines if "warning:" in line]
     assert any("publisher.endpoint" in w and "without CURVE" in w for w in warnings), lines
     assert not any("catchup_endpoint" in w for w in warnings)  # that one stays on 127.0.0.1
+    assert not any("health.listen" in w for w in warnings)
+
+
+def test_network_plc_servers_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Modbus TCP has no authentication and the OPC UA server runs without security: say so."""
+    pytest.importorskip("pymodbus")
+    pytest.importorskip("asyncua")
+    path = config(tmp_path, publisher={"publish_verdicts": True})
+    path.write_text(path.read_text() + render_toml({"plc": {
+        "modbus_listen": f"0.0.0.0:{free_port()}", "opcua_endpoint": f"opc.tcp://127.0.0.1:{free_port()}/ei/"}}, {}))
+    code, lines = check(path, capsys)
+    assert code == 0, lines
+    warnings = [line for line in lines if "warning:" in line]
+    assert len(warnings) == 1 and "plc.modbus_listen" in warnings[0] and "no authentication" in warnings[0], lines
+    path.write_text(path.read_text().replace("opc.tcp://127.0.0.1:", "opc.tcp://0.0.0.0:"))
+    code, lines = check(path, capsys)
+    assert code == 0 and any("plc.opcua_endpoint" in w and "security mode None" in w for w in lines), lines

@@ -202,8 +202,9 @@ def test_a_network_listen_needs_a_token_file(tmp_path: Path) -> None:
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         return proc.returncode, proc.stderr
 
-    code, err = check({"listen": f"0.0.0.0:{_free_port()}"})
-    assert code == 2 and "health.token_file: required because health.listen" in err, err
+    for listen in (f"0.0.0.0:{_free_port()}", f":{_free_port()}"):  # an empty host is every interface too
+        code, err = check({"listen": listen})
+        assert code == 2 and "health.token_file: required because health.listen" in err, err
     (tmp_path / "short.token").write_text("abc\n")
     code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "short.token")})
     assert code == 2 and "health.token_file:" in err and "at least 16" in err, err
@@ -212,6 +213,7 @@ def test_a_network_listen_needs_a_token_file(tmp_path: Path) -> None:
     (tmp_path / "good.token").write_text(secrets.token_hex(16))
     code, err = check({"listen": f"0.0.0.0:{_free_port()}", "token_file": str(tmp_path / "good.token")})
     assert code == 0, err
+    assert "warning: health.listen:" in err and "plain HTTP" in err, err  # the token crosses the network in clear
     assert "Traceback" not in err
 
 
