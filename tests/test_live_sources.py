@@ -163,6 +163,8 @@ def test_frozen_rtsp_camera_goes_offline_publishes_nothing_stale_and_leaks_no_pa
         t_cont = cam.thaw()
         assert sub.wait_for(lambda ev: sum(1 for t, e in ev if t == "verdict.ipcam" and epoch(e["ts"]) > t_cont) >= 10, 30)
         ready_after = readyz(dc.health)
+        pages = "".join(urllib.request.urlopen(f"http://{dc.health}{path}", timeout=5).read().decode()
+                        for path in ("/metrics", "/api/status"))  # what a scraper and the status page show
     finally:
         cam.close()
         proc.terminate()
@@ -192,9 +194,9 @@ def test_frozen_rtsp_camera_goes_offline_publishes_nothing_stale_and_leaks_no_pa
     # the JSON log stays JSON, FFmpeg/OpenCV's own lines included
     records = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert any(r.get("origin") in ("opencv", "ffmpeg") for r in records), err[-2000:]
-    # the password is nowhere: logs, events, journal
-    everything = err + json.dumps(sub.events) + json.dumps(journal_events(dc.journal))
-    assert PASSWORD not in everything
+    # the password is nowhere: logs, events, journal, metrics, the status page
+    everything = err + json.dumps(sub.events) + json.dumps(journal_events(dc.journal)) + pages
+    assert PASSWORD not in everything and 'source="ipcam"' in pages
 
 
 @pytest.mark.slow
