@@ -8,7 +8,8 @@ over 300 events/s.  Meanwhile
 - a loss-free subscriber (the client library) is closed and restarted every minute, resuming
   from the last ``seq`` it handled: every event must arrive exactly once, in order;
 - the camera's RTSP server is killed and restarted every 5 minutes;
-- 4 catch-up clients ask for everything and never read (asking again after being dropped).
+- 4 catch-up clients ask for everything and never read (asking again after being dropped),
+  while every 10 s a well-behaved client's catch-up of 100 events is timed (target: < 1 s).
 
 Every 10 s it samples the daemon's RSS, open file descriptors and threads (and the machine's
 load, which the figures depend on).  At the end it prints the figures (events, rate, events
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zmq  # noqa: E402
 
 from bench_common import ROOT, free_port, machine_info  # noqa: E402
-from edge_inspector.client import EventStream  # noqa: E402
+from edge_inspector.client import EventStream, fetch_page  # noqa: E402
 
 WARMUP_S = 300.0  # growth is judged after the first 5 minutes (caches and pools fill up first)
 
@@ -143,6 +144,18 @@ class Checker:
         self.stream = self._open()
 
 
+def timed_catchup(ctx: zmq.Context, catchup: str, checker: Checker) -> float:
+    """Seconds a well-behaved client waits for the 100 events before the newest it was handed
+    (beside the stalled clients); -1 if none came within 5 s."""
+    newest = checker.seqs[-1] if checker.seqs else 0
+    t = time.monotonic()
+    try:
+        fetch_page(ctx, catchup, max(0, newest - 100), newest, timeout_s=5.0)
+    except TimeoutError:
+        return -1.0
+    return time.monotonic() - t
+
+
 def stalled_clients(ctx: zmq.Context, catchup: str, n: int = 4) -> list[zmq.Socket]:
     out = []
     for _ in range(n):
@@ -182,12 +195,12 @@ def soak(minutes: float, tmp: Path, skip: set[str], env: dict[str, str]) -> dict
                 next_ask = now + 30
             if now >= next_sample:
                 sample = {"t": now - t0, **proc_sample(daemon.pid), "handed": len(checker.seqs),
-                          "load_1min": os.getloadavg()[0]}
+                          "load_1min": os.getloadavg()[0], "catchup_s": timed_catchup(ctx, cfg["catchup"], checker)}
                 samples.append(sample)
                 print(f"soak: {sample['t']:6.0f} s  rss {sample['rss_mb']:.0f} MB (anon {sample['anon_mb']:.0f}, "
                       f"file {sample['file_mb']:.0f}, shm {sample['shmem_mb']:.0f})  fds {sample['fds']:.0f}  "
-                      f"threads {sample['threads']:.0f}  events {len(checker.seqs)}  load {sample['load_1min']:.1f}",
-                      flush=True)
+                      f"threads {sample['threads']:.0f}  events {len(checker.seqs)}  catch-up {sample['catchup_s']:.2f} s  "
+                      f"load {sample['load_1min']:.1f}", flush=True)
                 next_sample = now + 10
             if now >= next_sub:
                 if "subscriber" not in skip:
@@ -238,6 +251,8 @@ def summarize(samples: list[dict[str, float]], checker: Checker, camera: Camera,
         "camera_reconnects": m.get('edge_inspector_reconnects_total{kind="camera",source="ipcam"}', 0.0),
         "camera_stale_frames": m.get('edge_inspector_stale_frames_total{kind="camera",source="ipcam"}', 0.0),
         "catchup_dropped": m.get("edge_inspector_catchup_dropped_total", 0.0),
+        "catchup_answer_s_max": round(max(999.0 if s["catchup_s"] < 0 else s["catchup_s"] for s in samples), 3),
+        "catchup_answer_s_median": round(sorted(s["catchup_s"] for s in samples)[len(samples) // 2], 3),
         "thread_failures": sum(v for k, v in m.items() if k.startswith("edge_inspector_thread_failures_total")),
         "rss_mb_at_5_min": rss_base,
         "rss_mb_end": samples[-1]["rss_mb"],
@@ -306,10 +321,11 @@ def main() -> int:
     for k, v in shown.items():
         print(f"{k:<{width}}  {v}")
     ok = (result["events_lost"] == 0 and result["duplicates"] == 0 and result["events_per_s"] >= 300
+          and result["catchup_answer_s_max"] < 1.0
           and result["rss_growth_after_5_min_pct"] < 5 and result["fds_growth"] <= 0
           and result["threads_growth"] <= 0 and result["daemon_exit_code"] == 0)
     print("PASS" if ok else "FAIL", "(0 lost, >= 300 events/s, RSS growth < 5 % after 5 min, "
-          "FD and thread peaks not growing, exit 0)")
+          "FD and thread peaks not growing, catch-up answered within 1 s, exit 0)")
     return 0 if ok else 1
 
 
