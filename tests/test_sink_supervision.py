@@ -111,6 +111,8 @@ def test_sparkplug_failure_restarts_the_node_with_a_new_session(tmp_path: Path, 
         assert wait_until(lambda: len(births()) == 2, 15)  # reconnected: NBIRTH, DBIRTH with the state
         first, again = births()
         assert again["metrics"]["bdSeq"] == (first["metrics"]["bdSeq"] + 1) % 256
+        deaths = [decode(p) for t, p, _ in collector.snapshot() if t == "spBv1.0/plant/NDEATH/n1"]
+        assert [d["metrics"]["bdSeq"] for d in deaths] == [first["metrics"]["bdSeq"]]  # the old session ended
         bus.publish_verdict(visual("spot", frame=2), "verdict")
         assert wait_until(lambda: any(t == "spBv1.0/plant/DDATA/n1/cam0" and
                                       decode(p)["metrics"].get("Inspection/Last Label") == "spot"

@@ -117,8 +117,8 @@ class SparkplugSink(LiveSink):
         self._idle()
 
     def _run(self) -> None:
-        if self._client is not None:  # restarted after a failure: a new session (bdSeq, births)
-            self._drop()
+        if self._client is not None:  # restarted after a failure: end the session, start a new one
+            self._finish()  # NDEATH, as a host expects before the next NBIRTH (bdSeq + 1)
         super()._run()
 
     # -- connection --------------------------------------------------------------------------
