@@ -105,6 +105,59 @@ def test_check_config_names_each_network_stream_problem(tmp_path: Path) -> None:
     assert took < 30, f"probes should run side by side with short timeouts, took {took:.1f} s"
 
 
+def test_http_camera_probe_names_each_problem() -> None:
+    """The same four answers for an MJPEG-over-HTTP camera, from a real HTTP server with Basic auth."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from edge_inspector.sources.probe import probe_http
+
+    expected_auth = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.headers.get("Authorization") != expected_auth:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                self.end_headers()
+            elif self.path != "/video.mjpg":
+                self.send_error(404)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                self.wfile.write(b"--frame\r\n")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hung, hung_port = unanswering_port()
+    base = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        answers = {
+            "good": probe_http(f"http://admin:{PASSWORD}@{base}/video.mjpg"),
+            "path": probe_http(f"http://admin:{PASSWORD}@{base}/nope", 2.0),
+            "wrongpw": probe_http(f"http://admin:not-{PASSWORD}@{base}/video.mjpg", 2.0),
+            "nocreds": probe_http(f"http://{base}/video.mjpg", 2.0),
+            "refused": probe_http(f"http://127.0.0.1:{unanswering_port_closed()}/video.mjpg", 2.0),
+            "timeout": probe_http(f"http://127.0.0.1:{hung_port}/video.mjpg", 1.0),
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+        hung.close()  # type: ignore[attr-defined]
+    assert answers["good"] is None, answers
+    assert "404" in (answers["path"] or "") and "/nope" in (answers["path"] or ""), answers
+    assert "authentication failed" in (answers["wrongpw"] or "") and "401" in (answers["wrongpw"] or ""), answers
+    assert "wants a user and password" in (answers["nocreds"] or ""), answers
+    assert "refused" in (answers["refused"] or ""), answers
+    assert "no answer" in (answers["timeout"] or ""), answers
+    assert PASSWORD not in json.dumps(answers)
+
+
 def unanswering_port_closed() -> int:
     """A port nothing listens on (bound and released)."""
     sock, port = unanswering_port()
