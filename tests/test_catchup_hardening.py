@@ -8,6 +8,7 @@ bits, unknown options, non-UTF-8 bytes, floods of topic prefixes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import urllib.request
@@ -197,12 +198,20 @@ def fill_journal(path: Path, n: int, payload_bytes: int = 600) -> None:
     con.close()
 
 
+#: 40 s by default (three rounds of drop-and-ask-again); EDGE_INSPECTOR_STALLED_S=120 runs the
+#: full 2 minutes, and ``tools/soak.py`` keeps 4 stalled clients for 30 minutes.
+STALLED_S = float(os.environ.get("EDGE_INSPECTOR_STALLED_S", "40"))
+
+
 @pytest.mark.slow
 def test_stalled_catchup_clients_neither_bloat_nor_block(tmp_path: Path) -> None:
-    """8 clients ask for 100 000 events each and never read, at >= 300 events/s.
+    """8 clients ask for 100 000 events each and never read, for STALLED_S at >= 300 events/s.
 
-    16 s of it: the unbounded server this replaces pinned ~290 MB per such client within seconds.
-    ``tools/soak.py`` runs 4 stalled clients for 30 minutes.
+    Each is dropped after 10 s of not reading and asks again, so the server goes through a round of
+    it every ~13 s (the unbounded server this replaces pinned ~290 MB per such client within
+    seconds).  A well-behaved client asks for 100 events every 2 s meanwhile: its answers come
+    within 1 s (the median: a single late one on a loaded 2-core machine is allowed up to 5 s;
+    ``tools/soak.py`` times them over 30 minutes).
     """
     journal = tmp_path / "journal.sqlite3"
     fill_journal(journal, 100_000)
@@ -223,12 +232,13 @@ def test_stalled_catchup_clients_neither_bloat_nor_block(tmp_path: Path) -> None
             stalled.append(s)
         answer_s = []
         peak = base_rss
-        deadline = time.monotonic() + 16  # a dropped session at 10 s, a second request at 12 s
-        rounds = 0
+        deadline = time.monotonic() + STALLED_S
+        rounds = asks = 0
         while time.monotonic() < deadline:
             if rounds % 6 == 0:  # ask for everything, never read, ask again after being dropped
                 for s in stalled:
                     s.send_multipart([b"", b"since", b"0", b"limit=100000"])
+                asks += 1
             rounds += 1
             t = time.monotonic()
             pairs, newest = fetch_page(ctx, daemon.cfg.catchup, 99_900, 100_000, timeout_s=5)
@@ -245,10 +255,10 @@ def test_stalled_catchup_clients_neither_bloat_nor_block(tmp_path: Path) -> None
         ctx.term()
         daemon.close()
     assert peak - base_rss <= 50, f"RSS grew from {base_rss:.0f} MB to {peak:.0f} MB with 8 stalled clients"
-    assert min(answer_s) < 1.0 and max(answer_s) < 5.0, answer_s
+    assert sorted(answer_s)[len(answer_s) // 2] < 1.0 and max(answer_s) < 5.0, answer_s
     in_window = [e["seq"] for e in window if e["seq"] > min(w["seq"] for w in window)]
     rate = len(in_window) / elapsed
     assert rate >= 300, f"{len(in_window)} events in {elapsed:.0f} s"
-    assert m["edge_inspector_catchup_dropped_total"] >= 8
-    print(f"RSS {base_rss:.0f} -> peak {peak:.0f} MB; well-behaved catch-up {min(answer_s) * 1000:.0f}.."
-          f"{max(answer_s) * 1000:.0f} ms; {rate:.0f} events/s")
+    assert m["edge_inspector_catchup_dropped_total"] >= 8 * (asks - 1) and asks >= 3  # dropped, back, round after round
+    print(f"RSS {base_rss:.0f} -> peak {peak:.0f} MB; well-behaved catch-up median "
+          f"{sorted(answer_s)[len(answer_s) // 2] * 1000:.0f} ms, max {max(answer_s) * 1000:.0f} ms; {rate:.0f} events/s")
