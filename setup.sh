@@ -3,7 +3,9 @@
 #   ./setup.sh            system packages + .venv with the daemon (and its MQTT / PLC integrations)
 #   ./setup.sh --dev      the same, plus everything the test suite needs
 #   ./setup.sh --train    the same as --dev, plus PyTorch (the CPU build) for the training scripts
-# Idempotent: re-running it only installs what is
+#   ./setup.sh --service  the daemon, plus the station's systemd service (tools/install_service.sh:
+#                         system user, /etc/edge-inspector, state and cache directories, the unit)
+# Options combine (./setup.sh --train --service). Idempotent: re-running it only installs what is
 # missing. One line per step on the terminal; everything apt and pip print goes to setup.log (its
 # tail is shown when a step fails).
 set -euo pipefail
@@ -21,12 +23,14 @@ APT_dev=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev mosquitto prot
          python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
          gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly iproute2)
 APT_train=()
+APT_service=(systemd)  # systemd-analyze checks the unit
 # Python extras from pyproject.toml.
 EXTRAS_base=(audio mqtt plc)
 EXTRAS_dev=(dev)
 EXTRAS_train=(train)
+EXTRAS_service=()
 
-usage() { echo "usage: ./setup.sh [--dev | --train]" >&2; exit 2; }
+usage() { echo "usage: ./setup.sh [--dev | --train] [--service]" >&2; exit 2; }
 modes=(base)
 has_mode() { [[ " ${modes[*]} " == *" $1 "* ]]; }
 add_modes() { local m; for m in "$@"; do has_mode "$m" || modes+=("$m"); done; }
@@ -34,6 +38,7 @@ for arg in "$@"; do
   case "$arg" in
     --dev) add_modes dev ;;
     --train) add_modes dev train ;;
+    --service) add_modes service ;;
     *) usage ;;
   esac
 done
@@ -112,7 +117,7 @@ fi
 
 # promtool checks the daemon's /metrics in the tests: the binary only, out of Debian's prometheus
 # package (which would also install and start a Prometheus server).
-if [[ " ${modes[*]} " == *" dev "* ]] && [ ! -x .venv/bin/promtool ]; then
+if has_mode dev && [ ! -x .venv/bin/promtool ]; then
   if command -v promtool >/dev/null; then
     ln -sf "$(command -v promtool)" .venv/bin/promtool
   else
@@ -120,9 +125,21 @@ if [[ " ${modes[*]} " == *" dev "* ]] && [ ! -x .venv/bin/promtool ]; then
   fi
 fi
 
+if has_mode service; then
+  step "the systemd service (tools/install_service.sh)" $SUDO tools/install_service.sh
+  sed -n 's/^service: /  /p' "$LOG"
+fi
+
 echo "setup: done in $SECONDS s (.venv ready with extras: ${extras_csv}). Next:"
-if has_mode dev; then
+if has_mode service; then
+  here=$PWD
+  echo "  sudoedit /etc/edge-inspector/config.toml     # your cameras and microphones, then check it as the service will:"
+  echo "  sudo -u edge-inspector $here/.venv/bin/edge-inspector check-config /etc/edge-inspector/config.toml"
+  echo "  sudo systemctl enable --now edge-inspector"
+elif has_mode dev; then
   echo "  .venv/bin/python -m pytest -q          # the test suite"
 fi
-echo "  .venv/bin/edge-inspector run           # the demo daemon (Ctrl-C stops it)"
-echo "  .venv/bin/edge-inspector tail          # in a second terminal: its events"
+if ! has_mode service; then
+  echo "  .venv/bin/edge-inspector run           # the demo daemon (Ctrl-C stops it)"
+  echo "  .venv/bin/edge-inspector tail          # in a second terminal: its events"
+fi

@@ -10,6 +10,8 @@
 #   2. the second (set up everything, the whole test suite), with PYTEST_ADDOPTS=-rs so skips give
 #      their reasons: it must pass, and no test may be skipped except for hardware this machine
 #      lacks ($ALLOWED_SKIPS), since a skip for a missing tool is a missing install step.
+#   3. "Running on a line" (tools/fresh_readme.sh): `sudo ./setup.sh --service`, check-config as the
+#      service user, `systemctl enable`, and the installed unit's ExecStart run as systemd would.
 # One line per step on the terminal with the time it took and the time since the start; each step's
 # full output in a log file under --logs; the end of the failing log when a step fails.
 #
@@ -206,4 +208,6 @@ step "README inspect example on examples/" readme_inspect
 STEP_LOG="$LOGS/3-second-command.log"
 step "README command 2: $CMD2" second_command
 step "no test skipped for want of an install step" check_skips
+STEP_LOG="$LOGS/4-running-on-a-line.log"
+step "README Running on a line: setup.sh --service, check-config and the unit's ExecStart as its user" readme_line_steps
 echo "fresh-machine: [$(step_elapsed)] passed: the README's commands work on a fresh $SUITE"
