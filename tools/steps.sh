@@ -6,9 +6,12 @@
 # The command (a program or a shell function, run in a subshell with `set -e`: what it sets does not
 # outlive the step) sends its output to $STEP_LOG (after a header naming the step and the command); the
 # terminal gets one line with the time the step took (and, with STEP_CLOCK=1, first the time since
-# the script started, when the step ended). When the command fails, the end of the log is printed and the script exits 1.
+# the script started, when the step ended). When the command fails, the end of the log is printed
+# and the script exits 1; with STEP_KEEP_GOING=1 the step's name is added to STEP_FAILED instead,
+# for steps whose failure does not stop the ones after them from saying something.
 
 STEP_TAIL_LINES="${STEP_TAIL_LINES:-30}"
+STEP_FAILED=()
 
 step_elapsed() {  # m:ss since the script started
   printf '%d:%02d' $((SECONDS / 60)) $((SECONDS % 60))
@@ -32,6 +35,10 @@ step() {
   else
     echo "$STEP_NAME: ${clock}$what FAILED after $((SECONDS - t0)) s (exit $code); the end of $STEP_LOG:" >&2
     tail -n "$STEP_TAIL_LINES" "$STEP_LOG" | sed 's/^/  | /' >&2
+    if [ "${STEP_KEEP_GOING:-0}" = 1 ]; then
+      STEP_FAILED+=("$what")
+      return 0
+    fi
     exit 1
   fi
 }
