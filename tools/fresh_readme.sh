@@ -56,6 +56,22 @@ readme_line_steps() {
   service_as_systemd_would
 }
 
+# The station's HTTP server on the plant network: /metrics refused without the token that
+# setup.sh --service wrote, served with it.
+SERVICE_ACCESS_CHECK='
+import urllib.error, urllib.request
+url = "http://127.0.0.1:9108/metrics"
+try:
+    urllib.request.urlopen(url, timeout=5)
+    raise SystemExit("/metrics answered without the token")
+except urllib.error.HTTPError as exc:
+    assert exc.code == 401, exc.code
+token = open("/etc/edge-inspector/http.token").read().strip()
+body = urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer " + token}), timeout=5).read()
+assert b"edge_inspector_inspected_total" in body, body[:300]
+print("HTTP: /metrics 401 without the token, 200 with /etc/edge-inspector/http.token")
+'
+
 service_as_systemd_would() {
   local unit=/etc/systemd/system/edge-inspector.service out="$LOGS/4-service-output.log" exec_start pid code=0
   local -a environment=()
@@ -76,11 +92,13 @@ service_as_systemd_would() {
     sleep 1
   done
   sleep 10
+  local access=0
+  ROOT_CWD=/ fresh_root_exec "/opt/edge-inspector/.venv/bin/python -c $(printf %q "$SERVICE_ACCESS_CHECK")" || access=$?
   kill -TERM "$pid"
   wait_gone "$pid" 30 || { echo "still running 30 s after SIGTERM"; return 1; }
   wait "$pid" || code=$?
   echo "SIGTERM after 10 s of inspecting: exit $code; $(grep -c 'defects=' "$out" || true) status line(s) logged"
   tail -n 5 "$out"
-  [ "$code" = 0 ]
+  [ "$code" = 0 ] && [ "$access" = 0 ]
   ROOT_CWD=/ fresh_root_exec "test \"\$(stat -c %U /var/lib/edge-inspector/journal.sqlite3)\" = edge-inspector"
 }

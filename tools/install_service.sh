@@ -2,7 +2,8 @@
 # Run by `./setup.sh --service` (as root): this checkout as the station's systemd service.
 #   - the system user `edge-inspector` (groups video and audio, for cameras and microphones);
 #   - /etc/edge-inspector/config.toml from configs/line.example.toml, with this checkout's engines
-#     directory (an existing config is kept as it is);
+#     directory (an existing config is kept as it is), and /etc/edge-inspector/http.token, a new
+#     random access token for the HTTP server (an existing one is kept);
 #   - /var/lib/edge-inspector (journal) and /var/cache/edge-inspector/plans (TensorRT plans), owned
 #     by that user, so commands run as it (check-config, build-engines) see what the service sees;
 #   - /etc/systemd/system/edge-inspector.service from systemd/, pointing at this checkout's .venv,
@@ -52,6 +53,15 @@ else
   install -m 0640 -o root -g "$USER_NAME" "$ETC/config.toml.new" "$ETC/config.toml"
   rm -f "$ETC/config.toml.new"
   echo "service: wrote $ETC/config.toml (the example line: edit its cameras and microphones)"
+fi
+# The example serves the plant network (health.listen 0.0.0.0): its pages and /metrics need a token.
+if [ -e "$ETC/http.token" ]; then
+  echo "service: kept $ETC/http.token"
+else
+  (umask 077; "$CHECKOUT/.venv/bin/python" -c 'import secrets; print(secrets.token_hex(32))' > "$ETC/http.token.new")
+  install -m 0640 -o root -g "$USER_NAME" "$ETC/http.token.new" "$ETC/http.token"
+  rm -f "$ETC/http.token.new"
+  echo "service: wrote $ETC/http.token (the access token for the status page and /metrics from other hosts)"
 fi
 install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE" "$CACHE" "$CACHE/plans"
 echo "service: $STATE and $CACHE/plans belong to $USER_NAME"
