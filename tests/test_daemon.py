@@ -19,7 +19,10 @@ from edge_inspector.config import load_config
 from edge_inspector.manifest import load_manifest
 from edge_inspector.inspectors.factory import engine_opener, open_visual
 
-from conftest import ENGINES, DaemonConfig, Subscriber, free_port, journal_events, start_daemon, write_video
+from conftest import ENGINES, ROOT, DaemonConfig, Subscriber, free_port, journal_events, start_daemon, write_video
+
+sys.path.insert(0, str(ROOT / "tools"))
+import demo_ports  # noqa: E402  (tools/: shared with the fresh-machine check)
 
 pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines/manifest.toml not built")
 
@@ -223,7 +226,16 @@ def test_memory_bounded_without_subscriber(tmp_path: Path) -> None:
 def test_demo_config_runs_and_serves_metrics(tmp_path: Path) -> None:
     """`edge-inspector run` with no config: synthetic camera and microphone, metrics on 9108.
 
-    Started as a shell starts `edge-inspector run &` (SIGINT ignored): Ctrl-C still stops it."""
+    Started as a shell starts `edge-inspector run &` (SIGINT ignored): Ctrl-C still stops it.
+    Its ports are fixed: another run of the suite on this machine waits for them (demo_ports)."""
+    try:
+        with demo_ports.hold():
+            _demo_runs_and_serves_metrics(tmp_path)
+    except demo_ports.PortsBusy as exc:
+        pytest.fail(str(exc))
+
+
+def _demo_runs_and_serves_metrics(tmp_path: Path) -> None:
     sub = Subscriber("tcp://127.0.0.1:5556")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     env.pop("STATE_DIRECTORY", None)

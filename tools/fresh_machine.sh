@@ -118,6 +118,20 @@ wait_gone() {  # PID SECONDS: true when the process ended within that time
   done
 }
 
+# The demo's fixed ports, held (tools/demo_ports.py: a lock that a suite on this machine also
+# takes, since the root shares its network) for a step that serves on them, once they are free.
+with_demo_ports() {  # COMMAND...: run it in this step holding the ports
+  local held="$LOGS/.demo-ports"
+  python3 "$REPO/tools/demo_ports.py" --hold > "$held" 2>&1 &
+  DEMO_PORTS_PID=$!
+  trap 'kill -TERM "$DEMO_PORTS_PID" 2>/dev/null; wait "$DEMO_PORTS_PID" 2>/dev/null || true' EXIT
+  until grep -qx held "$held"; do
+    running "$DEMO_PORTS_PID" || { cat "$held"; return 1; }
+    sleep 0.5
+  done
+  "$@"
+}
+
 first_command() {
   local out="$LOGS/2-first-command-output.log" events="$LOGS/2-tail.jsonl"
   local leader daemon="" tail_pid code=0 until=$((SECONDS + SETUP_TIMEOUT_S))
@@ -203,7 +217,7 @@ step "Debian $SUITE minbase + $ROOT_INCLUDE" fresh_root_build
 step "/proc, /sys, /dev, /run; this host's apt and pip configuration" prepare_root
 step "clone ${SHA:0:12} into /opt/edge-inspector" clone_into_root
 STEP_LOG="$LOGS/2-first-command.log"
-step "README command 1 (demo stopped after ${DEMO_S} s; tail got defects): $CMD1" first_command
+step "README command 1 (demo stopped after ${DEMO_S} s; tail got defects): $CMD1" with_demo_ports first_command
 step "README inspect example on examples/" readme_inspect
 # The line steps do not need the suite to pass: they run, and say what they find, either way.
 STEP_KEEP_GOING=1
@@ -211,7 +225,8 @@ STEP_LOG="$LOGS/3-second-command.log"
 step "README command 2: $CMD2" second_command
 step "no test skipped for want of an install step" check_skips
 STEP_LOG="$LOGS/4-running-on-a-line.log"
-step "README Running on a line: setup.sh --service, check-config and the unit's ExecStart as its user" readme_line_steps
+step "README Running on a line: setup.sh --service, check-config and the unit's ExecStart as its user" \
+  with_demo_ports readme_line_steps
 if [ "${#STEP_FAILED[@]}" -gt 0 ]; then
   echo "fresh-machine: [$(step_elapsed)] FAILED: $(printf '%s; ' "${STEP_FAILED[@]}" | sed 's/; $//')" >&2
   exit 1
