@@ -99,6 +99,8 @@ service_as_systemd_would() {
   wait "$pid" || code=$?
   echo "SIGTERM after 10 s of inspecting: exit $code; $(grep -c 'defects=' "$out" || true) status line(s) logged"
   tail -n 5 "$out"
-  [ "$code" = 0 ] && [ "$access" = 0 ]
+  # (not `[ ] && [ ]`: set -e does not stop on the first test of a list failing)
+  [ "$code" = 0 ] || { echo "the service exited with $code on SIGTERM"; return 1; }
+  [ "$access" = 0 ] || { echo "the HTTP access check failed"; return 1; }
   ROOT_CWD=/ fresh_root_exec "test \"\$(stat -c %U /var/lib/edge-inspector/journal.sqlite3)\" = edge-inspector"
 }
