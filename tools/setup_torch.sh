@@ -58,11 +58,12 @@ choose_torch() {
   fi
   pick=$(_torch_pick --ignore-installed)
   version=${pick%% *} where=${pick#* }
+  local why="not PyPI's default for x86-64, the CUDA build of about 4 GB: training runs on the CPU"
   if [[ "$version" == *+cpu ]]; then
-    torch_choice="CPU build $version from ${where%/*}"
+    torch_choice="CPU build $version from ${where%/*} ($why)"
   elif _reachable "$TORCH_CPU_INDEX"; then
     pip_extra=(--extra-index-url "$TORCH_CPU_INDEX")
-    torch_choice="CPU build of $torch_spec from $TORCH_CPU_INDEX"
+    torch_choice="CPU build of $torch_spec from $TORCH_CPU_INDEX ($why)"
   else
     torch_choice="$torch_spec from PyPI: the CUDA build"
     echo "setup: WARNING: $TORCH_CPU_INDEX is not reachable and pip finds no CPU build of $torch_spec," >&2
