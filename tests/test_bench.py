@@ -77,6 +77,8 @@ def _speed_results(vs: list[float], naive: float = 70.0, threaded: float = 110.0
             "fp32": {"all_cores_fps": 450.0, "batches": {"1": {"fps": 300.0, "cpu_ms_per_frame": 3.5}}}}},
         "daemon_replay": {"int8": {"fps": 210.0, "runs_fps": runs, "runs_ceiling_fps": [230.0, 230.0, 240.0],
                                    "runs_vs_ceiling": vs, "vs_ceiling_median": sorted(vs)[1],
+                                   "runs_cpu_ms_per_frame": [6.0, 5.5, 5.2], "runs_cores_busy": [1.7, 1.9, 1.95],
+                                   "runs_cpu_share": [0.8, 0.873, 0.923], "cpu_share_median": 0.873,
                                    "policy": {"batch": 1, "workers": 2, "threads": 1}}},
         "naive": {"fp32": {"fps": naive}},
         "threaded": {"fp32": {"fps": threaded}, "int8": {"fps": 150.0}},
@@ -99,6 +101,9 @@ def test_speed_targets_pass_and_fail_on_the_measured_numbers() -> None:
     got = {t["target"]: t for t in evaluate_targets(results)}
     ceiling = got["daemon vs all-cores ceiling (int8)"]
     assert ceiling["status"] == "PASS" and ceiling["value"] == 0.913 and "200/230, 210/230, 220/240" in ceiling["detail"]
+    assert results["daemon_cpu_share"] == {"int8": 0.873}
+    share = got["daemon CPU share of the ceiling per core (int8)"]
+    assert share["status"] == "FAIL" and "0.923 (1.95 cores busy)" in share["detail"]  # 0.873 < 0.9
     assert got["INT8 model vs FP32 model"]["status"] == "PASS"  # 2.0 >= 1.8
     assert got["daemon (int8) vs naive FP32 loop"]["status"] == "PASS"  # 3.0 >= 2.5
     assert got["daemon (int8) vs threaded two-stage loop"]["status"] == "PASS"  # 1.909 >= 1.5
@@ -134,14 +139,18 @@ def test_paired_replays_measure_the_model_after_each_real_daemon_run(tmp_path: P
 
     monkeypatch.setenv("EDGE_INSPECTOR_CACHE", str(tmp_path / "cache"))
     clip = make_clips(tmp_path, 24, distinct=4).h264
-    out = paired_replays(clip, ROOT / "engines", "fp32", None, 2, 0.2, decode_cpu_ms=2.0, preprocess_cpu_ms=1.0)
+    out = paired_replays(clip, ROOT / "engines", "fp32", None, 2, 0.2, decode_cpu_ms=2.0)
     assert len(out["runs_fps"]) == len(out["runs_ceiling_fps"]) == len(out["runs_vs_ceiling"]) == 2
     assert out["verdicts"] == 24 and out["fps"] in out["runs_fps"] and out["precision"] == "fp32"
     assert out["policy"]["how"] in ("measured", "cached") and out["models"][0]["precision"] == "fp32"
-    for fps, cpu, ceiling, ratio in zip(out["runs_fps"], out["runs_inference_cpu_ms"], out["runs_ceiling_fps"],
-                                        out["runs_vs_ceiling"]):
-        assert ceiling == ceiling_fps(usable_cores(), 2.0, 1.0, cpu) and ratio == round(fps / ceiling, 3)
+    for fps, cpu, prep, ceiling, ratio in zip(out["runs_fps"], out["runs_inference_cpu_ms"], out["runs_preprocess_cpu_ms"],
+                                              out["runs_ceiling_fps"], out["runs_vs_ceiling"]):
+        assert prep > 0 and ceiling == ceiling_fps(usable_cores(), 2.0, prep, cpu) and ratio == round(fps / ceiling, 3)
     assert out["vs_ceiling_median"] == round(statistics.median(out["runs_vs_ceiling"]), 3)
+    # the process's CPU per frame between the first and the last verdict, and the parts' share of it
+    for cpu, busy, share, infer, prep in zip(out["runs_cpu_ms_per_frame"], out["runs_cores_busy"], out["runs_cpu_share"],
+                                             out["runs_inference_cpu_ms"], out["runs_preprocess_cpu_ms"]):
+        assert cpu > 0 and 0 < busy <= usable_cores() + 0.5 and share == round((2.0 + prep + infer) / cpu, 3)
 
 
 def test_only_runs_scenarios_in_the_fixed_order() -> None:

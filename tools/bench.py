@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import ROOT, first_frame, make_clips, machine_info, median_fps_run  # noqa: E402
+from bench_common import ROOT, clip_frames, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
 SCENARIOS = ("engine", "decode", "daemon", "views", "naive", "threaded", "latency", "scale", "audio", "bus", "mqtt",
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         os.environ["EDGE_INSPECTOR_CACHE"] = str(Path(tmp) / "cache")
         model_path = manifest.path_of(vis) if vis else None
         if {"engine", "daemon"} & set(only):
-            results["preprocess_ms_per_frame"] = preprocess_cost(engines, first_frame(clips.h264), 8,
+            results["preprocess_ms_per_frame"] = preprocess_cost(engines, clip_frames(clips.h264, 24), 8,
                                                                  plan["engine_s"] / 2, progress=step)
         for name in only:
             if name == "engine":
@@ -151,9 +151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
             elif name == "daemon":
                 decode_cpu = (results.get("decode") or {}).get("cpu_ms_per_frame")
-                prep_cpu = results["preprocess_ms_per_frame"]["runner_preprocess_cpu"]
                 results["daemon_replay"] = {p: paired_replays(clips.h264, engines, p, args.max_batch, plan["repeats"],
-                                                              plan["pair_engine_s"], decode_cpu, prep_cpu, progress=step)
+                                                              plan["pair_engine_s"], decode_cpu, progress=step)
                                             for p in precisions}
             elif name == "views":
                 results["views"] = views_cost(clips.h264, engines, args.max_batch, plan["views_pairs"], progress=step)

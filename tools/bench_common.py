@@ -76,16 +76,26 @@ def make_clips(out_dir: Path, frames: int, width: int = 1280, height: int = 720,
     return Clips(h264, mjpeg, width, height, fps, frames)
 
 
-def first_frame(video: Path) -> np.ndarray:
-    """The first decoded frame of ``video`` (BGR), for per-frame cost measurements."""
+def clip_frames(video: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` decoded frames of ``video`` (BGR): what preprocessing is timed on.
+
+    Distinct frames, as the daemon gets them: one frame prepared over and over stays in the CPU's
+    caches and costs about a third less than a stream of new ones (0.87 against 1.25 ms per
+    720p frame here).
+    """
     import cv2
 
     cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    ok, frame = cap.read()
+    frames = []
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
     cap.release()
-    if not ok:
+    if not frames:
         raise RuntimeError(f"cannot decode {video}")
-    return frame
+    return frames
 
 
 def free_port() -> int:

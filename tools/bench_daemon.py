@@ -8,6 +8,7 @@ threads, batching inspector, journal, ZeroMQ PUB); only the observers are the be
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -57,10 +58,13 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
         progress(f"daemon end to end (replay --speed max, {precision or 'default precision'})")
     stamps: list[float] = []
     verdicts: list[Any] = []
+    cpu_at: list[Any] = []  # the process's CPU times at the first and at the latest verdict
 
     def on_verdict(v: Any) -> None:
         stamps.append(time.monotonic())
         verdicts.append(v)
+        now = os.times()
+        cpu_at[min(1, len(cpu_at)):] = [now]
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
@@ -78,6 +82,7 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
     # figure counts loading the model or opening the file.
     elapsed = stamps[-1] - verdicts[0].mono
     return {
+        "window": _cpu_window(cpu_at, stamps),
         "fps": round(len(stamps) / elapsed, 1), "verdicts": len(stamps), "seconds": round(elapsed, 3),
         "startup_s": round(verdicts[0].mono - t0, 3),
         "batch_sizes": {str(k): n for k, n in sorted(stats.batch_sizes.items())} if stats else {},
@@ -92,38 +97,68 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
 
 
 def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | None, repeats: int, engine_s: float,
-                   decode_cpu_ms: float | None, preprocess_cpu_ms: float | None,
-                   progress: Progress | None = None) -> dict[str, Any]:
+                   decode_cpu_ms: float | None, progress: Progress | None = None) -> dict[str, Any]:
     """``repeats`` daemon replays at ``precision``, each followed at once by its own measurement of
-    the model's CPU cost per frame at the batch the daemon ran.
+    the model's and the preprocessing's CPU cost per frame at the batch the daemon ran (the
+    preprocessing on the clip's own distinct frames).
 
     A shared VM's speed drifts by 10-15 % over minutes, so each run gets its own CPU ceiling
-    (every usable core busy with decode + preprocess + inference CPU time per frame, the first two
+    (every usable core busy with decode + preprocess + inference CPU time per frame, decode
     measured earlier in the run) and its own share of it; returns the median-fps run, every run's
-    fps, ceiling and ``daemon_vs_ceiling``, and their median.
+    fps, ceiling and ``daemon_vs_ceiling``, and their median.  Beside it, each run's **CPU share**:
+    the three parts' CPU per frame over the whole daemon process's CPU per frame in the same run,
+    i.e. its share of the ceiling per core it was given.  On a machine shared with other work the
+    frames/s ratio also measures how many cores the neighbours left (a fair scheduler gives a
+    session its share, whatever it needs); the CPU share measures only the daemon.
     """
-    from bench_engine import ceiling_fps, inference_cpu_ms
+    from bench_common import clip_frames
+    from bench_engine import ceiling_fps, inference_cpu_ms, preprocess_cpu_ms
 
     from edge_inspector.inspectors.policy import usable_cores
 
-    runs, ceilings, ratios, infer = [], [], [], []
+    frames = clip_frames(clip, 24)
+    runs, ceilings, ratios, infer, prep, shares = [], [], [], [], [], []
     for _ in range(max(1, repeats)):
         replay = replay_max(clip, engines, max_batch, precision, progress=progress)
+        batch = replay["policy"]["batch"]
         if progress:
-            progress(f"model alone at batch {replay['policy']['batch']} ({precision}) right after the replay")
-        cpu_ms = inference_cpu_ms(engines, precision, replay["policy"]["batch"], engine_s)
+            progress(f"model and preprocessing alone at batch {batch} ({precision}) right after the replay")
+        cpu_ms = inference_cpu_ms(engines, precision, batch, engine_s)
+        prep_ms = preprocess_cpu_ms(engines, frames, batch, engine_s / 2)
         runs.append(replay)
         infer.append(cpu_ms)
-        if decode_cpu_ms is not None and preprocess_cpu_ms is not None:
-            ceilings.append(ceiling_fps(usable_cores(), decode_cpu_ms, preprocess_cpu_ms, cpu_ms))
+        prep.append(prep_ms)
+        if decode_cpu_ms is not None:
+            ceilings.append(ceiling_fps(usable_cores(), decode_cpu_ms, prep_ms, cpu_ms))
             ratios.append(round(replay["fps"] / ceilings[-1], 3))
+            if replay["window"]:  # the ceiling's CPU per frame over the daemon's
+                shares.append(round((decode_cpu_ms + prep_ms + cpu_ms) / replay["window"]["cpu_ms_per_frame"], 3))
     out = median_fps_run(runs)  # runs_fps in run order, beside the ceiling of each
     out["precision"] = precision
     out["runs_inference_cpu_ms"] = infer
+    out["runs_preprocess_cpu_ms"] = prep
     out["runs_ceiling_fps"] = ceilings
     out["runs_vs_ceiling"] = ratios
     out["vs_ceiling_median"] = round(statistics.median(ratios), 3) if ratios else None
+    out["runs_cpu_ms_per_frame"] = [r["window"].get("cpu_ms_per_frame") for r in runs]
+    out["runs_cores_busy"] = [r["window"].get("cores_busy") for r in runs]
+    out["runs_cpu_share"] = shares
+    out["cpu_share_median"] = round(statistics.median(shares), 3) if shares else None
     return out
+
+
+def _cpu_window(cpu_at: list[Any], stamps: list[float]) -> dict[str, Any]:
+    """The whole process's CPU from the first verdict to the last: per frame, and cores busy.
+
+    Load-independent where frames/s is not: a neighbour's work takes cores from the daemon, not
+    CPU time from each of its frames.
+    """
+    if len(cpu_at) < 2 or len(stamps) < 2:
+        return {}
+    first, last = cpu_at
+    cpu_s = (last.user - first.user) + (last.system - first.system)
+    return {"cpu_ms_per_frame": round(1000.0 * cpu_s / (len(stamps) - 1), 3),
+            "cores_busy": round(cpu_s / max(1e-6, stamps[-1] - stamps[0]), 2)}
 
 
 class _Sub(threading.Thread):

@@ -98,6 +98,30 @@ def inference_cpu_ms(engines: Path, precision: str, batch: int, seconds: float) 
         runner.close()
 
 
+def preprocess_cpu_ms(engines: Path, frames: list[np.ndarray], batch: int, seconds: float) -> float:
+    """Process-CPU ms per frame of :meth:`VisualModelRunner.preprocess` at ``batch`` on distinct
+    ``frames`` in turn (OpenCV may use threads of its own: the process's CPU counts them)."""
+    import os
+
+    from edge_inspector.inspectors.factory import engine_opener, open_visual
+    from edge_inspector.manifest import load_manifest
+
+    runner = open_visual(load_manifest(engines), engine_opener("onnxruntime", intra_op_threads=1), batch,
+                         precision="fp32")
+    try:
+        batches = [[frames[(i + k) % len(frames)] for k in range(batch)] for i in range(0, len(frames), batch)]
+        runner.preprocess(batches[0])
+        done, t_end, c0 = 0, time.perf_counter() + seconds, os.times()
+        while time.perf_counter() < t_end or done < 3 * batch:
+            for b in batches:
+                runner.preprocess(b)
+                done += batch
+        c1 = os.times()
+        return round(1000.0 * (c1.user - c0.user + c1.system - c0.system) / done, 3)
+    finally:
+        runner.close()
+
+
 def ceiling_fps(cores: int, decode_cpu_ms: float, preprocess_cpu_ms: float, inference_cpu_ms: float) -> float:
     """Frames/s with every core busy all the time on nothing but the work each frame needs."""
     return round(1000.0 * cores / (decode_cpu_ms + preprocess_cpu_ms + inference_cpu_ms), 1)

@@ -302,12 +302,13 @@ def bus_throughput(n_events: int, progress: Progress | None = None) -> dict[str,
             "events_per_s": round(received / t_all, 1), "seconds": round(t_all, 3)}
 
 
-def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: float,
+def preprocess_cost(engines_dir: Path, clip_frames: list[np.ndarray], batch: int, seconds: float,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Where the daemon's preprocessing time goes for one frame size (ms per frame).
 
     ``runner_preprocess`` is :meth:`VisualModelRunner.preprocess` exactly as the inspector
-    calls it; ``resize`` and ``normalise_layout`` split it into its two passes; ``resize_area``
+    calls it, on the clip's distinct frames in turn (as the daemon gets them); ``resize`` and
+    ``normalise_layout`` split it into its two passes (on one frame); ``resize_area``
     is one plain INTER_AREA resize (what :func:`resize_to` approximates, faster) and
     ``resize_linear`` what the naive loop does instead.
     """
@@ -322,7 +323,12 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
     manifest = load_manifest(engines_dir)
     runner = open_visual(manifest, engine_opener("onnxruntime", intra_op_threads=1), batch, precision="fp32")
     h, w = runner.height, runner.width
-    frames = [frame] * batch
+    frame = clip_frames[0]
+    batches = [[clip_frames[(i + k) % len(clip_frames)] for k in range(batch)] for i in range(0, len(clip_frames), batch)]
+    turn = iter(range(1 << 62))
+
+    def runner_preprocess() -> np.ndarray:
+        return runner.preprocess(batches[next(turn) % len(batches)])
     small = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)] * batch)
 
     def normalise() -> np.ndarray:
@@ -343,8 +349,9 @@ def preprocess_cost(engines_dir: Path, frame: np.ndarray, batch: int, seconds: f
     try:
         return {
             "frame": [int(frame.shape[1]), int(frame.shape[0])], "batch": batch,
-            "runner_preprocess": per_frame(lambda: runner.preprocess(frames), batch),
-            "runner_preprocess_cpu": per_frame(lambda: runner.preprocess(frames), batch, cpu=True),
+            "runner_preprocess": per_frame(runner_preprocess, batch),
+            "runner_preprocess_cpu": per_frame(runner_preprocess, batch, cpu=True),
+            "distinct_frames": len(clip_frames),
             "resize": per_frame(lambda: resize_to(frame, w, h), 1),
             "resize_area": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), 1),
             "resize_linear": per_frame(lambda: cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), 1),

@@ -8,6 +8,10 @@ First-class figures written into the JSON by :func:`summarise`:
   overlapped, goes faster on this CPU with that model.
 - ``daemon_vs_ceiling[precision]``: the median over the runs of each daemon run's frames/s over
   its own ceiling.
+- ``daemon_cpu_share[precision]``: the median over the runs of decode + preprocess + inference CPU
+  per frame over the daemon process's CPU per frame (first to last verdict): the daemon's share of
+  the ceiling per core it got, which a neighbour's load does not move (``daemon_vs_ceiling``
+  equals it when the daemon has every core to itself and keeps them all busy).
 - ``int8_vs_fp32``: the model alone, INT8 over FP32 frames/s, on every core and on one thread.
 - ``peers``: the daemon at its default precision over the naive loop and the threaded two-stage
   loop, each peer with the float model (what a user has) and, for the threaded loop, with the
@@ -32,6 +36,8 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         if d.get("runs_ceiling_fps"):
             out["ceiling"][precision] = round(statistics.median(d["runs_ceiling_fps"]), 1)
             out["daemon_vs_ceiling"][precision] = d["vs_ceiling_median"]
+        if d.get("cpu_share_median") is not None:
+            out.setdefault("daemon_cpu_share", {})[precision] = d["cpu_share_median"]
     ort = (r.get("engine") or {}).get("onnxruntime") or {}
     if "int8" in ort and "fp32" in ort:
         i, f = ort["int8"], ort["fp32"]
@@ -60,6 +66,12 @@ def speed_targets(r: dict[str, Any], add: Any) -> None:
             f"median over {len(d['runs_vs_ceiling'])} runs of daemon / ceiling (every core busy with decode + "
             f"preprocess + inference CPU per frame, inference measured right after each run) >= 0.9; daemon/ceiling "
             f"fps per run: {runs}; policy {d['policy']}")
+        if d.get("runs_cpu_share"):
+            detail = ", ".join(f"{s} ({b} cores busy)" for s, b in zip(d["runs_cpu_share"], d["runs_cores_busy"]))
+            add(f"daemon CPU share of the ceiling per core ({precision})", r["daemon_cpu_share"].get(precision), 0.9,
+                f"median over {len(d['runs_cpu_share'])} runs of (decode + preprocess + inference CPU per frame) / "
+                f"(the daemon process's CPU per frame) >= 0.9, independent of how many cores other work left it; "
+                f"per run: {detail}")
     speed = r.get("int8_vs_fp32") or {}
     add("INT8 model vs FP32 model", speed.get("all_cores"), 1.8 if speed else None,
         f"frames/s of the model alone with every core busy, INT8 / FP32 = {speed.get('all_cores')} >= 1.8 "
@@ -103,6 +115,10 @@ def throughput_rows(r: dict[str, Any], t: Table) -> None:
         if precision in r.get("ceiling", {}):
             t.add_row(f"  CPU ceiling ({precision})", f"{r['ceiling'][precision]:.1f}",
                       f"daemon / ceiling {r['daemon_vs_ceiling'][precision]} (median of the runs)")
+        if precision in (r.get("daemon_cpu_share") or {}):
+            t.add_row(f"  daemon CPU per frame ({precision})", f"{statistics.median(d['runs_cpu_ms_per_frame']):.3f}",
+                      f"ms; parts / daemon CPU = {r['daemon_cpu_share'][precision]} (median of the runs); cores busy "
+                      f"{', '.join(str(b) for b in d['runs_cores_busy'])}")
     for name, label in (("naive", "naive tutorial loop"), ("threaded", "threaded two-stage loop")):
         for precision, p in (r.get(name) or {}).items():
             t.add_row(f"{label} ({precision})", f"{p['fps']:.1f}", f"{p['frames']} frames, batch 1{_runs(p)}")
