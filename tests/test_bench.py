@@ -177,3 +177,39 @@ def test_quick_plant_scenarios_report_their_targets(tmp_path: Path) -> None:
     assert statuses["MQTT QoS 1 events/s, journal on"] in ("PASS", "FAIL")
     assert statuses["broker outage: events lost"] == "SKIP"  # not run
     assert "PLC decision to a Modbus client" in proc.stdout
+
+
+def test_latency_subscriber_is_a_process_of_its_own_stamping_each_verdict() -> None:
+    """The latency scenario's subscriber runs as a real client does, outside the daemon's process
+    (inside it, each receive would also wait for the daemon's interpreter lock)."""
+    import os
+    import time
+
+    import zmq
+    from bench_latency import _Sub
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    sub = _Sub(f"tcp://127.0.0.1:{port}")
+    try:
+        sub.start()
+        assert sub._proc.pid != os.getpid() and sub._proc.is_alive()
+        t0 = time.time()
+        deadline = time.monotonic() + 10.0
+        seq = 0
+        while time.monotonic() < deadline and seq < 400:  # until the slow joiner has had time to join
+            seq += 1
+            pub.send_multipart([b"verdict.cam0", json.dumps({"seq": seq}).encode()])
+            pub.send_multipart([b"defect.visual.cam0", json.dumps({"seq": -seq}).encode()])
+            time.sleep(0.01)
+    finally:
+        sub.close()
+        pub.close(0)
+        ctx.term()
+    t1 = time.time()
+    assert sub.events, "the subscriber process received nothing"
+    seqs = [e["seq"] for _, e in sub.events]
+    assert all(s > 0 for s in seqs) and seqs == sorted(seqs)  # only verdict.*, in order
+    assert all(t0 <= t <= t1 for t, _ in sub.events)
+    assert sub._proc.exitcode == 0

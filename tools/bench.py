@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from bench_daemon import live_latency, microphone_cpu, paired_replays, scale_live
+    from bench_daemon import microphone_cpu, paired_replays, scale_live
+    from bench_latency import live_latency
     from bench_engine import engine_precisions
     from bench_parts import (acoustic_path_rtf, audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost,
                              threaded_loop)

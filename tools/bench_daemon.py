@@ -7,14 +7,12 @@ threads, batching inspector, journal, ZeroMQ PUB); only the observers are the be
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +21,7 @@ from bench_common import CpuMeter, free_port, median_fps_run, percentiles
 Progress = Callable[[str], None]
 
 
-def _config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int | None, port: int,
+def daemon_config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int | None, port: int,
             precision: str | None = None) -> Any:
     """The daemon's config for one scenario: the defaults (measured policy, default precision)
     unless ``max_batch`` / ``precision`` are given."""
@@ -67,7 +65,7 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
         cpu_at[min(1, len(cpu_at)):] = [now]
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
+        cfg = daemon_config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
                       max_batch, free_port(), precision)
         svc = Service(cfg, on_verdict=on_verdict)
         meter = CpuMeter()
@@ -161,102 +159,7 @@ def _cpu_window(cpu_at: list[Any], stamps: list[float]) -> dict[str, Any]:
             "cores_busy": round(cpu_s / max(1e-6, stamps[-1] - stamps[0]), 2)}
 
 
-class _Sub(threading.Thread):
-    """A real ZeroMQ SUB socket that stamps each ``verdict.`` event with its receive wall time."""
-
-    def __init__(self, endpoint: str) -> None:
-        import zmq
-
-        super().__init__(name="bench-sub", daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"verdict.")
-        self.sock.connect(endpoint)
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            if self.sock.poll(50):
-                _topic, payload = self.sock.recv_multipart()
-                self.events.append((time.time(), json.loads(payload)))
-
-    def close(self) -> None:
-        self.stop_event.set()
-        self.join(2.0)
-        self.sock.close(0)
-        self.ctx.term()
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def live_latency(mjpeg: Path, engines: Path, max_batch: int | None, seconds: float, fps: int,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """A live 30 fps HTTP MJPEG camera -> daemon -> a real SUB: capture-to-receive, per stage.
-
-    A live source (not a file camera) because file cameras are inspected in lockstep batches
-    for deterministic replay, which is not how a line camera behaves.  The first second is
-    warm-up and is not counted.  ``ts`` has millisecond resolution (floored), so
-    capture-to-receive reads up to 1 ms high.  Decode is the camera thread's CPU time per
-    frame (its wall time would include waiting for the next frame from the network).
-    """
-    from edge_inspector.service import Service
-
-    if progress:
-        progress(f"latency: live camera at {fps} fps ({seconds:.0f} s)")
-    port, cam_port = free_port(), free_port()
-    server = _serve_mjpeg(mjpeg, cam_port)
-    sub = _Sub(f"tcp://127.0.0.1:{port}")
-    sub.start()
-    try:
-        time.sleep(0.5)
-        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-            cfg = _config(Path(tmp), engines, [{"name": "cam0", "uri": f"http://127.0.0.1:{cam_port}/"}], max_batch, port)
-            svc = Service(cfg)
-            meter = CpuMeter()
-            svc.start()
-            try:
-                time.sleep(seconds + 1.0)
-            finally:
-                cam = svc.sources["cam0"]
-                cpu = meter.stop()
-                captured, dropped = cam.thread.counters.items, cam.queue.stats.dropped
-                svc.stop()
-                time.sleep(0.2)
-    finally:
-        sub.close()
-        _terminate([server])
-    decode_ms = cpu["percent_of_one_core"].get("camera", 0.0) * 10.0 * cpu["elapsed_s"] / max(1, captured)
-    events = [(t, e) for t, e in sub.events if e.get("frame", 0) >= fps]
-    if not events:
-        raise RuntimeError("no verdict events reached the subscriber")
-    c2r = [(t - _epoch(e["ts"])) * 1000.0 for t, e in events]
-    timing = [e.get("extra", {}).get("timing_ms", {}) for _, e in events]
-    # what is left after the measured stages: post-processing, journal, ZeroMQ to the subscriber
-    publish = [c - sum(tm.get(k, 0.0) for k in ("queue_wait", "preprocess", "inference")) for c, tm in zip(c2r, timing)]
-    work = [decode_ms + tm.get("preprocess", 0.0) + tm.get("inference", 0.0) for tm in timing]
-    return {
-        "fps": fps, "seconds": seconds, "events": len(events), "captured": captured, "dropped": dropped,
-        "source": "HTTP MJPEG 1280x720 (ffmpeg -re, stream copy)",
-        "capture_to_receive_ms": percentiles(c2r),
-        "capture_to_publish_ms": percentiles(e["latency_ms"] for _, e in events),
-        "stages_ms": {
-            "decode": {"mean": round(decode_ms, 3), "note": "camera thread CPU per frame (before the capture stamp)"},
-            "queue_wait": percentiles(tm.get("queue_wait", 0.0) for tm in timing),
-            "preprocess": percentiles(tm.get("preprocess", 0.0) for tm in timing),
-            "inference": percentiles(tm.get("inference", 0.0) for tm in timing),
-            "publish": percentiles(publish),
-        },
-        "decode_preprocess_inference_ms": percentiles(work),
-        "batch": percentiles(e.get("extra", {}).get("batch", 1) for _, e in events),
-        "cpu": cpu,
-    }
-
-
-def _terminate(servers: list[subprocess.Popen[bytes]]) -> None:
+def terminate(servers: list[subprocess.Popen[bytes]]) -> None:
     for s in servers:
         s.terminate()
     for s in servers:
@@ -267,7 +170,7 @@ def _terminate(servers: list[subprocess.Popen[bytes]]) -> None:
             s.wait()
 
 
-def _serve_mjpeg(clip: Path, port: int) -> subprocess.Popen[bytes]:
+def serve_mjpeg(clip: Path, port: int) -> subprocess.Popen[bytes]:
     """A live HTTP MJPEG camera: ffmpeg paces the clip at its frame rate, stream copy (no re-encode)."""
     return subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(clip),
@@ -294,7 +197,7 @@ def _scale_one(mjpeg: Path, engines: Path, max_batch: int | None, n: int, fps: i
     from edge_inspector.service import Service
 
     ports = [free_port() for _ in range(n)]
-    servers = [_serve_mjpeg(mjpeg, p) for p in ports]
+    servers = [serve_mjpeg(mjpeg, p) for p in ports]
     verdicts: list[tuple[float, Any]] = []
     recording = threading.Event()
 
@@ -306,7 +209,7 @@ def _scale_one(mjpeg: Path, engines: Path, max_batch: int | None, n: int, fps: i
         time.sleep(0.5)  # let ffmpeg bind before the cameras connect (they retry anyway)
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             cams = [{"name": f"cam{i}", "uri": f"http://127.0.0.1:{p}/"} for i, p in enumerate(ports)]
-            svc = Service(_config(Path(tmp), engines, cams, max_batch, free_port()), on_verdict=on_verdict)
+            svc = Service(daemon_config(Path(tmp), engines, cams, max_batch, free_port()), on_verdict=on_verdict)
             svc.start()
             try:
                 time.sleep(warmup_s)
@@ -325,7 +228,7 @@ def _scale_one(mjpeg: Path, engines: Path, max_batch: int | None, n: int, fps: i
             finally:
                 svc.stop()
     finally:
-        _terminate(servers)
+        terminate(servers)
     per_cam = {}
     for name, a in after.items():
         b = before[name]
