@@ -79,6 +79,7 @@ def _speed_results(vs: list[float], naive: float = 70.0, threaded: float = 110.0
                                    "runs_vs_ceiling": vs, "vs_ceiling_median": sorted(vs)[1],
                                    "runs_cpu_ms_per_frame": [6.0, 5.5, 5.2], "runs_cores_busy": [1.7, 1.9, 1.95],
                                    "runs_cpu_share": [0.8, 0.873, 0.923], "cpu_share_median": 0.873,
+                                   "runs_preprocess_cpu_ms": [1.2, 1.3, 1.25], "runs_inference_cpu_ms": [2.0, 2.1, 2.05],
                                    "policy": {"batch": 1, "workers": 2, "threads": 1}}},
         "naive": {"fp32": {"fps": naive}},
         "threaded": {"fp32": {"fps": threaded}, "int8": {"fps": 150.0}},
@@ -213,3 +214,21 @@ def test_latency_subscriber_is_a_process_of_its_own_stamping_each_verdict() -> N
     assert all(s > 0 for s in seqs) and seqs == sorted(seqs)  # only verdict.*, in order
     assert all(t0 <= t <= t1 for t, _ in sub.events)
     assert sub._proc.exitcode == 0
+
+
+def test_chart_draws_the_daemons_cpu_beside_its_parts() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from bench_speed import cpu_panel, summarise
+
+    results = _speed_results([0.87, 0.913, 0.917])
+    results["decode"] = {"cpu_ms_per_frame": 2.4}
+    results.update(summarise(results))
+    fig, ax = plt.subplots()
+    cpu_panel(results, ax)
+    heights = [round(p.get_height(), 3) for p in ax.patches]
+    plt.close(fig)
+    assert heights == [2.4, 1.25, 2.05, 5.5]  # decode, preprocess, inference stacked; the daemon's 5.5 ms
+    assert "share 0.873" in [t.get_text() for t in ax.texts]

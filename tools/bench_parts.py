@@ -7,6 +7,7 @@ the same engine factory, the same clip, the same model files.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -324,11 +325,11 @@ def preprocess_cost(engines_dir: Path, clip_frames: list[np.ndarray], batch: int
     runner = open_visual(manifest, engine_opener("onnxruntime", intra_op_threads=1), batch, precision="fp32")
     h, w = runner.height, runner.width
     frame = clip_frames[0]
-    batches = [[clip_frames[(i + k) % len(clip_frames)] for k in range(batch)] for i in range(0, len(clip_frames), batch)]
-    turn = iter(range(1 << 62))
+    batches = itertools.cycle([[clip_frames[(i + k) % len(clip_frames)] for k in range(batch)]
+                               for i in range(0, len(clip_frames), batch)])
 
     def runner_preprocess() -> np.ndarray:
-        return runner.preprocess(batches[next(turn) % len(batches)])
+        return runner.preprocess(next(batches))
     small = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)] * batch)
 
     def normalise() -> np.ndarray:

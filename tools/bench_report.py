@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench_speed import chart_panel, speed_targets, throughput_rows
+from bench_speed import chart_panel, cpu_panel, speed_targets, throughput_rows
 
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
@@ -187,6 +187,8 @@ def write_chart(r: dict[str, Any], path: Path) -> str:
         ax.set_xlabel("live HTTP MJPEG cameras (1280x720)")
         ax.legend(fontsize=8)
         ax.set_title(f"scale: max sustained {sc['max_sustained_cameras']} camera(s)", fontsize=10)
+    else:  # no scale run: where the daemon's CPU goes, when the daemon ran
+        cpu_panel(r, ax)
     ax = axes[1][1]
     ax.axis("off")
     lines = [f"{t['status']}  {t['target']}: {t.get('value', '-')} vs {t.get('bound', '-')}" for t in r.get("targets", [])]
