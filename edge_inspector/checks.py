@@ -11,24 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge_inspector.config import Config, file_path, uri_scheme
+from edge_inspector.config import Config
 from edge_inspector.errors import UserError
 
 MIN_JOURNAL_FREE_BYTES = 32_000_000
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".ts"}
-
-
-def _check_file(key: str, uri: str, suffixes: set[str] | None = None) -> str | None:
-    path = file_path(uri)
-    if not path.is_absolute():
-        return f"{key}: file URIs need an absolute path (file:///abs/path), got {uri!r}"
-    if not path.exists():
-        return f"{key}: file not found: {path}"
-    if not path.is_file():
-        return f"{key}: not a regular file: {path}"
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        return f"{key}: {path.name} does not look like a video file (expected one of {', '.join(sorted(suffixes))})"
-    return None
 
 
 def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True) -> list[str]:
@@ -38,49 +24,9 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
     (``run`` starts them offline and reconnects); ``bind=False`` skips the endpoint test-binds
     (checking the config of a station that is running and holds those ports).
     """
-    problems: list[str] = []
-    for i, cam in enumerate(cfg.camera):
-        if not cam.enabled:
-            continue
-        scheme = uri_scheme(cam.uri)
-        key = f"camera[{i}].uri"
-        if scheme == "file":
-            msg = _check_file(key, cam.uri, VIDEO_SUFFIXES)
-            if msg:
-                problems.append(msg)
-        elif scheme == "v4l2" and check_devices:
-            device = Path(cam.uri.split("://", 1)[1] or "/dev/video0")
-            if not device.exists():
-                problems.append(f"{key}: video device {device} does not exist (is the camera plugged in?)")
-        elif scheme == "gst":
-            from edge_inspector.sources.camera import opencv_has_gstreamer
+    from edge_inspector.sources.registry import check_sources
 
-            if not opencv_has_gstreamer():
-                problems.append(f"{key}: this OpenCV build has no GStreamer support; use file/rtsp/http/v4l2 or JetPack's OpenCV")
-        elif scheme == "synthetic":
-            from edge_inspector.sources.camera import synthetic_camera_params
-
-            try:
-                synthetic_camera_params(cam.uri)
-            except UserError as exc:
-                problems.append(f"{key}: {exc}")
-    if check_devices:
-        problems += _check_network_streams(cfg)
-    for i, mic in enumerate(cfg.microphone):
-        if not mic.enabled:
-            continue
-        scheme = uri_scheme(mic.uri)
-        key = f"microphone[{i}].uri"
-        if scheme == "file":
-            msg = _check_file(key, mic.uri, {".wav"})
-            if msg:
-                problems.append(msg)
-        elif scheme == "synthetic" or check_devices:
-            from edge_inspector.sources.microphone import check_microphone_uri
-
-            msg = check_microphone_uri(mic.uri)
-            if msg:
-                problems.append(f"{key}: {msg}")
+    problems = check_sources("camera", cfg.camera, check_devices) + check_sources("microphone", cfg.microphone, check_devices)
     if bind:
         problems += _check_publisher(cfg)
     from edge_inspector.events.curve import check_curve_config
@@ -95,21 +41,6 @@ def check_environment(cfg: Config, check_devices: bool = True, bind: bool = True
     problems += check_http_access(cfg)
     problems += check_sinks(cfg, bind)
     return problems
-
-
-def _check_network_streams(cfg: Config) -> list[str]:
-    """Ask every enabled network camera for its stream, all at once (each with a short timeout)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from edge_inspector.config import NETWORK_SCHEMES
-    from edge_inspector.sources.probe import probe_stream
-
-    targets = [(i, cam.uri) for i, cam in enumerate(cfg.camera) if cam.enabled and uri_scheme(cam.uri) in NETWORK_SCHEMES]
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        answers = list(pool.map(lambda target: probe_stream(target[1]), targets))
-    return [f"camera[{i}].uri: {msg}" for (i, _uri), msg in zip(targets, answers) if msg]
 
 
 def _check_listen(listen: str) -> str | None:

@@ -12,7 +12,6 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,114 +20,17 @@ from edge_inspector.errors import UserError
 from edge_inspector.sinks.mqtt_config import MqttConfig
 from edge_inspector.sinks.plc_config import PlcConfig
 from edge_inspector.snapshots.config import SnapshotConfig
+from edge_inspector.sources.registry import is_tag, keys_elsewhere, settings_type
+from edge_inspector.sources.settings import CameraSettings, MicrophoneSettings
 from edge_inspector.tomlcompat import tomllib
-
-CAMERA_SCHEMES = ("file", "v4l2", "rtsp", "rtsps", "http", "https", "gst", "synthetic")
-#: cameras reached over the network: opened with timeouts, probed by check-config, timestamps mapped
-NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
-MICROPHONE_SCHEMES = ("pulse", "pyaudio", "file", "synthetic")
-_NAME = r"^[A-Za-z0-9_\-]+$"
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def uri_scheme(uri: str) -> str:
-    """``gst:…`` / ``pulse`` / ``pyaudio:2`` have no ``//``; everything else is a URL."""
-    if uri == "pulse" or uri.startswith("pulse:"):
-        return "pulse"
-    if uri.startswith("gst:"):
-        return "gst"
-    if uri.startswith("pyaudio:"):
-        return "pyaudio"
-    return urlparse(uri).scheme
-
-
-def file_path(uri: str) -> Path:
-    """The local path of a ``file://`` URI, percent-decoded (``file:///data/a%20b.mp4``).
-
-    ``file://localhost/abs`` is the same as ``file:///abs``; anything else in the host part
-    (``file://rel/x``) yields a relative path, which the checks reject by name.
-    """
-    parsed = urlparse(uri)
-    path = unquote(parsed.path)
-    if parsed.netloc in ("", "localhost"):
-        return Path(path)
-    return Path(unquote(parsed.netloc) + path)
-
-
-class SourceConfig(_Section):
-    name: str = Field(pattern=_NAME, description="unique source name, used in topics")
-    uri: str
-    queue_size: int = Field(4, ge=1, le=1024)
-    enabled: bool = True
-
-
-class CameraConfig(SourceConfig):
-    """One camera. Live sources drop the oldest frame when behind; files never skip a frame."""
-
-    fps_limit: float = Field(0.0, ge=0.0, description="0 = no limit")
-    roi: tuple[int, int, int, int] | None = Field(None, description="[x, y, w, h] crop in pixels")
-    loop: bool = False  # file: start again at the end
-    realtime: bool = True  # file: pace at the file's frame rate (False: as fast as inspected)
-    threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the classifier's threshold (on 1 - p(ok))
-    anomaly_threshold: float | None = Field(None, ge=0.0, le=1.0)  # overrides the anomaly model's (0.5 = learnt)
-    width: int | None = Field(None, ge=1)  # v4l2 capture size request
-    height: int | None = Field(None, ge=1)
-    # FFmpeg decoder threads (file, rtsp, http).  One is the cheapest per frame and adds no frame
-    # of delay; 0 lets FFmpeg use one per core (only for streams one core cannot decode).
-    decode_threads: int = Field(1, ge=0, le=64, description="0 = FFmpeg's choice")
-    rtsp_transport: Literal["tcp", "udp"] = "tcp"  # rtsp: RTP over the RTSP connection, or UDP
-    # live cameras: nothing received for this long -> offline (status, /readyz, heartbeat), reconnect
-    stall_timeout_s: float = Field(2.0, ge=0.2, le=60.0)
-    # network streams: a frame older than this when it arrives is dropped as stale, not inspected
-    max_frame_age_s: float = Field(1.0, ge=0.05, le=60.0)
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, uri: str) -> str:
-        scheme = uri_scheme(uri)
-        if scheme not in CAMERA_SCHEMES:
-            raise ValueError(
-                f"unknown camera URI scheme {scheme or uri!r}; use one of: "
-                "file:///abs/clip.mp4, v4l2:///dev/video0, rtsp://…, http://… (MJPEG), "
-                "gst:<pipeline>, synthetic://surface"
-            )
-        return uri
-
-    @field_validator("roi")
-    @classmethod
-    def _roi(cls, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
-        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] < 1 or roi[3] < 1):
-            raise ValueError("roi must be [x >= 0, y >= 0, w >= 1, h >= 1]")
-        return roi
-
-
-class MicrophoneConfig(SourceConfig):
-    """One microphone; any device rate is resampled to the model's rate."""
-
-    queue_size: int = Field(64, ge=1, le=10000)
-    channel: int | None = Field(None, ge=0, description="None = downmix all channels")
-    chunk_s: float = Field(0.1, gt=0.0, le=2.0)
-    loop: bool = False
-    realtime: bool = True
-    onset: float | None = Field(None, ge=0.0, le=1.0)  # the classifier's episode hysteresis
-    offset: float | None = Field(None, ge=0.0, le=1.0)
-    anomaly_threshold: float | None = Field(None, ge=0.0, le=1.0)  # the learnt model's onset (0.5 = learnt)
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, uri: str) -> str:
-        scheme = uri_scheme(uri)
-        if uri.startswith("pulse:"):
-            raise ValueError("use plain 'pulse' (the PulseAudio default source) or pyaudio:<index|name>")
-        if scheme not in MICROPHONE_SCHEMES:
-            raise ValueError(
-                f"unknown microphone URI scheme {scheme or uri!r}; use one of: pulse, "
-                "pyaudio:<index|name>, file:///abs/clip.wav, synthetic://machine"
-            )
-        return uri
+#: one [[camera]] / [[microphone]] table: the settings of its kind (sources/kinds), chosen by the URI
+CameraConfig = settings_type("camera")
+MicrophoneConfig = settings_type("microphone")
 
 
 class RuntimeConfig(_Section):
@@ -200,8 +102,8 @@ def valid_port(text: str) -> bool:
 
 
 class Config(_Section):
-    camera: list[CameraConfig] = Field(default_factory=list)
-    microphone: list[MicrophoneConfig] = Field(default_factory=list)
+    camera: list[CameraConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    microphone: list[MicrophoneConfig] = Field(default_factory=list)  # type: ignore[valid-type]
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
@@ -224,11 +126,11 @@ class Config(_Section):
         return self
 
     @property
-    def cameras(self) -> list[CameraConfig]:
+    def cameras(self) -> list[CameraSettings]:
         return [c for c in self.camera if c.enabled]
 
     @property
-    def microphones(self) -> list[MicrophoneConfig]:
+    def microphones(self) -> list[MicrophoneSettings]:
         return [m for m in self.microphone if m.enabled]
 
 
@@ -254,7 +156,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after[_scheme(), str]",):
+        elif part in ("function-after[_scheme(), str]",) or is_tag(part):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -266,9 +168,11 @@ def _format_errors(err: ValidationError) -> list[str]:
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the README's config reference)"
+            msg = _unknown_key(e["loc"])
         if not e["loc"] and re.match(r"^[a-z]+(\[\d+\])?\.\w+: ", msg):
             problems.append(msg)  # a model-level check that already names its key
+        elif e["loc"] and is_tag(e["loc"][-1]) and re.match(r"^\w+: ", msg):
+            problems.append(f"{_key_path(e['loc'])}.{msg}")  # a source kind's check across its keys
         else:
             problems.append(f"{_key_path(e['loc'])}: {msg}")
     return problems
@@ -278,6 +182,16 @@ def _resolve(base: Path, path: Path) -> Path:
     """``~`` expanded; a relative path is relative to the config file's directory."""
     path = Path(os.path.expanduser(path))
     return path if path.is_absolute() else (base / path).resolve()
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """A key of another source kind says which kinds it is for; any other is a misspelling."""
+    if len(loc) >= 4 and loc[0] in ("camera", "microphone") and is_tag(loc[2]):
+        kinds = keys_elsewhere(loc[0], str(loc[-1]))
+        if kinds:
+            scheme = str(loc[2]).strip("<>").split()[-1]
+            return f"only for {' · '.join(kinds)} {loc[0]}s; this one is {scheme}"
+    return "unknown key (check the spelling; see the README's config reference)"
 
 
 def parse_config(data: dict[str, Any], source_path: Path | None = None) -> Config:

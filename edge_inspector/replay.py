@@ -34,11 +34,11 @@ from typing import Any, Callable
 import cv2
 
 from edge_inspector import DEFAULT_CONFIG
-from edge_inspector.checks import VIDEO_SUFFIXES
 from edge_inspector.config import Config, ConfigError, parse_config
 from edge_inspector.errors import InputError, UserError
 from edge_inspector.events.schema import encode
 from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.sources.kinds.video_file import VIDEO_SUFFIXES
 from edge_inspector.sources.recording_files import (
     AUDIO_TIMESTAMPS,
     FRAME_HEADER,

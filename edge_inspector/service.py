@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_inspector import service_metrics
-from edge_inspector.config import Config, uri_scheme
+from edge_inspector.config import Config
 from edge_inspector.events.bus import EventBus
 from edge_inspector.events.journal import Journal
 from edge_inspector.events.schema import topic_for
@@ -35,6 +35,7 @@ from edge_inspector.memory import TRIM_INTERVAL_S, release_free_memory
 from edge_inspector.metrics import Metrics
 from edge_inspector.sinks import build_sinks, stop_sinks
 from edge_inspector.sources.base import BoundedQueue, SourceThread
+from edge_inspector.sources.registry import OpenContext, open_source
 from edge_inspector.stop_signals import on_stop_signals
 from edge_inspector.supervision import ThreadHealth, describe
 from edge_inspector.web.views import Views
@@ -124,7 +125,6 @@ class Service:
     def _build_visual(self) -> None:
         from edge_inspector.inspectors.heads import Thresholds
         from edge_inspector.inspectors.visual import VisualInspector
-        from edge_inspector.sources.camera import open_camera
 
         cameras = self.cfg.cameras
         if not cameras:
@@ -133,15 +133,13 @@ class Service:
         self.policy = policy = self.engines.policy
         wakeup = threading.Condition()
         queues = {}
+        # One inference worker: preprocess in the camera threads (in parallel across cameras, beside
+        # the model); several: in the workers, so a single fast camera's thread only decodes.
+        prepare = (lambda image: runner.preprocess([image])[0]) if policy.workers == 1 else None
         for cam in cameras:
-            live = uri_scheme(cam.uri) != "file"
             # a file camera must be able to decode the next batch while this one is inferred
-            size = cam.queue_size if live else max(cam.queue_size, 4 * policy.batch * policy.workers)
-            queue: BoundedQueue[Any] = BoundedQueue(size, "drop_oldest" if live else "block", wakeup)
-            # One inference worker: preprocess in the camera threads (in parallel across cameras, beside
-            # the model); several: in the workers, so a single fast camera's thread only decodes.
-            prepare = (lambda image: runner.preprocess([image])[0]) if policy.workers == 1 else None
-            thread = open_camera(cam, queue, self._on_status, prepare=prepare)
+            thread, queue = open_source(cam, self._on_status, OpenContext(prepare=prepare), wakeup,
+                                        min_file_size=4 * policy.batch * policy.workers)
             thread.health = self.threads
             queues[cam.name] = queue
             self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
@@ -155,7 +153,7 @@ class Service:
             thresholds={c.name: Thresholds(c.threshold, c.anomaly_threshold) for c in cameras},
             # files read as fast as inspected: deterministic merge and full batches;
             # real-time files behave like live cameras (partial batches, bounded latency)
-            lockstep=all(uri_scheme(c.uri) == "file" and not c.realtime for c in cameras),
+            lockstep=all(c.paced_by_inspector() for c in cameras),
         )
 
     def _build_acoustic(self) -> None:
@@ -163,19 +161,13 @@ class Service:
         if not mics:
             return
         from edge_inspector.inspectors.acoustic import AcousticInspector
-        from edge_inspector.sources.microphone import open_microphone
 
         models = self.engines.acoustic()
         model = models[0].entry  # the feature contract every acoustic model of the directory shares
         queues = {}
         wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
         for mic in mics:
-            live = uri_scheme(mic.uri) != "file"
-            queue: BoundedQueue[Any] = BoundedQueue(mic.queue_size, "drop_oldest" if live else "block", wakeup)
-            thread = open_microphone(
-                mic.name, mic.uri, queue, self._on_status, sample_rate=model.sample_rate,
-                chunk_s=mic.chunk_s, channel=mic.channel, realtime=mic.realtime, loop=mic.loop,
-            )
+            thread, queue = open_source(mic, self._on_status, OpenContext(sample_rate=model.sample_rate), wakeup)
             thread.health = self.threads
             queues[mic.name] = queue
             self.sources[mic.name] = SourceView(mic.name, "microphone", thread, queue)

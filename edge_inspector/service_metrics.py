@@ -95,6 +95,11 @@ def metric_snapshot(service: "Service") -> MetricSnapshot:
             (("source", r["source"]), ("kind", r["kind"])): float(r["state"] == "online") for r in rows}),
         "edge_inspector_uptime_seconds": ("seconds since start", "gauge", {(): time.monotonic() - service.started_mono}),
     }
+    for view in service.sources.values():  # metrics of one kind of source, labelled like the others
+        for name, (help_text, kind, samples) in view.thread.source_metrics().items():
+            merged = snap.setdefault(name, (help_text, kind, {}))[2]
+            for labels, value in samples.items():
+                merged[(("source", view.name), ("kind", view.kind)) + labels] = value
     failures, restarts = service.threads.snapshot()
     snap["edge_inspector_thread_failures"] = ("unexpected exceptions per long-lived thread", "counter", {
         (("thread", name),): float(n) for name, n in failures.items()})

@@ -49,9 +49,9 @@ def test_quick_engine_decode_bus_writes_json_and_chart(tmp_path: Path) -> None:
         assert data["int8_vs_fp32"]["all_cores"] == round(by_precision["int8"]["all_cores_fps"]
                                                           / by_precision["fp32"]["all_cores_fps"], 3)
     assert data["decode"]["fps"] > 0 and data["decode"]["frames"] >= data["clip"]["frames"]
-    from edge_inspector.config import CameraConfig
+    from edge_inspector.sources.settings import FFmpegDecoder
 
-    assert data["decode"]["threads"] == CameraConfig.model_fields["decode_threads"].default  # as the daemon decodes
+    assert data["decode"]["threads"] == FFmpegDecoder.model_fields["decode_threads"].default  # as the daemon decodes
     assert data["bus"]["received"] == data["bus"]["events"]  # loopback SUB, nothing lost
     statuses = {t["target"]: t["status"] for t in data["targets"]}
     assert statuses["INT8 model vs FP32 model"] in ("PASS", "FAIL", "SKIP")

@@ -64,6 +64,13 @@ def test_shipped_configs_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
         ({"name": "cam0", "uri": "ftp://host/clip.mp4"}, "camera[0].uri: unknown camera URI scheme 'ftp'"),
         ({"name": "cam0", "uri": "file:///nonexistent/clip.mp4"}, "camera[0].uri: file not found: /nonexistent/clip.mp4"),
         ({"name": "cam0", "uri": "file://relative/clip.mp4"}, "camera[0].uri: file URIs need an absolute path"),
+        # a key of another kind of camera names the kinds it is for
+        ({"name": "cam0", "uri": "synthetic://surface", "width": 640},
+         "camera[0].width: only for v4l2:///dev/video0 cameras; this one is synthetic"),
+        ({"name": "cam0", "uri": "v4l2:///dev/video0", "loop": True},
+         "camera[0].loop: only for file:///abs/clip.mp4 cameras; this one is v4l2"),
+        ({"name": "cam0", "uri": "file:///x.mp4", "stall_timeout_s": 1.0},
+         "(MJPEG) · v4l2:///dev/video0 cameras; this one is file"),
     ],
 )
 def test_bad_camera_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], camera: dict, expected: str) -> None:

@@ -69,6 +69,17 @@ def test_stream_clock_without_timestamps_judges_by_read_time() -> None:
     assert late.stale and "read blocked" in late.reason
 
 
+def test_stream_clock_of_a_stream_that_starts_empty_has_no_warm_up() -> None:
+    """A machine-vision camera's acquisition starts with nothing buffered: its first frame is fresh."""
+    clock = StreamClock(max_age_s=1.0, fps_hint=25, backlog=False)
+    first = clock.stamp(40.0, 0.0001, 100.0, 1000.0)
+    assert not first.stale and first.age_s == 0.0
+    late = clock.stamp(40.0 * 2, 0.0001, 101.5, 1001.5)  # sent 40 ms after the first, read 1.5 s after it
+    assert late.stale and late.age_s == pytest.approx(1.46, abs=0.01)
+    clock.reset()
+    assert not clock.stamp(None, 0.0, 200.0).stale  # after a reconnect too
+
+
 # --------------------------------------------------------------------------- check-config
 def test_check_config_names_each_network_stream_problem(tmp_path: Path) -> None:
     cam = RtspCamera(user="admin", password=PASSWORD)
@@ -169,15 +180,13 @@ def test_rtsp_transport_udp_and_tcp(tmp_path: Path) -> None:
     """``rtsp_transport`` per camera reaches FFmpeg: UDP sockets exist only for the UDP camera."""
     import os
 
-    from edge_inspector.config import CameraConfig
-    from edge_inspector.sources.base import BoundedQueue
-    from edge_inspector.sources.camera import CameraSource
+    from edge_inspector.sources.registry import open_source, source_settings
 
     cam = RtspCamera()
     try:
         counts = {}
         for transport in ("udp", "tcp"):
-            src = CameraSource(CameraConfig(name="c", uri=cam.url(), rtsp_transport=transport), BoundedQueue(4, "drop_oldest"))
+            src, _queue = open_source(source_settings("camera", name="c", uri=cam.url(), rtsp_transport=transport))
             src.open()
             assert src.cap is not None and src.cap.read()[0]
             ss = subprocess.run(["ss", "-uanp"], capture_output=True, text=True).stdout
@@ -278,9 +287,7 @@ def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) ->
     be dropped as stale after a second and a half; they are judged by their read times instead.
     """
     from conftest import free_port
-    from edge_inspector.config import CameraConfig
-    from edge_inspector.sources.base import BoundedQueue
-    from edge_inspector.sources.camera import CameraSource
+    from edge_inspector.sources.registry import open_source, source_settings
 
     port = free_port()
     server = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
@@ -288,8 +295,7 @@ def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) ->
                                "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"])
     try:
         time.sleep(0.5)
-        src = CameraSource(CameraConfig(name="c", uri=f"http://127.0.0.1:{port}/s.mjpg"),
-                           BoundedQueue(100, "drop_oldest"))
+        src, _queue = open_source(source_settings("camera", name="c", uri=f"http://127.0.0.1:{port}/s.mjpg"))
         src.open()
         frames = []
         for frame in src.read_items():

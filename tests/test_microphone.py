@@ -18,12 +18,21 @@ from edge_inspector.errors import UserError
 from edge_inspector.features import load_wav
 from edge_inspector.sources.audio_dsp import AudioRing, StreamResampler
 from edge_inspector.sources.base import BoundedQueue, Chunk
-from edge_inspector.sources.microphone import (
-    PyAudioMicrophone,
-    check_microphone_uri,
-    list_input_devices,
-    open_microphone,
-)
+from edge_inspector.config import ConfigError, parse_config
+from edge_inspector.sources.audio_devices import list_input_devices
+from edge_inspector.sources.microphone import PyAudioMicrophone
+from edge_inspector.sources.registry import check_sources, open_source, source_settings
+
+
+def open_mic(name: str, uri: str, on_status=None, queue_size: int = 2, **keys: object):
+    """The microphone's thread and queue as the daemon opens them."""
+    return open_source(source_settings("microphone", name=name, uri=uri, queue_size=queue_size, **keys), on_status)
+
+
+def check_uri(uri: str) -> str | None:
+    """What check-config says about a microphone with this URI (None: nothing)."""
+    problems = check_sources("microphone", [source_settings("microphone", name="m", uri=uri)])
+    return problems[0].removeprefix("microphone[0].uri: ") if problems else None
 
 
 class Statuses:
@@ -115,9 +124,8 @@ def test_ring_overrun_is_counted_and_splits_reads() -> None:
 
 # -- PulseAudio device ----------------------------------------------------------------------
 def start_pulse_mic(statuses: Statuses, queue: BoundedQueue[Chunk], **options: object) -> PyAudioMicrophone:
-    mic = open_microphone("mic0", "pulse", queue, statuses, device_rate=48000, device_channels=2,
-                          **options)
-    assert isinstance(mic, PyAudioMicrophone)
+    mic = PyAudioMicrophone("mic0", "pulse", queue, statuses, device_rate=48000, device_channels=2,
+                            **options)
     mic.start()
     drain(queue, lambda c: len(c) >= 1, timeout=10)  # the stream is running
     return mic
@@ -238,14 +246,14 @@ def test_ring_overrun_marks_discontinuity(pulse_server: PulseServer) -> None:
 def test_unknown_device_lists_available_ones(pulse_server: PulseServer) -> None:
     names = [d["name"] for d in list_input_devices()]
     assert "pulse" in names
-    msg = check_microphone_uri("pyaudio:nonexistent")
+    msg = check_uri("pyaudio:nonexistent")
     assert msg is not None and "nonexistent" in msg and "pulse" in msg
-    assert check_microphone_uri("pulse") is None
-    assert check_microphone_uri("pyaudio:pulse") is None
+    assert check_uri("pulse") is None
+    assert check_uri("pyaudio:pulse") is None
     index = next(d["index"] for d in list_input_devices() if d["name"] == "pulse")
-    assert check_microphone_uri(f"pyaudio:{index}") is None
+    assert check_uri(f"pyaudio:{index}") is None
     statuses, queue = Statuses(), BoundedQueue[Chunk](4, "drop_oldest")
-    mic = open_microphone("mic9", "pyaudio:nonexistent", queue, statuses, backoff_s=(5.0, 5.0))
+    mic = PyAudioMicrophone("mic9", "pyaudio:nonexistent", queue, statuses, backoff_s=(5.0, 5.0))
     mic.start()
     deadline = time.monotonic() + 5
     while not mic.counters.last_error and time.monotonic() < deadline:
@@ -264,8 +272,9 @@ def test_file_source_delivers_every_sample(tmp_path: Path) -> None:
     path = tmp_path / "clip.wav"
     scipy.io.wavfile.write(path, 44100, data)
     expected, rate, channels = load_wav(path, 16000)
-    statuses, queue = Statuses(), BoundedQueue[Chunk](2, "block")
-    mic = open_microphone("wav0", f"file://{path}", queue, statuses, realtime=False)
+    statuses = Statuses()
+    mic, queue = open_mic("wav0", f"file://{path}", statuses, realtime=False)
+    assert queue.policy == "block" and queue.maxsize == 2
     mic.start()
     chunks = drain(queue, lambda c: queue.exhausted, timeout=10)
     mic.join(5)
@@ -279,8 +288,7 @@ def test_file_source_delivers_every_sample(tmp_path: Path) -> None:
 def test_file_source_loops_and_paces(tmp_path: Path) -> None:
     path = tmp_path / "short.wav"
     scipy.io.wavfile.write(path, 16000, (tone(440, 0.25, rate=16000) * 32767).astype(np.int16))
-    queue = BoundedQueue[Chunk](100, "block")
-    mic = open_microphone("wav1", f"file://{path}", queue, None, realtime=True, loop=True)
+    mic, queue = open_mic("wav1", f"file://{path}", queue_size=100, realtime=True, loop=True)
     t0 = time.monotonic()
     mic.start()
     chunks = drain(queue, lambda c: len(c) >= 7, timeout=5)
@@ -295,17 +303,16 @@ def test_file_source_loops_and_paces(tmp_path: Path) -> None:
 
 
 def test_missing_file_fails_with_clear_error(tmp_path: Path) -> None:
-    queue = BoundedQueue[Chunk](2, "block")
-    mic = open_microphone("wav2", f"file://{tmp_path}/nope.wav", queue, None, realtime=False)
+    mic, _queue = open_mic("wav2", f"file://{tmp_path}/nope.wav", realtime=False)
     mic.start()
     mic.join(5)
     assert mic.fatal_error is not None and "nope.wav" in mic.fatal_error and "not found" in mic.fatal_error
-    assert check_microphone_uri(f"file://{tmp_path}/nope.wav") == f"{tmp_path}/nope.wav: file not found"
+    assert check_uri(f"file://{tmp_path}/nope.wav") == f"file not found: {tmp_path}/nope.wav"
 
 
 def test_synthetic_machine_real_time() -> None:
-    queue = BoundedQueue[Chunk](100, "drop_oldest")
-    mic = open_microphone("syn", "synthetic://machine?seed=3&fault_rate=0.2", queue, None)
+    mic, queue = open_mic("syn", "synthetic://machine?seed=3&fault_rate=0.2", queue_size=100)
+    assert queue.policy == "drop_oldest"
     t0 = time.monotonic()
     mic.start()
     chunks = drain(queue, lambda c: len(c) >= 10, timeout=5)
@@ -320,14 +327,15 @@ def test_synthetic_machine_real_time() -> None:
 
 
 def test_uri_errors_are_user_errors() -> None:
-    queue = BoundedQueue[Chunk](2, "block")
-    with pytest.raises(UserError, match="unknown URI 'rtsp://x'"):
-        open_microphone("m", "rtsp://x", queue, None)
+    with pytest.raises(ConfigError, match="microphone\\[0\\].uri: unknown microphone URI scheme 'rtsp'"):
+        parse_config({"microphone": [{"name": "m", "uri": "rtsp://x"}]})
     with pytest.raises(UserError, match="synthetic://machine"):
-        open_microphone("m", "synthetic://fan", queue, None)
+        open_mic("m", "synthetic://fan")
     with pytest.raises(UserError, match="fault_rate"):
-        open_microphone("m", "synthetic://machine?fault_rate=2", queue, None)
+        open_mic("m", "synthetic://machine?fault_rate=2")
     with pytest.raises(UserError, match="absolute"):
-        open_microphone("m", "file://clip.wav", queue, None)
-    assert check_microphone_uri("synthetic://machine?bogus=1") is not None
-    assert check_microphone_uri("pyaudio:") is not None
+        open_mic("m", "file://clip.wav")
+    assert "absolute path" in (check_uri("file://clip.wav") or "")
+    assert "fault_rate" in (check_uri("synthetic://machine?fault_rate=2") or "")
+    assert check_uri("synthetic://machine?bogus=1") is not None
+    assert check_uri("pyaudio:") is not None

@@ -129,14 +129,12 @@ def test_file_camera_decodes_with_the_configured_thread_count(tmp_path: Path, th
     """``decode_threads`` reaches FFmpeg, and every frame still arrives in order."""
     from conftest import write_video
 
-    from edge_inspector.config import CameraConfig
-    from edge_inspector.sources.camera import CameraSource
+    from edge_inspector.sources.registry import open_source, source_settings
 
     frames = [np.full((96, 128, 3), 10 * i, np.uint8) for i in range(12)]
     clip = write_video(tmp_path / "clip.mp4", frames)
-    queue: BoundedQueue[Frame] = BoundedQueue(64, "block")
-    cfg = CameraConfig(name="cam0", uri=f"file://{clip}", realtime=False, decode_threads=threads)
-    camera = CameraSource(cfg, queue)
+    cfg = source_settings("camera", name="cam0", uri=f"file://{clip}", realtime=False, decode_threads=threads)
+    camera, queue = open_source(cfg, min_file_size=64)
     camera.start()
     camera.join(20)
     assert not camera.is_alive()

@@ -32,11 +32,11 @@ def decode_throughput(clip: Path, seconds: float, progress: Progress | None = No
     """
     import cv2
 
-    from edge_inspector.config import CameraConfig
+    from edge_inspector.sources.settings import FFmpegDecoder
     from edge_inspector.sources.camera import ffmpeg_decoder_params
 
     if threads is None:
-        threads = int(CameraConfig.model_fields["decode_threads"].default)
+        threads = int(FFmpegDecoder.model_fields["decode_threads"].default)
     if progress:
         progress("decode only")
     params = ffmpeg_decoder_params(threads)

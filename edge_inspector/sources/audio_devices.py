@@ -11,9 +11,7 @@ import os
 import threading
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from edge_inspector.config import file_path as config_file_path
 from edge_inspector.errors import UserError
 from edge_inspector.native_log import quiet_stderr
 
@@ -134,35 +132,3 @@ def check_device_uri(uri: str) -> str | None:
     except OSError as exc:  # PortAudio could not initialise
         return f"cannot query audio devices: {exc}"
     return None
-
-
-def file_path(uri: str) -> str:
-    """``file:///abs/clip.wav`` -> ``/abs/clip.wav`` (the config's decoding; must be absolute)."""
-    path = config_file_path(uri)
-    if urlsplit(uri).scheme != "file" or not path.is_absolute():
-        raise UserError(f"microphone URI {uri!r}: use file:///absolute/path/clip.wav")
-    return str(path)
-
-
-def synthetic_params(uri: str) -> dict[str, float | int]:
-    """``synthetic://machine?seed=3&fault_rate=0.2`` -> ``{"seed": 3, "fault_rate": 0.2}``."""
-    parts = urlsplit(uri)
-    if parts.scheme != "synthetic" or parts.netloc != "machine" or parts.path not in ("", "/"):
-        raise UserError(f"unknown synthetic microphone {uri!r}; use synthetic://machine")
-    out: dict[str, float | int] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        try:
-            if key == "seed":
-                out["seed"] = int(value)
-            elif key == "fault_rate":
-                out["fault_rate"] = float(value)
-                if not 0.0 <= out["fault_rate"] <= 1.0:
-                    raise ValueError
-            else:
-                raise UserError(f"microphone URI {uri!r}: unknown option {key!r} (use seed, fault_rate)")
-        except ValueError:
-            raise UserError(
-                f"microphone URI {uri!r}: invalid {key}={value!r} "
-                "(seed: integer, fault_rate: number in [0, 1])"
-            ) from None
-    return out

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 QueuePolicy = Literal["drop_oldest", "block"]
 SourceState = Literal["online", "offline", "reconnecting", "ended"]
 StatusCallback = Callable[[str, str, str], None]  # (source name, state, detail)
+#: metrics only some kinds of source have: name -> (help, type, value by extra labels)
+KindMetrics = dict[str, tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
 
 
 @dataclass(slots=True)
@@ -185,6 +187,10 @@ class SourceThread(threading.Thread, Generic[T], metaclass=abc.ABCMeta):
 
     def release(self) -> None:
         pass
+
+    def source_metrics(self) -> KindMetrics:
+        """What this kind of source counts beyond :class:`SourceCounters` (a camera stream's buffers)."""
+        return {}
 
     # -- lifecycle ----------------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "", only_if: str | None = None) -> bool:

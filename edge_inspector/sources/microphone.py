@@ -1,52 +1,39 @@
-"""Microphone sources: PortAudio devices, WAV files and the synthetic machine.
+"""PortAudio input devices as microphones: ``pulse`` and ``pyaudio:<index|name>``.
 
-Every source delivers :class:`Chunk` objects of ``chunk_s`` seconds of mono float32 audio at
-the model's sample rate.  ``offset_s`` counts seconds from stream start and keeps counting
-across gaps (so it stays comparable with wall time); ``discontinuity=True`` on the first
-chunk after any gap (start, device overflow, ring overrun, reconnect, loop restart) tells
-the inspector to reset its streaming state.
-
-URIs: ``pulse`` · ``pyaudio:<index|name>`` · ``file:///abs/clip.wav`` ·
-``synthetic://machine[?seed=3&fault_rate=0.2]``.
+The thread delivers :class:`Chunk` objects of ``chunk_s`` seconds of mono float32 audio at the
+model's sample rate, as every microphone kind does.  ``offset_s`` counts seconds from stream
+start and keeps counting across gaps (so it stays comparable with wall time);
+``discontinuity=True`` on the first chunk after any gap (start, device overflow, ring overrun,
+reconnect) tells the inspector to reset its streaming state.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from edge_inspector.errors import SourceError, UserError
 from edge_inspector.sources.audio_devices import (
-    check_device_uri,
     device_spec,
-    file_path,
     find_device,
     input_devices,
-    list_input_devices,
     new_pyaudio,
     pyaudio_module,
-    synthetic_params,
     terminate_pyaudio,
 )
 from edge_inspector.sources.audio_dsp import AudioRing, Chunker, RingRead, StreamResampler, to_mono
-from edge_inspector.sources.base import BoundedQueue, Chunk, SourceThread, StatusCallback, sleep_until
+from edge_inspector.sources.base import BoundedQueue, Chunk, SourceThread, StatusCallback
+from edge_inspector.sources.registry import OpenContext
+from edge_inspector.sources.settings import MicrophoneSettings
 
 log = logging.getLogger(__name__)
 
 MAX_EXTRA_LAG_S = 0.1  # most driver buffering trusted beyond one block (see _callback)
 
-__all__ = [
-    "FileMicrophone",
-    "PyAudioMicrophone",
-    "SyntheticMicrophone",
-    "check_microphone_uri",
-    "list_input_devices",
-    "open_microphone",
-]
+__all__ = ["PyAudioMicrophone"]
 
 
 class PyAudioMicrophone(SourceThread[Chunk]):
@@ -228,162 +215,6 @@ class PyAudioMicrophone(SourceThread[Chunk]):
             terminate_pyaudio(pa)
 
 
-def recorded_start(wav_path: str) -> float | None:
-    """Capture time of the first sample from ``<stem>.chunks.csv`` written by ``record``, or None.
-
-    A replayed recording keeps its original capture times, so its events carry the ``ts`` of
-    the day it was recorded (format ``sample,ts,mono,discontinuity``; see
-    ``sources/recording_files.py``).
-    """
-    stem = wav_path[:-4] if wav_path.lower().endswith(".wav") else wav_path
-    try:
-        with open(stem + ".chunks.csv", encoding="ascii") as fh:
-            header, first = fh.readline(), fh.readline().split(",")
-        return float(first[1]) if header.startswith("sample,ts,") else None
-    except (OSError, UnicodeDecodeError, ValueError, IndexError):
-        return None
-
-
-class FileMicrophone(SourceThread[Chunk]):
-    """A WAV file as a microphone: paced like a live one (``realtime``) or as fast as the
-    (blocking) queue accepts, optionally looped; ``ts`` is the recorded start
-    (:func:`recorded_start`) or else the replay start, plus ``offset_s``."""
-
-    kind = "microphone"
-
-    def __init__(
-        self,
-        name: str,
-        uri: str,
-        queue: BoundedQueue[Chunk],
-        on_status: StatusCallback | None = None,
-        sample_rate: int = 16000,
-        chunk_s: float = 0.1,
-        realtime: bool = True,
-        loop: bool = False,
-    ) -> None:
-        super().__init__(name, uri, queue, on_status, live=False)
-        self.path = file_path(uri)
-        self.sample_rate = int(sample_rate)
-        self.realtime = realtime
-        self.loop = loop
-        self.chunk_s = chunk_s
-        self.samples = np.zeros(0, dtype=np.float32)
-        self.original_rate = 0
-        self.channels = 0
-
-    def open(self) -> None:
-        from edge_inspector.features import load_wav
-
-        self.samples, self.original_rate, self.channels = load_wav(self.path, self.sample_rate)
-
-    def read_items(self) -> Iterator[Chunk]:
-        chunker = Chunker(self.source_name, self.sample_rate, self.chunk_s)
-        start_wall, start_mono = recorded_start(self.path) or time.time(), time.monotonic()
-        offset = 0.0
-        while not self.stop_event.is_set():
-            chunker.start_segment(offset, start_wall + offset)
-            for chunk in chunker.push(self.samples, final=True):
-                if self.realtime:
-                    end = chunk.offset_s + len(chunk.samples) / self.sample_rate
-                    if sleep_until(start_mono + end, self.stop_event):
-                        return
-                chunk.mono = start_mono + chunk.offset_s
-                yield chunk
-            offset = chunker.end_offset
-            if not self.loop:
-                return
-
-
-class SyntheticMicrophone(SourceThread[Chunk]):
-    """The synthetic machine (``synthetic.machines.machine_stream``) paced in real time."""
-
-    kind = "microphone"
-
-    def __init__(
-        self,
-        name: str,
-        uri: str,
-        queue: BoundedQueue[Chunk],
-        on_status: StatusCallback | None = None,
-        sample_rate: int = 16000,
-        chunk_s: float = 0.1,
-        seed: int = 0,
-        fault_rate: float = 0.1,
-    ) -> None:
-        super().__init__(name, uri, queue, on_status, live=True)
-        self.sample_rate = int(sample_rate)
-        self.chunk_s = chunk_s
-        self.seed = seed
-        self.fault_rate = fault_rate
-        self._offset = 0.0
-
-    def open(self) -> None:
-        from edge_inspector.synthetic.machines import machine_stream
-
-        self._blocks = machine_stream(self.seed, self.chunk_s, self.fault_rate, self.sample_rate)
-
-    def read_items(self) -> Iterator[Chunk]:
-        chunker = Chunker(self.source_name, self.sample_rate, self.chunk_s)
-        start_wall, start_mono = time.time(), time.monotonic()
-        base = self._offset  # a reopened stream continues the offsets
-        chunker.start_segment(base, start_wall)
-        for block in self._blocks:
-            for chunk in chunker.push(block):
-                end = chunk.offset_s - base + len(chunk.samples) / self.sample_rate
-                if sleep_until(start_mono + end, self.stop_event):
-                    return
-                chunk.mono = start_mono + (chunk.offset_s - base)
-                self._offset = chunk.offset_s + len(chunk.samples) / self.sample_rate
-                yield chunk
-
-
-# -- URIs -----------------------------------------------------------------------------------
-def check_microphone_uri(uri: str) -> str | None:
-    """None if the microphone URI can be opened now, else a one-line message (check-config)."""
-    try:
-        if uri == "pulse" or uri.startswith("pyaudio:"):
-            return check_device_uri(uri)
-        if uri.startswith("file:"):
-            path = file_path(uri)
-            return None if Path(path).is_file() else f"{path}: file not found"
-        if uri.startswith("synthetic:"):
-            synthetic_params(uri)
-            return None
-    except UserError as exc:
-        return str(exc)
-    return f"unknown microphone URI {uri!r}; use pulse, pyaudio:<index|name>, file:///abs/clip.wav or synthetic://machine"
-
-
-def open_microphone(
-    name: str,
-    uri: str,
-    queue: BoundedQueue[Chunk],
-    on_status: StatusCallback | None,
-    sample_rate: int = 16000,
-    chunk_s: float = 0.1,
-    channel: int | None = None,
-    realtime: bool = True,
-    loop: bool = False,
-    **device_options: Any,
-) -> SourceThread[Chunk]:
-    """The source thread (not started) for a microphone URI; ``UserError`` for a bad URI.
-
-    ``device_options`` go to :class:`PyAudioMicrophone` (``device_rate``, ``device_channels``,
-    ``ring_s``, ``stall_s``, ``start_grace_s``, ``backoff_s``).
-    """
-    if uri == "pulse" or uri.startswith("pyaudio:"):
-        return PyAudioMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, channel, **device_options)
-    if device_options:
-        raise UserError(f"microphone {name}: options {sorted(device_options)} apply to devices only")
-    if uri.startswith("file:"):
-        if channel is not None:
-            log.warning("microphone %s: WAV files are downmixed; channel=%d is ignored", name, channel)
-        return FileMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, realtime, loop)
-    if uri.startswith("synthetic:"):
-        params = synthetic_params(uri)
-        return SyntheticMicrophone(name, uri, queue, on_status, sample_rate, chunk_s, **params)  # type: ignore[arg-type]
-    raise UserError(
-        f"microphone {name}: unknown URI {uri!r}; use pulse, pyaudio:<index|name>, "
-        "file:///abs/clip.wav or synthetic://machine"
-    )
+def open_device_microphone(s: MicrophoneSettings, queue: BoundedQueue[Chunk], on_status: StatusCallback | None,
+                           context: OpenContext) -> PyAudioMicrophone:
+    return PyAudioMicrophone(s.name, s.uri, queue, on_status, context.sample_rate, s.chunk_s, s.channel)

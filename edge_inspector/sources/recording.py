@@ -39,10 +39,11 @@ import cv2
 import numpy as np
 
 from edge_inspector import __version__
-from edge_inspector.config import Config, load_config, uri_scheme
+from edge_inspector.config import Config, load_config
 from edge_inspector.redact import redact_config, redact_text, redact_uri
 from edge_inspector.errors import UserError
 from edge_inspector.sources.base import BoundedQueue, Chunk, Frame, SourceThread
+from edge_inspector.sources.registry import OpenContext, open_source
 from edge_inspector.sources.recording_files import (
     AUDIO_HEADER,
     AUDIO_TIMESTAMPS,
@@ -191,9 +192,6 @@ class Recorder:
     """Opens the configured sources (no models), records each into its files, writes the manifest."""
 
     def __init__(self, cfg: Config, out: Path, codec: str = "mjpeg") -> None:
-        from edge_inspector.sources.camera import open_camera
-        from edge_inspector.sources.microphone import open_microphone
-
         self.cfg, self.out = cfg, out
         self.stop_requested = threading.Event()
         self.errors: list[str] = []
@@ -202,17 +200,12 @@ class Recorder:
         self.recorders: list[SourceRecorder] = []
         rate = acoustic_rate(cfg) if cfg.microphones else 16000
         for cam in cfg.cameras:
-            live = uri_scheme(cam.uri) != "file"
-            queue: BoundedQueue[Frame] = BoundedQueue(max(cam.queue_size, 64), "drop_oldest" if live else "block")
             full = cam.model_copy(update={"roi": None})  # full frames: replay applies the ROI again
-            thread = open_camera(full, queue, self._on_status)
+            thread, queue = open_source(full, self._on_status, min_size=64)
             self.recorders.append(SourceRecorder("camera", cam.name, thread, queue, out, self._on_error,
                                                  codec=codec, fps=cam.fps_limit))
         for mic in cfg.microphones:
-            live = uri_scheme(mic.uri) != "file"
-            mqueue: BoundedQueue[Chunk] = BoundedQueue(max(mic.queue_size, 256), "drop_oldest" if live else "block")
-            mthread = open_microphone(mic.name, mic.uri, mqueue, self._on_status, sample_rate=rate, chunk_s=mic.chunk_s,
-                                      channel=mic.channel, realtime=mic.realtime, loop=mic.loop)
+            mthread, mqueue = open_source(mic, self._on_status, OpenContext(sample_rate=rate), min_size=256)
             self.recorders.append(SourceRecorder("microphone", mic.name, mthread, mqueue, out, self._on_error,
                                                  sample_rate=rate))
 

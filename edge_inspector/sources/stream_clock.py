@@ -49,9 +49,12 @@ class Stamp:
 class StreamClock:
     """Maps one connection's stream timestamps to capture times; :meth:`reset` on reconnect."""
 
-    def __init__(self, max_age_s: float, fps_hint: float = 0.0) -> None:
+    def __init__(self, max_age_s: float, fps_hint: float = 0.0, backlog: bool = True) -> None:
         self.max_age_s = max_age_s
         self.period_s = 1.0 / fps_hint if fps_hint and 0 < fps_hint < 1000 else 0.0
+        #: False for streams that start empty on every connection (a GigE camera's acquisition):
+        #: nothing to drain, so no warm-up
+        self.backlog = backlog
         self.reset()
 
     def reset(self, fps_hint: float | None = None) -> None:
@@ -61,7 +64,7 @@ class StreamClock:
         self._last_pts: float | None = None
         self._last_mono = 0.0
         self._opened_mono = time.monotonic()
-        self._warming = True
+        self._warming = self.backlog
         self._recent_min: collections.deque[float] = collections.deque(maxlen=SETTLE_FRAMES)
 
     def _warmup_over(self, read_s: float, now_mono: float) -> bool:

@@ -1,0 +1,1 @@
+"""One module per source kind; :mod:`edge_inspector.sources.registry` finds them all."""
