@@ -5,6 +5,7 @@
 #   ./setup.sh --train    the same as --dev, plus PyTorch (the CPU build) for the training scripts
 #   ./setup.sh --service  the daemon, plus the station's systemd service (tools/install_service.sh:
 #                         system user, /etc/edge-inspector, state and cache directories, the unit)
+#   ./setup.sh --gige     the daemon, plus Aravis for GigE Vision / USB3 Vision cameras (aravis:// URIs)
 # Options combine (./setup.sh --train --service). Idempotent: re-running it only installs what is
 # missing. One line per step on the terminal; everything apt and pip print goes to setup.log (its
 # tail is shown when a step fails).
@@ -18,27 +19,32 @@ cd "$(dirname "$0")"
 APT_base=(python3-venv python3-dev gcc libc6-dev portaudio19-dev ffmpeg sqlite3 ca-certificates)
 # Real components for the tests: PulseAudio null sink, systemd unit checks, headless Chromium for the
 # evaluation report, libzmq headers for the C subscriber, an MQTT broker, protoc for the Sparkplug schema,
-# GStreamer's RTSP server (with its Python bindings) as an IP camera, `ss` to see its sockets.
+# GStreamer's RTSP server (with its Python bindings) as an IP camera, `ss` to see its sockets,
+# Aravis' simulated GigE Vision camera (arv-fake-gv-camera-0.8). --dev includes --gige.
 APT_dev=(pulseaudio pulseaudio-utils systemd chromium libzmq3-dev mosquitto protobuf-compiler
          python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly iproute2)
+         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly iproute2 aravis-tools)
 APT_train=()
 APT_service=(systemd)  # systemd-analyze checks the unit
+# aravis:// cameras: Aravis through GObject introspection (the daemon needs it only where one is used)
+APT_gige=(python3-gi gir1.2-aravis-0.8)
 # Python extras from pyproject.toml.
 EXTRAS_base=(audio mqtt plc)
 EXTRAS_dev=(dev)
 EXTRAS_train=(train)
 EXTRAS_service=()
+EXTRAS_gige=()
 
-usage() { echo "usage: ./setup.sh [--dev | --train] [--service]" >&2; exit 2; }
+usage() { echo "usage: ./setup.sh [--dev | --train] [--service] [--gige]" >&2; exit 2; }
 modes=(base)
 has_mode() { [[ " ${modes[*]} " == *" $1 "* ]]; }
 add_modes() { local m; for m in "$@"; do has_mode "$m" || modes+=("$m"); done; }
 for arg in "$@"; do
   case "$arg" in
-    --dev) add_modes dev ;;
-    --train) add_modes dev train ;;
+    --dev) add_modes dev gige ;;
+    --train) add_modes dev gige train ;;
     --service) add_modes service ;;
+    --gige) add_modes gige ;;
     *) usage ;;
   esac
 done
@@ -96,10 +102,11 @@ fi
 
 step "edge-inspector with extras ${extras_csv}" "${PIP[@]}" install "${pip_extra[@]}" -e ".[${extras_csv}]"
 
-# python3-gi (GStreamer's Python bindings, for the RTSP test camera) is a Debian package: the
-# venv sees it through --system-site-packages when it was made from Debian's python3. A venv
-# made from another build of the same Python version gets the package linked in instead.
-if has_mode dev; then
+# python3-gi (GObject introspection: Aravis for aravis:// cameras, GStreamer's RTSP server for the
+# test camera) is a Debian package: the venv sees it through --system-site-packages when it was
+# made from Debian's python3. A venv made from another build of the same Python version gets the
+# package linked in instead. The typelibs (gir1.2-*) are found by gi itself.
+if has_mode gige; then
   if ! .venv/bin/python -c "import gi" 2>/dev/null && [ -d /usr/lib/python3/dist-packages/gi ]; then
     venv_ver=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     sys_ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
@@ -110,7 +117,7 @@ if has_mode dev; then
       echo "$PWD/.venv/system-gi" > "$site/system-gi.pth"
       echo "setup: linked Debian's python3-gi into .venv"
     else
-      echo "setup: python3-gi is for Python $sys_ver, the venv runs $venv_ver: RTSP tests will be skipped"
+      echo "setup: python3-gi is for Python $sys_ver, the venv runs $venv_ver: no aravis:// cameras, RTSP tests skipped"
     fi
   fi
 fi
