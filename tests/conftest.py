@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -117,6 +118,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def epoch(ts: str) -> float:
+    """An event's ``ts`` (``2026-01-01T00:00:00.000Z``) as seconds since the epoch."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB, as the kernel counts it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def fail_once(obj: Any, method: str, exc: Exception) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 import scipy.io.wavfile
 
 from audio_fixtures import PulseServer, pulse_server_fixture  # noqa: F401 - fixture
-from conftest import ENGINES, DaemonConfig, Subscriber, start_daemon
+from conftest import ENGINES, DaemonConfig, Subscriber, epoch, start_daemon
 
 pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines/manifest.toml not built")
 
@@ -24,10 +23,6 @@ def fault_clip(seed: int, label: str, start_s: float, end_s: float, duration_s: 
 
     return make_clip(np.random.default_rng(seed), duration_s=duration_s, label=label, snr_db=3.0,
                      rotation_hz=25.0, fault_start_s=start_s, fault_end_s=end_s)
-
-
-def epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def play_to_daemon(pulse_server: PulseServer, cfg: DaemonConfig, mic: str, wav: Path,

@@ -31,7 +31,7 @@ from edge_inspector.events.catchup_protocol import (
 )
 from edge_inspector.events.journal import Journal
 
-from conftest import ENGINES, DaemonConfig, Subscriber, start_daemon
+from conftest import ENGINES, DaemonConfig, Subscriber, rss_mb, start_daemon
 
 pytestmark = pytest.mark.skipif(not (ENGINES / "manifest.toml").exists(), reason="engines not built")
 
@@ -74,13 +74,6 @@ def metrics(health: str) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 class Daemon:

@@ -19,7 +19,7 @@ from edge_inspector.config import load_config
 from edge_inspector.manifest import load_manifest
 from edge_inspector.inspectors.factory import engine_opener, open_visual
 
-from conftest import ENGINES, ROOT, DaemonConfig, Subscriber, free_port, journal_events, start_daemon, write_video
+from conftest import ENGINES, ROOT, DaemonConfig, Subscriber, free_port, journal_events, rss_mb, start_daemon, write_video
 
 sys.path.insert(0, str(ROOT / "tools"))
 import demo_ports  # noqa: E402  (tools/: shared with the fresh-machine check)
@@ -192,13 +192,6 @@ def test_sigterm_under_load_loses_no_event(tmp_path: Path, surfaces: Any) -> Non
     journal = [e["seq"] for _, e in journal_events(cfg.journal)]
     assert journal[-1] == received[-1], "events journalled but never published"
     assert [s for s in journal if s >= received[0]] == received
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.slow

@@ -11,22 +11,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audio_fixtures import PulseServer, pulse_server_fixture  # noqa: F401 - fixture
-from conftest import DaemonConfig
+from conftest import DaemonConfig, epoch
 from test_acoustic_daemon import play_to_daemon
 from test_learn_acoustic import SR, machine, run_cli, with_fault, write
 
 pytestmark = pytest.mark.slow
-
-
-def epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def test_record_learn_run_on_a_pulse_device(pulse_server: PulseServer, tmp_path: Path) -> None:

@@ -14,21 +14,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from edge_inspector.sources.stream_clock import StreamClock
 
-from conftest import ENGINES, ROOT, DaemonConfig, Subscriber, journal_events, render_toml, start_daemon
+from conftest import ENGINES, ROOT, DaemonConfig, Subscriber, epoch, journal_events, render_toml, start_daemon
 from rtsp_camera import RtspCamera, unanswering_port
 
 PASSWORD = "Zq7-camera-pass"  # distinctive, so a grep finds any copy of it
-
-
-def epoch(ts: str) -> float:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def readyz(health: str) -> int:
