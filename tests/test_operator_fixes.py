@@ -139,7 +139,12 @@ def test_tail_reads_the_daemons_config_hides_heartbeats_and_marks_episodes(tmp_p
         only_beats = cli("tail", "--config", str(cfg.path), "--topic", "heartbeat", "--count", "2", "--json", timeout=60)
     finally:
         daemon.terminate()
-        daemon.communicate(timeout=30)
+        _, log = daemon.communicate(timeout=30)
+    # bound on every interface, any key pair let in: the daemon says so at start, for each endpoint
+    for key, endpoint in (("publisher.endpoint", f"tcp://*:{pub}"),
+                          ("publisher.catchup_endpoint", f"tcp://0.0.0.0:{catchup}")):
+        assert any("WARNING" in line and f"{key}: {endpoint} lets any CURVE client in" in line
+                   for line in log.splitlines()), log[-2000:]
     assert people.returncode == 0, people.stderr
     lines = people.stdout.splitlines()
     assert len(lines) == 3 and not any("heartbeat" in line for line in lines), lines
