@@ -6,7 +6,8 @@ directory: the models of the base directory (``--engines``, default the shipped 
 itself when it already is one) plus the learnt model, its manifest entry and card.  Everything is
 written into a staging directory beside DIR and swapped in at the end
 (:func:`~edge_inspector.atomic.replace_dir`), so DIR is never half old, half new, and a failed
-run leaves it as it was.  Other modalities add their own subcommand beside ``acoustic``.
+run leaves it as it was.  ``learn visual`` (:mod:`edge_inspector.commands.learn_visual`) does the
+same for a camera's product.
 """
 
 from __future__ import annotations
@@ -142,3 +143,6 @@ def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
     a.add_argument("--microphone", default=None, metavar="NAME",
                    help="which microphone of a recording with several (default: its only one)")
     a.set_defaults(func=learn_acoustic)
+    from edge_inspector.commands.learn_visual import add_visual_parser
+
+    add_visual_parser(modality, fmt)

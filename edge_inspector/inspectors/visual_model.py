@@ -60,6 +60,29 @@ class LoadedModel:
         return self.file.precision if self.file is not None else "fp32"
 
 
+class Preprocessor:
+    """BGR uint8 frames of any size -> the input tensor of an image contract
+    (:class:`~edge_inspector.manifest.ImageInput`): resized (stretched), normalised, NCHW float32.
+    The runner, the capture threads and ``learn`` all use it, so a model always sees the same tensor."""
+
+    def __init__(self, contract: Any) -> None:
+        _, self.height, self.width = contract.input_shape
+        # (pixel/255 - mean)/std folded into one multiply-subtract per channel
+        self._scale = 1.0 / (255.0 * np.asarray(contract.std, np.float32))
+        self._offset = np.asarray(contract.mean, np.float32) / np.asarray(contract.std, np.float32)
+        self._channels = (2, 1, 0) if contract.color == "RGB" else (0, 1, 2)  # source BGR channel
+
+    def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        batch = np.empty((len(images), self.height, self.width, 3), np.uint8)
+        for i, image in enumerate(images):
+            batch[i] = resize_to(_as_bgr(image), self.width, self.height)
+        x = np.empty((len(images), 3, self.height, self.width), np.float32)
+        for c, src in enumerate(self._channels):
+            np.multiply(batch[..., src], self._scale[c], out=x[:, c], casting="unsafe")
+            x[:, c] -= self._offset[c]
+        return x
+
+
 class VisualModelRunner:
     """Runs a directory's visual models (a classifier, an anomaly model, or both) on lists of BGR
     frames through any :class:`Engine`; every model sees the same preprocessed tensor."""
@@ -79,11 +102,8 @@ class VisualModelRunner:
         self.sha256 = (self.models[0].sha256 if len(self.models) == 1 else
                        hashlib.sha256("+".join(m.sha256 for m in self.models).encode()).hexdigest())
         self.max_batch = max(1, min(int(m.engine.max_batch) for m in self.models))
-        _, self.height, self.width = contract.input_shape
-        # (pixel/255 - mean)/std folded into one multiply-subtract per channel
-        self._scale = 1.0 / (255.0 * np.asarray(contract.std, np.float32))
-        self._offset = np.asarray(contract.mean, np.float32) / np.asarray(contract.std, np.float32)
-        self._channels = (2, 1, 0) if contract.color == "RGB" else (0, 1, 2)  # source BGR channel
+        self.preprocess = Preprocessor(contract)
+        self.height, self.width = self.preprocess.height, self.preprocess.width
 
     def describe(self) -> str:
         """What runs, for the start-up log: ``visual_cnn int8 (visual_cnn.int8.onnx)``."""
@@ -93,17 +113,6 @@ class VisualModelRunner:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(m.head.kind for m in self.models)
-
-    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR uint8 frames of any size -> resized (stretched) normalised NCHW float32 batch."""
-        batch = np.empty((len(images), self.height, self.width, 3), np.uint8)
-        for i, image in enumerate(images):
-            batch[i] = resize_to(_as_bgr(image), self.width, self.height)
-        x = np.empty((len(images), 3, self.height, self.width), np.float32)
-        for c, src in enumerate(self._channels):
-            np.multiply(batch[..., src], self._scale[c], out=x[:, c], casting="unsafe")
-            x[:, c] -= self._offset[c]
-        return x
 
     def run(self, x: np.ndarray) -> list[dict[str, np.ndarray]]:
         """One engine call per model on the preprocessed batch: each model's raw outputs."""

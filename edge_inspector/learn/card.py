@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 
 
-def histogram_png(path: Path, scores: np.ndarray, threshold: float, offset_raw: float, title: str) -> None:
-    """A histogram (log counts) of held-out good scores with the threshold and offset marked."""
+def histogram_png(path: Path, scores: np.ndarray, threshold: float, offset_raw: float | None, title: str,
+                  caption: str = "smoothed score of held-out good audio (frames, log count)") -> None:
+    """A histogram (log counts) of held-out good scores with the threshold (and offset) marked."""
     w, h, left, bottom, top = 720, 360, 60, 50, 40
     img = np.full((h, w, 3), 255, np.uint8)
     hi = max(float(np.max(scores)) if scores.size else 1.0, threshold) * 1.15
@@ -36,6 +37,8 @@ def histogram_png(path: Path, scores: np.ndarray, threshold: float, offset_raw: 
     cv2.line(img, (left, h - bottom), (w - 20, h - bottom), (0, 0, 0), 1)
     cv2.line(img, (left, top), (left, h - bottom), (0, 0, 0), 1)
     for v, colour, name in ((threshold, (0, 0, 220), "threshold"), (offset_raw, (0, 140, 255), "offset")):
+        if v is None:
+            continue
         x = x_of(v)
         cv2.line(img, (x, top), (x, h - bottom), colour, 2)
         cv2.putText(img, f"{name} {v:.2f}", (min(x + 4, w - 150), top + 14 + (18 if name == "offset" else 0)),
@@ -46,7 +49,7 @@ def histogram_png(path: Path, scores: np.ndarray, threshold: float, offset_raw: 
         y = int(h - bottom - k / top_c * ph)
         cv2.putText(img, f"1e{k}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, title, (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "smoothed score of held-out good audio (frames, log count)", (left, h - 12),
+    cv2.putText(img, caption, (left, h - 12),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.42, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), img)
 
