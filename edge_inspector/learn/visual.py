@@ -40,6 +40,7 @@ class LearnOptions:
     bank: int = 1024  # remembered good codes per scale
     offset: float = 0.1  # light normalisation
     grid: int = 32  # cells per side of the score map
+    smooth: int = 3  # mean over this many cells of the final map (1: none)
     scales: tuple[tuple[int, int, int], ...] = ((1, 8, 8), (2, 8, 4), (4, 8, 2))  # (down, patch, stride)
     patches: int = 40000  # patches sampled per scale for the principal components
     candidates: int = 20000  # codes the memory is chosen from (greedy k-centre)
@@ -143,19 +144,25 @@ def _flat(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes.transpose(0, 2, 3, 1).reshape(-1, codes.shape[1]))
 
 
-def combine(zmaps: list[np.ndarray], grid: int) -> tuple[np.ndarray, np.ndarray]:
+def combine(zmaps: list[np.ndarray], grid: int, smooth: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """NumPy twin of the graph's step 5: finer maps max-pooled to the grid, per-cell maximum over
     scales, 3x3 mean -> (maps, scores)."""
     pooled = []
     for z in zmaps:
-        k = z.shape[-1] // grid
-        pooled.append(z.reshape(len(z), grid, k, grid, k).max(axis=(2, 4)) if k > 1 else z)
+        side = z.shape[-1]
+        if side > grid:
+            k = side // grid
+            z = z.reshape(len(z), grid, k, grid, k).max(axis=(2, 4))
+        elif side < grid:
+            k = grid // side
+            z = np.repeat(np.repeat(z, k, axis=1), k, axis=2)
+        pooled.append(z)
     top = np.max(pooled, axis=0).astype(np.float32)
-    ones = np.ones(top.shape[1:], np.float32)
-    kw = dict(ksize=(3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    count = cv2.boxFilter(ones, -1, **kw)
-    smooth = np.stack([cv2.boxFilter(m, -1, **kw) / count for m in top])
-    return smooth, smooth.reshape(len(smooth), -1).max(axis=1)
+    if smooth > 1:
+        kw = dict(ksize=(smooth, smooth), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        count = cv2.boxFilter(np.ones(top.shape[1:], np.float32), -1, **kw)
+        top = np.stack([cv2.boxFilter(m, -1, **kw) / count for m in top])
+    return top, top.reshape(len(top), -1).max(axis=1)
 
 
 def gumbel_quantile(scores: np.ndarray, p: float) -> tuple[float, float, float]:
@@ -199,7 +206,7 @@ def learn(inputs: np.ndarray, contract: Any, options: LearnOptions,
     if shape[1] % (8 * max(s[0] for s in options.scales)) or shape[1] != shape[2]:
         raise UserError(f"input shape {shape}: learn needs a square input whose side is a multiple of 32")
     rng = np.random.default_rng(20240611)
-    model = PatchKnn(tuple(contract.mean), tuple(contract.std), options.offset, options.grid, [])
+    model = PatchKnn(tuple(contract.mean), tuple(contract.std), options.offset, options.grid, [], options.smooth)
     progress(f"light-normalising {n} images")
     light = _run(model, "light", inputs, shape, options.threads)[0]
     for down, patch, stride in options.scales:
@@ -215,13 +222,13 @@ def learn(inputs: np.ndarray, contract: Any, options: LearnOptions,
         for s, c in enumerate(codes):
             bank = coreset(_flat(c[folds != f]), options.bank, rng, options.candidates)
             held[s][folds == f] = nearest(_flat(c[folds == f]), bank).reshape(-1, *c.shape[2:])
-    zmaps = []
+    zmaps = [np.empty_like(h) for h in held]
     for s, scale in enumerate(model.scales):
-        scale.mean = held[s].mean(axis=0).astype(np.float32)
-        spread = held[s].std(axis=0)
-        scale.inv_std = (1.0 / (spread + 0.1 * float(np.median(spread)) + 1e-6)).astype(np.float32)
-        zmaps.append((held[s] - scale.mean) * scale.inv_std)
-    maps, scores = combine(zmaps, options.grid)
+        for f in range(FOLDS):  # a fold's positions are normalised by the other folds' spread, as new parts are
+            mean, inv = _spread(held[s][folds != f])
+            zmaps[s][folds == f] = (held[s][folds == f] - mean) * inv
+        scale.mean, scale.inv_std = _spread(held[s])
+    maps, scores = combine(zmaps, options.grid, options.smooth)
     progress("threshold")
     calibrated = calibrate(scores, options.max_false_reject)
     progress("final memory from every image")
@@ -230,8 +237,16 @@ def learn(inputs: np.ndarray, contract: Any, options: LearnOptions,
     return Learnt(model, calibrated, maps)
 
 
+def _spread(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position mean and inverse spread of held-out good distances (the spread floored at a
+    tenth of its median, so a position where every good part looks alike cannot explode)."""
+    spread = distances.std(axis=0)
+    inv = 1.0 / (spread + 0.1 * float(np.median(spread)) + 1e-6)
+    return distances.mean(axis=0).astype(np.float32), inv.astype(np.float32)
+
+
 def numpy_scores(model: PatchKnn, codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """What the final graph computes from the codes (a check of the written graph)."""
     zmaps = [(nearest(_flat(c), s.bank).reshape(-1, *c.shape[2:]) - s.mean) * s.inv_std
              for s, c in zip(model.scales, codes)]
-    return combine(zmaps, model.grid)
+    return combine(zmaps, model.grid, model.smooth)

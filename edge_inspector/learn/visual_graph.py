@@ -66,6 +66,7 @@ class PatchKnn:
     offset: float  # light normalisation: (x - L) / (L + offset)
     grid: int  # G
     scales: list[ScaleCodes]
+    smooth: int = 3  # side of the mean over the final map (1: none)
 
 
 class _Graph:
@@ -131,21 +132,30 @@ def _codes(g: _Graph, light: str, s: ScaleCodes) -> str:
 
 def _distance(g: _Graph, codes: str, s: ScaleCodes, grid: int) -> str:
     """[N, d, g, g] codes -> [N, 1, G, G] per-position normalised nearest-good distance (steps 3-4);
-    a scale with a finer map (``g = k G``) keeps the largest of each ``k x k`` cells."""
+    a scale with a finer map (``g = k G``) keeps the largest of each ``k x k`` cells, a coarser one
+    (``G = k g``) is repeated over them."""
     side = s.mean.shape[-1]
     d = s.weight.shape[0] + (1 if s.residual else 0)
     flat = g.op("Transpose", [g.op("Reshape", [codes, g.const([0, d, -1], np.int64)])], perm=[0, 2, 1])  # [N,P,d]
-    sq = g.op("ReduceSum", [g.op("Mul", [flat, flat]), g.const([-1], np.int64)], keepdims=1)  # [N,P,1]
-    dot = g.op("MatMul", [flat, g.const(s.bank.T)])  # [N,P,K]
-    bank_sq = np.sum(s.bank.astype(np.float64) ** 2, axis=1).astype(np.float32)
-    d2 = g.op("Add", [g.op("Add", [g.op("Mul", [dot, g.const(-2.0)]), sq]), g.const(bank_sq)])
-    nearest = g.op("ReduceMin", [d2], axes=[-1], keepdims=0)  # [N,P]
-    dist = g.op("Sqrt", [g.op("Max", [nearest, g.const(0.0)])])
+    sq = g.op("ReduceSum", [g.op("Mul", [flat, flat]), g.const([-1], np.int64)], keepdims=0)  # [N,P]
+    # min_k |y - b_k|^2 = |y|^2 + min_k (|b_k|^2 - 2 y.b_k): one MatMul over [y, 1] and [-2 b; |b|^2],
+    # so no [P, K] tensor is touched twice
+    ones = g.op("Add", [g.op("Mul", [g.op("ReduceSum", [flat, g.const([-1], np.int64)], keepdims=1), g.const(0.0)]),
+                        g.const(1.0)])  # [N,P,1] of ones, whatever N
+    augmented = g.op("Concat", [flat, ones], axis=2)  # [N,P,d+1]
+    bank_sq = np.sum(s.bank.astype(np.float64) ** 2, axis=1)
+    table = np.concatenate([-2.0 * s.bank.T.astype(np.float64), bank_sq[None]], axis=0).astype(np.float32)  # [d+1,K]
+    nearest = g.op("ReduceMin", [g.op("MatMul", [augmented, g.const(table)])], axes=[-1], keepdims=0)  # [N,P]
+    dist = g.op("Sqrt", [g.op("Max", [g.op("Add", [nearest, sq]), g.const(0.0)])])
     dmap = g.op("Reshape", [dist, g.const([-1, 1, side, side], np.int64)])
     z = g.op("Mul", [g.op("Sub", [dmap, g.const(s.mean[None, None])]), g.const(s.inv_std[None, None])])
     if side > grid:
         k = side // grid
         z = g.op("MaxPool", [z], kernel_shape=[k, k], strides=[k, k])
+    elif side < grid:  # a coarser scale: each cell repeated over the grid cells it covers
+        k = float(grid // side)
+        z = g.op("Resize", [z, "", g.const([1.0, 1.0, k, k])], mode="nearest",
+                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     return z
 
 
@@ -170,8 +180,9 @@ def write_graph(model: PatchKnn, path: Path, input_shape: tuple[int, int, int], 
     else:
         maps = [_distance(g, _codes(g, light, s), s, model.grid) for s in model.scales]
         top = maps[0] if len(maps) == 1 else g.op("Max", maps)
-        smooth = g.op("AveragePool", [top], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
-                      count_include_pad=0)
+        k = model.smooth
+        smooth = top if k <= 1 else g.op("AveragePool", [top], kernel_shape=[k, k], strides=[1, 1],
+                                         pads=[k // 2] * 4, count_include_pad=0)
         g.op("Identity", [smooth], "anomaly_map")
         g.op("ReduceMax", [smooth], "score", axes=[1, 2, 3], keepdims=0)
         outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
