@@ -69,10 +69,12 @@ def make_part(family: str, product: int, split: int, index: int, defect: str = "
     if defect:
         if defect not in fam.defects:
             raise ValueError(f"{family} has no defect {defect!r}; expected one of {', '.join(fam.defects)}")
+        np.clip(canvas, 0, 255, out=canvas)
         clean = canvas.copy()
         for _ in range(MAX_REDRAWS):  # a defect nobody could see is no defect: draw it again
             canvas[...] = clean
             mask = fam.flaw(defect, design, canvas, rng)
+            np.clip(canvas, 0, 255, out=canvas)  # judged as the camera will get it: a brightening past white is lost
             if visibility(clean, canvas, mask) >= MIN_CHANGE:
                 break
         else:
