@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_inspector.errors import UserError
+from edge_inspector.commands.learn import add_source_options
 
 
 def raw_scores(manifest: Any, kind: str, images: list[np.ndarray]) -> np.ndarray:
@@ -97,6 +98,5 @@ def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
                    help="share of these good parts each model may reject (default 0.01)")
     p.add_argument("--model", choices=["classifier", "anomaly"], default=None,
                    help="only this model (default: every visual model of DIR)")
-    p.add_argument("--camera", default=None, metavar="NAME", help="which camera of a recording with several")
-    p.add_argument("--max-images", type=int, default=1000, metavar="N", help="at most this many images (default 1000)")
+    add_source_options(p)
     p.set_defaults(func=calibrate_command)

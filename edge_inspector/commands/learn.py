@@ -125,6 +125,24 @@ def learn_acoustic(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_learn_arguments(parser: Any, sources_help: str) -> None:
+    """What every ``learn MODALITY`` takes: its sources, ``--out`` and ``--engines``."""
+    parser.add_argument("sources", nargs="+", type=Path, metavar="SOURCE", help=sources_help)
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="engines directory to write, created or updated (required)")
+    parser.add_argument("--engines", type=Path, default=None, metavar="DIR",
+                        help="where the other models come from when --out is new (default: the shipped models)")
+
+
+def add_source_options(parser: Any) -> None:
+    """``--camera`` and ``--max-images``: how ``learn visual`` and ``calibrate`` take frames from
+    their sources (one definition for both commands)."""
+    parser.add_argument("--camera", default=None, metavar="NAME",
+                        help="which camera of a recording with several (default: its only one)")
+    parser.add_argument("--max-images", type=int, default=1000, metavar="N",
+                        help="at most this many images, spread evenly over long videos (default 1000)")
+
+
 def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
     """The ``learn`` command and its ``acoustic`` subcommand (``fmt``: the CLI's help format)."""
     p = sub.add_parser("learn", help="learn the line's normal from good parts or sounds (into an engines directory)",
@@ -132,12 +150,7 @@ def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
     modality = p.add_subparsers(dest="modality", required=True, metavar="MODALITY")
     a = modality.add_parser("acoustic", help="a normal-only model of a machine's sound, from WAV files or recordings",
                             **fmt)
-    a.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
-                   help="WAV files or directories made by `record` (minutes of the healthy machine)")
-    a.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="engines directory to write, created or updated (required)")
-    a.add_argument("--engines", type=Path, default=None, metavar="DIR",
-                   help="where the other models come from when --out is new (default: the shipped models)")
+    add_learn_arguments(a, "WAV files or directories made by `record` (minutes of the healthy machine)")
     a.add_argument("--max-false-alarms-per-hour", type=float, default=1.0, metavar="N",
                    help="false episodes per hour allowed on good audio: sets the threshold")
     a.add_argument("--microphone", default=None, metavar="NAME",

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_inspector.commands.learn import _base_dir, _progress, _stage
+from edge_inspector.commands.learn import _base_dir, _progress, _stage, add_learn_arguments, add_source_options
 from edge_inspector.errors import UserError
 
 VISUAL_FILE = "visual_anomaly.onnx"
@@ -159,17 +159,10 @@ def learn_visual(args: argparse.Namespace) -> int:
 def add_visual_parser(modality: Any, fmt: dict[str, Any]) -> None:
     v = modality.add_parser("visual", help="a good-parts-only model of one camera's product, from images, videos "
                             "or recordings", **fmt)
-    v.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
-                   help="folders of images, video files or directories made by `record` (200+ good parts)")
-    v.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="engines directory to write, created or updated (required)")
-    v.add_argument("--engines", type=Path, default=None, metavar="DIR",
-                   help="where the other models come from when --out is new (default: the shipped models)")
+    add_learn_arguments(v, "folders of images, video files or directories made by `record` (200+ good parts)")
     v.add_argument("--max-false-reject", type=float, default=0.01, metavar="RATE",
                    help="share of good parts the directory's models may reject together (default 0.01)")
-    v.add_argument("--camera", default=None, metavar="NAME", help="which camera of a recording with several")
-    v.add_argument("--max-images", type=int, default=1000, metavar="N",
-                   help="at most this many images, spread evenly over long videos (default 1000)")
+    add_source_options(v)
     group = v.add_mutually_exclusive_group()
     group.add_argument("--keep-classifier", action="store_true",
                        help="leave the classifier's threshold as it is, whatever it rejects of these good parts")
