@@ -72,6 +72,19 @@ def infer(directory: Path, images: list[np.ndarray], kinds: tuple[str, ...] | No
         runner.close()
 
 
+def frame_cost(directory: Path, image: np.ndarray, calls: int = 40) -> float:
+    """Thread-CPU ms of the anomaly model alone on one frame, on one ONNX Runtime thread (batch 1):
+    what it adds per frame on one core, however loaded the machine is."""
+    from training.visual.evaluate import speed
+
+    runner = open_visual(load_manifest(directory), engine_opener("onnxruntime", intra_op_threads=1), 1,
+                         kinds=("anomaly",))
+    try:
+        return speed(runner, 1, calls, clock=time.thread_time, image=image)
+    finally:
+        runner.close()
+
+
 def measures(parts: list[Any], alone: list[Any], both: list[Any], truth_boxes: list[Any]) -> dict[str, Any]:
     """The figures of one family (or set) from the anomaly model's and the directory's results."""
     bad = np.array([not p.good if isinstance(p, Part) else p.label != "ok" for p in parts])
@@ -103,10 +116,12 @@ def evaluate_family(family: str, product: int, base: Path, work: Path) -> tuple[
     images = [p.image for p in parts]
     alone, both = infer(directory, images, ("anomaly",)), infer(directory, images, None)
     m = measures(parts, alone, both, [p.bbox for p in parts])
-    m.update(learn_s=learn_s, total_s=time.perf_counter() - t0, product=product)
+    m.update(learn_s=learn_s, total_s=time.perf_counter() - t0, product=product, ms_per_frame=frame_cost(directory, images[0]))
     print(f"{family:>10} p{product}: AUROC {m['auroc']:.3f}, rejected {m['good_rejected']:.1%}, found {m['recall']:.1%}, "
           f"box IoU>=0.3 {m['box_iou_0.3']:.1%} | directory AUROC {m['dir_auroc']:.3f}, rejected "
-          f"{m['dir_good_rejected']:.1%}, found {m['dir_recall']:.1%} | learn {learn_s:.0f} s", flush=True)
+          f"{m['dir_good_rejected']:.1%}, found {m['dir_recall']:.1%} | learn {learn_s:.0f} s, "
+          f"{m['ms_per_frame']:.1f} ms/frame | per kind found: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in m["per_kind"].items()), flush=True)
     picks = [i for i in range(N_GOOD, N_GOOD + N_BAD)][:6] + [int(np.argmax([r.anomaly_score for r in alone[:N_GOOD]]))]
     pictures = {"images": [images[i] for i in picks], "results": [alone[i] for i in picks],
                 "truth": [parts[i].bbox for i in picks], "captions": [parts[i].defect or "good" for i in picks]}

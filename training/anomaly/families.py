@@ -4,9 +4,8 @@ Two groups that never mix:
 
 * :data:`DEVELOPMENT` (families_dev.py): everything about the anomaly model -- feature
   extractor, grid, bank size, score and box rules -- was chosen on these;
-* :data:`HELD_OUT` (families_heldout.py): only ever evaluated, for the model card.  Nothing was
-  trained or tuned on them, and the backbone's training textures (training/anomaly/textures.py)
-  are neither.
+* :data:`HELD_OUT` (families_heldout.py: heldout_printed.py, heldout_machined.py): only ever
+  evaluated, for the model card.  Nothing was trained or tuned on them.
 
 A family draws one *product* per seed (the part a line makes all day), then parts of it: good
 ones with their manufacturing variation, defective ones with one defect of a kind the shipped
