@@ -151,6 +151,9 @@ class VisualAnomalyModel(ImageInput, AnomalyDecision):
     output_score: str = "score"  # [N] raw image score
     output_map: str = "anomaly_map"  # [N, 1, h, w] raw score per cell (the box comes from it)
     map_threshold: float  # raw cell score at which a cell counts as part of the defect's box
+    # raw score of a typical good part (held-out median): a box is cut at 3/4 of the way from it
+    # to the map's peak, so it hugs the defect however strongly it scores (None: at map_threshold)
+    typical: float | None = None
     int8: tuple[QuantizedFile, ...] = ()  # verified INT8 versions, one per runtime target
 
 

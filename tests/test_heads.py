@@ -151,3 +151,19 @@ def test_inference_batch_is_threshold_free() -> None:
     b = c.batch({"probs": np.array([[0.25, 0.75, 0, 0, 0]], np.float32), "heatmap": np.ones((1, 1, 4, 4), np.float32)})
     assert isinstance(b, InferenceBatch) and b.pred_score[0] == pytest.approx(0.75) and b.anomaly_map.shape == (1, 4, 4)
     assert c.opinion(b, 0, threshold=0.7).flagged and not c.opinion(b, 0, threshold=0.9).flagged
+
+
+def test_anomaly_box_hugs_a_strong_defect_not_its_halo() -> None:
+    """A strong defect lifts the cells around it over the fixed map threshold too (the map is
+    smoothed, coarse scales spread); the box is cut relative to the map's peak instead."""
+    from edge_inspector.inspectors.visual_model import heatmap_bbox
+
+    raw = np.full((32, 32), 1.0, np.float32)  # a typical good part
+    raw[8:20, 8:20] = 2.5  # halo: over map_threshold (2.0)
+    raw[12:15, 12:15] = 9.0  # the defect
+    batch = InferenceBatch(pred_score=np.array([9.0], np.float32), anomaly_map=raw[None])
+    with_typical = AnomalyHead(Manifest(visual=[anomaly_entry(typical=1.0)]).anomaly("visual")).opinion(batch, 0)
+    assert heatmap_bbox(with_typical.cell_map, with_typical.map_threshold, (256, 256)) == [96, 96, 24, 24]
+    # a model learnt before ``typical`` was recorded: the cells over map_threshold, as they were
+    without = AnomalyHead(Manifest(visual=[anomaly_entry()]).anomaly("visual")).opinion(batch, 0)
+    assert heatmap_bbox(without.cell_map, without.map_threshold, (256, 256)) == [64, 64, 96, 96]

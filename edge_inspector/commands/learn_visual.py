@@ -130,7 +130,8 @@ def learn_visual(args: argparse.Namespace) -> int:
                     f"good codes per scale, in units of the held-out spread at its position; {options.grid}x"
                     f"{options.grid} map, image score its maximum"),
             threshold=round(cal.threshold, 6), score_scale=round(cal.score_scale, 6),
-            map_threshold=round(cal.map_threshold, 6), max_false_reject=round(anomaly_budget, 6),
+            map_threshold=round(cal.map_threshold, 6), typical=round(cal.typical, 6),
+            max_false_reject=round(anomaly_budget, 6),
             learnt_from=Provenance(items=len(good), sha256=good.sha256(), sources=tuple(good.sources), date=_now()),
         )
         write_manifest(replace_entry(manifest, "visual", entry), staged)

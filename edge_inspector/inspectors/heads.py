@@ -31,7 +31,8 @@ manifest entry type; nothing downstream changes.
   else ``anomaly``.  The item also carries ``anomaly_score`` whenever an anomaly model ran.
 
 The box (visual) comes from the map of the model that decided: the classifier's heatmap when
-it flagged the item, else the anomaly map.
+it flagged the item, else the anomaly map, cut at :data:`BOX_LEVEL` of the way from a typical
+good part's score (the manifest's ``typical``) to the map's peak, never below ``map_threshold``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 
 ANOMALY_LABEL = "anomaly"
+# an anomaly box takes the cells 3/4 of the way from a typical good part's score to the map's peak
+# (measured on the development products: IoU >= 0.3 for 64-88 % of found defects, against 15-61 %
+# for the cells above the fixed map threshold)
+BOX_LEVEL = 0.75
 
 
 @dataclass
@@ -166,9 +171,15 @@ class AnomalyHead:
     def opinion(self, batch: InferenceBatch, i: int, threshold: float | None = None) -> Opinion:
         e = self.entry
         raw = float(batch.pred_score[i])
-        cells = None if batch.anomaly_map is None else anomaly_score(batch.anomaly_map[i], e.threshold, e.score_scale)
+        cells, box_level = None, self.map_threshold
+        if batch.anomaly_map is not None:
+            cells = anomaly_score(batch.anomaly_map[i], e.threshold, e.score_scale)
+            typical = getattr(e, "typical", None)
+            if typical is not None:  # relative to this map's peak: a strong defect's box is not its halo
+                level = typical + BOX_LEVEL * (float(batch.anomaly_map[i].max()) - typical)
+                box_level = max(self.map_threshold, float(anomaly_score(level, e.threshold, e.score_scale)))
         return Opinion("anomaly", float(anomaly_score(raw, e.threshold, e.score_scale)),
-                       0.5 if threshold is None else float(threshold), ANOMALY_LABEL, cells, self.map_threshold, raw=raw)
+                       0.5 if threshold is None else float(threshold), ANOMALY_LABEL, cells, box_level, raw=raw)
 
 
 HEADS: dict[str, type] = {"classifier": ClassifierHead, "anomaly": AnomalyHead}
