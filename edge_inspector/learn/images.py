@@ -109,7 +109,7 @@ def _folder_images(directory: Path, size: tuple[int, int]) -> list[_Frame]:
 
 
 def _frames_of(source: Path, camera: str | None, size: tuple[int, int], most: int) -> list[_Frame]:
-    from edge_inspector.checks import VIDEO_SUFFIXES
+    from edge_inspector.sources.kinds.video_file import VIDEO_SUFFIXES
     from edge_inspector.inspectors.visual_model import load_image
 
     if source.is_dir():
