@@ -118,6 +118,23 @@ def test_learnt_directory_runs_in_the_daemon(tmp_path: Path, learnt: Path) -> No
 
 
 @pytest.mark.slow
+def test_bench_times_the_learnt_model_alone(tmp_path: Path, learnt: Path) -> None:
+    """tools/bench.py --only anomaly: the learnt model's cost per frame on one core, as a target."""
+    import json
+    import sys
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "bench.py"), "--quick",
+                           "--only", "anomaly", "--engines", str(learnt), "--out", str(out), "--no-chart"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["anomaly"]["file"] == "visual_anomaly.onnx" and result["anomaly"]["cpu_ms_per_frame"] > 0
+    target = next(t for t in result["targets"] if t["target"] == "learnt anomaly model per frame, one core")
+    assert target["status"] in ("PASS", "FAIL") and target["bound"] == 5.0
+
+
+@pytest.mark.slow
 def test_calibrate_moves_the_false_reject_rate(tmp_path: Path, learnt: Path) -> None:
     directory = shutil.copytree(learnt, tmp_path / "dir")
     line = folder(tmp_path / "line", [p.image for p in good_parts(FAMILY, 0, 60, split=SPLIT_TEST, start=200)])

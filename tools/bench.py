@@ -4,7 +4,8 @@
 Measures on this machine, on the same 1280x720 clip and the shipped models:
 
 1. the model alone at each precision (int8, fp32) and batch (1, 2, 4, 8) on one thread, and with
-   every core busy (ONNX Runtime; TensorRT where available)
+   every core busy (ONNX Runtime; TensorRT where available); a learnt visual anomaly model of
+   ``--engines`` (``learn visual``) alone, at batch 1 on one thread
 2. decode-only throughput (``cv2.VideoCapture`` read loop)
 3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false) at each
    precision, against the CPU ceiling (every core busy with decode + preprocess + inference)
@@ -41,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import ROOT, clip_frames, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
-SCENARIOS = ("engine", "decode", "daemon", "views", "naive", "threaded", "latency", "scale", "audio", "bus", "mqtt",
-             "outage", "plc")
+SCENARIOS = ("engine", "anomaly", "decode", "daemon", "views", "naive", "threaded", "latency", "scale", "audio", "bus",
+             "mqtt", "outage", "plc")
 BATCHES = [1, 2, 4, 8]
 PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqtt/plc extras, no model
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from bench_daemon import microphone_cpu, paired_replays, scale_live
     from bench_latency import live_latency
-    from bench_engine import engine_precisions
+    from bench_engine import anomaly_cost, engine_precisions
     from bench_parts import (acoustic_path_rtf, audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost,
                              threaded_loop)
     from bench_plant import mqtt_outage, mqtt_throughput, plc_latency
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 backends = [b for b in ("onnxruntime", "tensorrt") if b in available_backends()]
                 results["engine"] = {b: engine_precisions(engines, b, precisions, BATCHES, plan["engine_s"], progress=step)
                                      for b in backends}
+            elif name == "anomaly":
+                results["anomaly"] = anomaly_cost(engines, plan["engine_s"], progress=step)
             elif name == "decode":
                 results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
             elif name == "daemon":

@@ -122,6 +122,26 @@ def preprocess_cpu_ms(engines: Path, frames: list[np.ndarray], batch: int, secon
         runner.close()
 
 
+def anomaly_cost(engines: Path, seconds: float, progress: Progress | None = None) -> dict[str, Any] | None:
+    """What a learnt anomaly model (``learn visual``) adds per frame: the model alone at batch 1 on
+    one ONNX Runtime thread, thread CPU time (its cost on one core however busy the machine).
+    None when the directory has no visual anomaly model."""
+    from edge_inspector.inspectors.factory import engine_opener, open_visual
+    from edge_inspector.manifest import load_manifest
+
+    manifest = load_manifest(engines)
+    if manifest.anomaly("visual") is None:
+        return None
+    if progress:
+        progress("visual anomaly model, batch 1, one thread")
+    runner = open_visual(manifest, engine_opener("onnxruntime", intra_op_threads=1), 1, kinds=("anomaly",))
+    try:
+        row = time_calls(runner.run, runner.preprocess([_image(runner)]), seconds)
+    finally:
+        runner.close()
+    return {"file": runner.models[0].entry.file, "size": [runner.height, runner.width], **row}
+
+
 def ceiling_fps(cores: int, decode_cpu_ms: float, preprocess_cpu_ms: float, inference_cpu_ms: float) -> float:
     """Frames/s with every core busy all the time on nothing but the work each frame needs."""
     return round(1000.0 * cores / (decode_cpu_ms + preprocess_cpu_ms + inference_cpu_ms), 1)

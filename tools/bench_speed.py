@@ -72,6 +72,11 @@ def speed_targets(r: dict[str, Any], add: Any) -> None:
                 f"median over {len(d['runs_cpu_share'])} runs of (decode + preprocess + inference CPU per frame) / "
                 f"(the daemon process's CPU per frame) >= 0.9, independent of how many cores other work left it; "
                 f"per run: {detail}")
+    if "anomaly" in (r.get("scenarios") or []):
+        a = r.get("anomaly")
+        add("learnt anomaly model per frame, one core", a["cpu_ms_per_frame"] if a else None, 5.0 if a else None,
+            f"thread CPU ms per {a['size'][1]}x{a['size'][0]} frame of {a['file']} alone, batch 1, one ONNX Runtime "
+            f"thread <= 5 ms" if a else "", ok_if_le=True)
     speed = r.get("int8_vs_fp32") or {}
     add("INT8 model vs FP32 model", speed.get("all_cores"), 1.8 if speed else None,
         f"frames/s of the model alone with every core busy, INT8 / FP32 = {speed.get('all_cores')} >= 1.8 "
