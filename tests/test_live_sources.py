@@ -275,6 +275,17 @@ def test_record_manifest_carries_no_camera_password(tmp_path: Path) -> None:
 
 
 
+def wait_listening(port: int, timeout_s: float = 20.0) -> None:
+    """Wait until a socket listens on ``port`` (seen in /proc/net/tcp, without connecting to it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
+
+
 def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) -> None:
     """MJPEG over HTTP carries no timestamps: FFmpeg numbers its frames at an assumed 25 fps.
 
@@ -289,7 +300,7 @@ def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) ->
                                "testsrc=size=320x240:rate=10", "-t", "20", "-c:v", "mjpeg", "-q:v", "3",
                                "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"])
     try:
-        time.sleep(0.5)
+        wait_listening(port)  # FFmpeg serves one client: a probe connection would take its place
         src, _queue = open_source(source_settings("camera", name="c", uri=f"http://127.0.0.1:{port}/s.mjpg"))
         src.open()
         frames = []
