@@ -82,7 +82,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     from edge_inspector.client import curve_keys
-    from edge_inspector.events.tail import run_tail
+    from edge_inspector.commands.tail import run_tail
 
     keys = curve_keys(args.curve_server_key, args.curve_client_key)
     return run_tail(args.endpoint, args.topic or [""], args.json, args.catchup, args.count,
@@ -100,7 +100,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from edge_inspector.client import curve_keys
-    from edge_inspector.logger.command import run_log
+    from edge_inspector.commands.log import run_log
 
     return run_log(args.to, args.endpoint, args.catchup, args.topic or [""], since=args.since,
                    max_bytes=int(args.max_mb * 2**20), keep=args.keep, count=args.count,
@@ -110,7 +110,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_build_engines(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from edge_inspector.runtime.build import build_all
+    from edge_inspector.commands.build_engines import build_all
 
     results = build_all(args.engines, args.cache_dir, args.precision, args.max_batch, Console(stderr=True))
     for row in results:
@@ -119,13 +119,13 @@ def cmd_build_engines(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from edge_inspector.sources.recording import record_command
+    from edge_inspector.commands.record import record_command
 
     return record_command(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from edge_inspector.replay import replay_command
+    from edge_inspector.commands.replay import replay_command
 
     return replay_command(args)
 

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge_inspector import DEFAULT_CONFIG, DEFAULT_ENGINES_DIR
+from edge_inspector import DEFAULT_CONFIG
 from edge_inspector.errors import UserError
+from edge_inspector.inspectors.config import RuntimeConfig
 from edge_inspector.sinks.mqtt_config import MqttConfig
 from edge_inspector.sinks.plc_config import PlcConfig
 from edge_inspector.snapshots.config import SnapshotConfig
@@ -31,19 +32,6 @@ class _Section(BaseModel):
 #: one [[camera]] / [[microphone]] table: the settings of its kind (sources/kinds), chosen by the URI
 CameraConfig = settings_type("camera")
 MicrophoneConfig = settings_type("microphone")
-
-
-class RuntimeConfig(_Section):
-    backend: Literal["auto", "onnxruntime", "tensorrt"] = "auto"
-    engines_dir: Path = DEFAULT_ENGINES_DIR
-    # unset: measured at the first start on this machine and cached (edge_inspector/inspectors/policy.py)
-    max_batch: int | None = Field(None, ge=1, le=64)
-    batch_timeout_ms: float = Field(5.0, ge=0.0, le=1000.0)
-    intra_op_threads: int | None = Field(None, ge=0, le=64)  # 0 = all cores but one
-    inference_workers: int | None = Field(None, ge=1, le=64)  # visual engine calls side by side
-    max_call_ms: float = Field(33.0, gt=0.0, le=10000.0)  # the longest engine call a measured batch may take
-    # int8 | fp16 | fp32; unset: int8 on ONNX Runtime, fp16 on TensorRT (edge_inspector/precision.py)
-    precision: Literal["int8", "fp16", "fp32"] | None = None
 
 
 class PublisherConfig(_Section):

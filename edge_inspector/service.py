@@ -28,7 +28,7 @@ from edge_inspector.health import (
     sd_notify,
     watchdog_interval_s,
 )
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 from edge_inspector.inspectors.engines import DaemonEngines
 from edge_inspector.manifest import load_manifest
 from edge_inspector.memory import TRIM_INTERVAL_S, release_free_memory

@@ -13,7 +13,7 @@ from scipy.signal import resample_poly
 from edge_inspector.features import load_wav
 from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.inspectors.acoustic import AcousticInspector
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 from edge_inspector.manifest import load_manifest
 from edge_inspector.inspectors.factory import engine_opener, open_acoustic
 from edge_inspector.sources.base import BoundedQueue, Chunk

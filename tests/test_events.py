@@ -20,8 +20,8 @@ import zmq
 from edge_inspector.errors import UserError
 from edge_inspector.events import EventBus, Journal, check_endpoint_bindable
 from edge_inspector.events.schema import SCHEMA, decode, event_from_verdict, iso_utc, topic_for
-from edge_inspector.events.tail import fetch_since, run_tail
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.commands.tail import fetch_since, run_tail
+from edge_inspector.values import Verdict
 
 ANY = "tcp://127.0.0.1:*"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -299,7 +299,7 @@ def test_mqtts_delivers_and_a_killed_station_leaves_its_last_will(tmp_path: Path
         "import sys, time\n"
         "from pathlib import Path\n"
         "from edge_inspector.events import EventBus, Journal\n"
-        "from edge_inspector.inspectors.verdict import Verdict\n"
+        "from edge_inspector.values import Verdict\n"
         "from edge_inspector.sinks.mqtt import MqttSink\n"
         "from edge_inspector.sinks.mqtt_config import MqttConfig\n"
         f"cfg = MqttConfig(url='mqtts://127.0.0.1:{tls_port}', ca_file={str(ca)!r}, topic_prefix={PREFIX!r})\n"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ENGINES, DaemonConfig, Subscriber, write_video
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 from edge_inspector.snapshots.store import SnapshotStore
 from edge_inspector.snapshots.writer import SnapshotWriter
 

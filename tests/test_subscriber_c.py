@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_inspector.events import EventBus, Journal
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "examples" / "subscriber.c"

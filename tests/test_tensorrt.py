@@ -22,6 +22,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edge_inspector.errors import UserError  # noqa: E402
+from edge_inspector.commands import build_engines  # noqa: E402
 from edge_inspector.runtime import build  # noqa: E402
 from edge_inspector.runtime.build import ShapeProfile, plan_cache_key, resolve_inputs  # noqa: E402
 from edge_inspector.runtime.tensorrt import check_feeds  # noqa: E402
@@ -258,7 +259,7 @@ def test_without_a_cuda_device_everything_says_why(tmp_path: Path) -> None:
         "from edge_inspector.errors import UserError\n"
         "from edge_inspector.runtime import available_backends, create_engine\n"
         "from edge_inspector.runtime.tensorrt import tensorrt_available\n"
-        "from edge_inspector.runtime.build import build_all\n"
+        "from edge_inspector.commands.build_engines import build_all\n"
         "out = {'available': tensorrt_available(), 'backends': available_backends()}\n"
         "for name, call in [('engine', lambda: create_engine(Path(%r), backend='tensorrt')),\n"
         "                   ('build_all', lambda: build_all(Path(%r)))]:\n"
@@ -338,8 +339,8 @@ def test_build_all_builds_once_then_hits_the_cache(tmp_path: Path) -> None:
     engines.mkdir()
     make_cnn(engines / "visual_cnn.onnx")
     make_gru(engines / "acoustic_gru.onnx")
-    first = build.build_all(engines, tmp_path / "plans", "fp16", 4)
-    second = build.build_all(engines, tmp_path / "plans", "fp16", 4)
+    first = build_engines.build_all(engines, tmp_path / "plans", "fp16", 4)
+    second = build_engines.build_all(engines, tmp_path / "plans", "fp16", 4)
     assert [r["cached"] for r in first] == [False, False] and [r["cached"] for r in second] == [True, True]
     assert [r["plan"] for r in first] == [r["plan"] for r in second]
     from edge_inspector.runtime import create_engine
@@ -357,8 +358,8 @@ def test_build_all_builds_once_then_hits_the_cache(tmp_path: Path) -> None:
 
 def _shipped_jobs() -> list:
     try:
-        return build._build_jobs(ROOT / "engines", "int8") + [
-            job for job in build._build_jobs(ROOT / "engines", "fp16") if job[1] == "fp16"]
+        return build_engines._build_jobs(ROOT / "engines", "int8") + [
+            job for job in build_engines._build_jobs(ROOT / "engines", "fp16") if job[1] == "fp16"]
     except UserError:
         return []
 
@@ -369,13 +370,13 @@ def test_build_jobs_follow_the_manifest_and_the_precision(tmp_path: Path) -> Non
     manifest = load_manifest(ROOT / "engines")
     visual = manifest.classifier("visual")
     trt_int8 = next((v for v in visual.int8 if v.target == "tensorrt"), None)
-    jobs = {p.name: precision for p, precision in build._build_jobs(ROOT / "engines", "int8")}
+    jobs = {p.name: precision for p, precision in build_engines._build_jobs(ROOT / "engines", "int8")}
     if trt_int8 is not None:
         assert jobs == {trt_int8.file: "int8", "acoustic_gru.onnx": "fp16"}  # the GRU has no INT8 file
-    assert {p.name: precision for p, precision in build._build_jobs(ROOT / "engines", "fp32")} == {
+    assert {p.name: precision for p, precision in build_engines._build_jobs(ROOT / "engines", "fp32")} == {
         visual.file: "fp32", "acoustic_gru.onnx": "fp32"}  # never the INT8 files at fp16/fp32
     make_cnn(tmp_path / "a.onnx")  # a directory without a manifest: every file, int8 meaning fp16
-    assert build._build_jobs(tmp_path, "int8") == [(tmp_path / "a.onnx", "fp16")]
+    assert build_engines._build_jobs(tmp_path, "int8") == [(tmp_path / "a.onnx", "fp16")]
 
 
 @pytest.mark.gpu

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 from edge_inspector.inspectors.visual import VisualInspector
 from edge_inspector.inspectors.visual_model import VisualModelRunner
 from edge_inspector.manifest import load_manifest

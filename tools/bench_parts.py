@@ -258,7 +258,7 @@ def bus_throughput(n_events: int, progress: Progress | None = None) -> dict[str,
 
     from edge_inspector.events.bus import EventBus
     from edge_inspector.events.journal import Journal
-    from edge_inspector.inspectors.verdict import Verdict
+    from edge_inspector.values import Verdict
 
     if progress:
         progress("event bus")

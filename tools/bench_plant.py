@@ -160,7 +160,7 @@ def _station(tmp: Path, broker: Broker) -> Iterator[Any]:
 
 
 def _verdict(i: int) -> Any:
-    from edge_inspector.inspectors.verdict import Verdict
+    from edge_inspector.values import Verdict
 
     return Verdict("cam0", "visual", "ok", 0.01, False, time.time(), time.monotonic(), "visual_cnn", "0" * 64,
                    frame=i, extra={"probs": {"ok": 0.99, "scratch": 0.01}, "batch": 8,

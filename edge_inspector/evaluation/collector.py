@@ -20,7 +20,7 @@ from edge_inspector.config import Config
 from edge_inspector.evaluation.labels import Labels, load_labels
 from edge_inspector.evaluation.metrics import Confusion, match_episodes, percentiles
 from edge_inspector.inspectors.heads import decision_labels, decision_threshold
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 
 log = logging.getLogger(__name__)
 

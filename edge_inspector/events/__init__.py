@@ -1,6 +1,6 @@
 """Events: the wire schema, the durable journal, the ZeroMQ bus and the ``tail`` subscriber.
 
-Inspectors hand :class:`~edge_inspector.inspectors.verdict.Verdict` objects to the
+Inspectors hand :class:`~edge_inspector.values.Verdict` objects to the
 :class:`EventBus`; it numbers them, writes them to the :class:`Journal` and only then publishes
 them, so any subscriber can detect a gap by ``seq`` and fetch what it missed.
 """

@@ -28,7 +28,7 @@ from edge_inspector.events.schema import (
     topic_for,
 )
 from edge_inspector.events.sink import Record, Sink
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 from edge_inspector.supervision import ThreadHealth, run_supervised
 
 log = logging.getLogger(__name__)

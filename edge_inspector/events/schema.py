@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from edge_inspector.inspectors.verdict import Verdict
+from edge_inspector.values import Verdict
 
 SCHEMA = "edge-inspector/event/1"
 HEARTBEAT_TOPIC = "heartbeat"

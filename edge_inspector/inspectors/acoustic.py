@@ -6,7 +6,7 @@ model's carried state), so interleaved chunks from several microphones never mix
 :class:`~edge_inspector.inspectors.episodes.EpisodeTracker`: per 10 ms frame, each model's score
 is smoothed and put through its hysteresis, and a fault *episode* lasts while any model hears it
 (a dip shorter than ``hold_s`` does not end it).  Every episode becomes ONE closing
-:class:`~edge_inspector.inspectors.verdict.Verdict`, so a PLC gets one event per fault, not one
+:class:`~edge_inspector.values.Verdict`, so a PLC gets one event per fault, not one
 hundred per second; one still open ``report_after_s`` after its onset is also reported once
 while it lasts (``extra["ongoing"] = True``), its closing verdict following with
 ``extra["ongoing"] = False`` and the same ``extra["episode"]`` id (``<mic>-<start frame>``,
@@ -33,10 +33,10 @@ from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.inspectors.acoustic_trace import TraceRing
 from edge_inspector.inspectors.episodes import Episode, EpisodeTracker, Smoother, Track
 from edge_inspector.inspectors.heads import InferenceBatch, anomaly_score, decide
-from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.runtime.base import Engine
-from edge_inspector.sources.base import BoundedQueue, Chunk
+from edge_inspector.sources.base import BoundedQueue
 from edge_inspector.supervision import log_failure
+from edge_inspector.values import Chunk, Verdict
 
 log = logging.getLogger(__name__)
 

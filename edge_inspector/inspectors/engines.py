@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge_inspector.config import RuntimeConfig
+from edge_inspector.inspectors.config import RuntimeConfig
 from edge_inspector.inspectors.factory import engine_opener, open_acoustic, open_visual
 from edge_inspector.inspectors.policy import Policy, resolve
 from edge_inspector.manifest import Manifest

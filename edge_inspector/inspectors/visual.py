@@ -4,7 +4,7 @@ One thread serves every camera.  It waits on the cameras' shared wake-up conditi
 frames round-robin (so a busy camera cannot starve a quiet one) until the batch is full or a
 short deadline after the first frame passes, and runs the models once (every visual model of
 the engines directory: the classifier, the anomaly model, or both, on the same tensor).  A second thread turns the
-engine's outputs into one :class:`~edge_inspector.inspectors.verdict.Verdict` per frame and
+engine's outputs into one :class:`~edge_inspector.values.Verdict` per frame and
 hands them, in order, to ``on_verdict`` (which journals and publishes): the model never waits
 for the journal, so the engine is busy back to back at full load (about a tenth more frames/s
 on two cores).  At most ``HANDOFF_BATCHES`` batches wait between the two threads; beyond that
@@ -34,10 +34,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge_inspector.inspectors.heads import Thresholds
-from edge_inspector.inspectors.verdict import Verdict
 from edge_inspector.inspectors.visual_model import VisualModelRunner
-from edge_inspector.sources.base import BoundedQueue, Frame
+from edge_inspector.sources.base import BoundedQueue
 from edge_inspector.supervision import log_failure
+from edge_inspector.values import Frame, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -149,10 +149,10 @@ def plan_cache_key(
     onnx_path: Path, trt_version: str, gpu_name: str, compute_capability: str, precision: str, profile: ShapeProfile
 ) -> str:
     """sha256 (hex) of the model file's hash and every other part of :func:`plan_key_parts`."""
-    return _key_of(plan_key_parts(onnx_path, trt_version, gpu_name, compute_capability, precision, profile))
+    return key_digest(plan_key_parts(onnx_path, trt_version, gpu_name, compute_capability, precision, profile))
 
 
-def _key_of(parts: Mapping[str, Any]) -> str:
+def key_digest(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -168,7 +168,7 @@ def default_cache_dir() -> Path:
 
 def plan_paths(cache_dir: Path, parts: Mapping[str, Any]) -> tuple[Path, Path]:
     """``<model stem>-<key[:20]>.plan`` and its ``.json`` sidecar."""
-    stem = f"{Path(parts['model']).stem}-{_key_of(parts)[:20]}"
+    stem = f"{Path(parts['model']).stem}-{key_digest(parts)[:20]}"
     return Path(cache_dir) / f"{stem}.plan", Path(cache_dir) / f"{stem}.json"
 
 
@@ -179,7 +179,7 @@ def find_cached_plan(cache_dir: Path, parts: Mapping[str, Any]) -> Path | None:
         meta = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("key") != _key_of(parts) or not plan.is_file():
+    if meta.get("key") != key_digest(parts) or not plan.is_file():
         return None
     if meta.get("plan_bytes") != plan.stat().st_size or meta.get("plan_sha256") != sha256_of(plan):
         return None  # truncated or overwritten: rebuild rather than feed TensorRT garbage
@@ -299,7 +299,7 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
 
 def write_sidecar(plan: Path, sidecar: Path, parts: Mapping[str, Any], build_seconds: float) -> None:
     """Record the key, its parts and the plan's size and hash beside the plan (after the plan)."""
-    meta = {"key": _key_of(parts), "parts": dict(parts), "plan_bytes": plan.stat().st_size,
+    meta = {"key": key_digest(parts), "parts": dict(parts), "plan_bytes": plan.stat().st_size,
             "plan_sha256": sha256_of(plan), "build_seconds": round(build_seconds, 2), "built_at": time.time()}
     _write_atomic(sidecar, json.dumps(meta, indent=2).encode())
 
@@ -329,71 +329,3 @@ def load_or_build(
     build_plan(onnx_path, plan, precision, profile or default_profile(onnx_path, max_batch), progress, workspace_mb, console)
     write_sidecar(plan, sidecar, parts, time.monotonic() - started)
     return plan
-
-
-def build_all(
-    engines_dir: Path, cache_dir: Path | None = None, precision: str = "fp16", max_batch: int = 8,
-    console: Console | None = None,
-) -> list[dict[str, Any]]:
-    """Compile the models of ``engines_dir`` for this device (``edge-inspector build-engines``).
-
-    With a ``manifest.toml``, each model's file for ``precision`` (:func:`~edge_inspector.precision.model_file`:
-    its INT8 file for TensorRT at ``int8``, else its float file in fp16), exactly the plan the
-    daemon looks for; without one, every ``*.onnx`` in the directory.
-    Returns one dict per model: model, onnx, plan, cached, seconds, precision, key, size_mb.
-    Raises :class:`UserError` when TensorRT cannot run here, or (after trying every model)
-    naming each model that failed, so the command exits non-zero.
-    """
-    _, device = require_tensorrt()
-    engines, cache = Path(engines_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    jobs = _build_jobs(engines, precision)
-    if not jobs:
-        raise UserError(f"no *.onnx models in {engines} (train them with python -m training.visual.train / python -m training.acoustic.train)")
-    models = [model for model, _ in jobs]
-    console = console or Console(stderr=True)
-    console.print(f"TensorRT plans for {device.name} (compute capability {device.compute_capability}), "
-                  f"{precision}, batch 1..{max_batch}, cache {cache}")
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    for model, runs in jobs:
-        started = time.monotonic()
-        parts = None
-        try:
-            parts = key_parts_for_device(model, runs, default_profile(model, max_batch))
-            cached = find_cached_plan(cache, parts) is not None
-            plan = load_or_build(model, cache, runs, None, max_batch, console=console)
-        except UserError as exc:
-            failures.append(str(exc))
-            console.print(f"[red]{model.name}: failed: {exc}[/red]")
-            continue
-        results.append({"model": model.name, "onnx": str(model), "plan": str(plan), "cached": cached,
-                        "seconds": round(time.monotonic() - started, 2), "precision": runs,
-                        "key": _key_of(parts)[:20], "size_mb": round(plan.stat().st_size / 1e6, 2)})
-        console.print(f"{model.name}: {'cached' if cached else 'built'} {plan} ({results[-1]['seconds']} s)")
-    if failures:
-        raise UserError(f"{len(failures)} of {len(models)} model(s) failed to build: " + " | ".join(failures))
-    _measure_policy(engines, precision, max_batch, console)
-    return results
-
-
-def _measure_policy(engines: Path, precision: str, max_batch: int, console: Console) -> None:
-    """Time the visual models' plans at each batch now, so the daemon's first start finds the choice cached."""
-    if not (engines / "manifest.toml").is_file() or max_batch < 8:
-        return  # the daemon measures batches 1-8 itself (a plan for fewer would be rebuilt for it)
-    from edge_inspector.inspectors.policy import resolve  # noqa: PLC0415
-
-    manifest = load_manifest(engines, verify=False)
-    if manifest.entries("visual"):
-        policy = resolve(manifest, "tensorrt", precision, remeasure=True)
-        console.print(f"inference policy for the visual models: {policy.describe()}")
-
-
-def _build_jobs(engines: Path, precision: str) -> list[tuple[Path, str]]:
-    """(ONNX file, plan precision) per model to build, as the daemon will open them."""
-    if not (engines / "manifest.toml").is_file():
-        return [(m, "fp16" if precision == "int8" else precision) for m in sorted(engines.glob("*.onnx"))]
-    from edge_inspector.precision import model_file  # noqa: PLC0415
-
-    manifest = load_manifest(engines, verify=True)  # refuse to compile a model the runtime would refuse
-    files = [model_file(engines, e, precision, "tensorrt") for m in ("visual", "acoustic") for e in manifest.entries(m)]
-    return [(f.path, f.precision) for f in files]

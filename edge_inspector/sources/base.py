@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterator, Literal, TypeVar
 
-import numpy as np
 
 from edge_inspector.errors import UserError
 from edge_inspector.redact import redact_text
 from edge_inspector.supervision import ThreadHealth, run_supervised
+from edge_inspector.values import Chunk, Frame  # noqa: F401 - what sources deliver, named where they are made
 
 log = logging.getLogger(__name__)
 
@@ -29,33 +29,6 @@ SourceState = Literal["online", "offline", "reconnecting", "ended"]
 StatusCallback = Callable[[str, str, str], None]  # (source name, state, detail)
 #: metrics only some kinds of source have: name -> (help, type, value by extra labels)
 KindMetrics = dict[str, tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
-
-
-@dataclass(slots=True)
-class Frame:
-    """One camera image as captured."""
-
-    source: str
-    index: int  # frame index in the stream, from 0
-    ts: float  # capture time, seconds since the epoch (UTC)
-    mono: float  # time.monotonic() at capture: latency is measured against this
-    image: np.ndarray  # H x W x 3, BGR, uint8 (after the optional ROI crop)
-    origin: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the full frame, for bbox mapping
-    tensor: np.ndarray | None = None  # the model input (C x H x W float32), made in the capture thread
-    prep_ms: float = 0.0  # time spent making ``tensor``
-
-
-@dataclass(slots=True)
-class Chunk:
-    """A block of mono audio at the model's sample rate."""
-
-    source: str
-    offset_s: float  # start of this chunk in seconds from stream start
-    ts: float  # capture time of the first sample, seconds since the epoch
-    mono: float
-    samples: np.ndarray  # float32 mono in [-1, 1]
-    sample_rate: int
-    discontinuity: bool = False  # True: audio before this chunk is not contiguous (reset state)
 
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""``edge-inspector record``: the recording format and the recorder.
+"""The recording format, and the thread that writes one source into its files.
 
 A recording is a directory::
 
@@ -23,43 +23,26 @@ stale; ``replay`` notices a header that disagrees with the file size and repairs
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
-import signal
-import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from edge_inspector import __version__
-from edge_inspector.config import Config, load_config
-from edge_inspector.redact import redact_config, redact_text, redact_uri
 from edge_inspector.errors import UserError
+from edge_inspector.redact import redact_text, redact_uri
 from edge_inspector.sources.base import BoundedQueue, Chunk, Frame, SourceThread
-from edge_inspector.sources.registry import OpenContext, open_source
 from edge_inspector.sources.recording_files import (
     AUDIO_HEADER,
     AUDIO_TIMESTAMPS,
-    FORMAT,
     FRAME_HEADER,
     FRAME_TIMESTAMPS,
-    MANIFEST,
     VIDEO_SUFFIX,
     CsvWriter,
     RecordingError,
     VideoWriter,
     WavWriter,
-    utc_iso,
-    write_error,
 )
-from edge_inspector.stop_signals import on_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -151,211 +134,3 @@ class SourceRecorder(threading.Thread):
             row.update(chunks=self.items, samples=self.samples, sample_rate=self.sample_rate,
                        seconds=round(self.samples / self.sample_rate, 4), start_ts=self.start_ts)
         return row
-
-
-# -- the recording -------------------------------------------------------------------------------
-def _versions() -> dict[str, str | None]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"edge-inspector": __version__, "opencv": cv2.__version__, "onnxruntime": version("onnxruntime"),
-            "numpy": np.__version__, "python": sys.version.split()[0]}
-
-
-def _models(cfg: Config) -> dict[str, Any]:
-    """Names and sha256 of the models the config would use (from ``engines/manifest.toml``)."""
-    from edge_inspector.manifest import load_manifest
-
-    try:
-        manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
-    except UserError:
-        return {}
-    return manifest.summary()
-
-
-def acoustic_rate(cfg: Config) -> int:
-    """The acoustic model's sample rate (recording needs no model, only its rate; default 16 kHz)."""
-    from edge_inspector.manifest import load_manifest
-
-    try:
-        manifest = load_manifest(cfg.runtime.engines_dir, verify=False)
-    except UserError:
-        return 16000
-    acoustic = manifest.classifier("acoustic")
-    return acoustic.sample_rate if acoustic else 16000
-
-
-class Recorder:
-    """Opens the configured sources (no models), records each into its files, writes the manifest."""
-
-    def __init__(self, cfg: Config, out: Path, codec: str = "mjpeg") -> None:
-        self.cfg, self.out = cfg, out
-        self.stop_requested = threading.Event()
-        self.errors: list[str] = []
-        self.stopped_by = "end of sources"
-        self.started = time.time()
-        self.recorders: list[SourceRecorder] = []
-        rate = acoustic_rate(cfg) if cfg.microphones else 16000
-        for cam in cfg.cameras:
-            full = cam.model_copy(update={"roi": None})  # full frames: replay applies the ROI again
-            thread, queue = open_source(full, self._on_status, min_size=64)
-            self.recorders.append(SourceRecorder("camera", cam.name, thread, queue, out, self._on_error,
-                                                 codec=codec, fps=cam.fps_limit))
-        for mic in cfg.microphones:
-            mthread, mqueue = open_source(mic, self._on_status, OpenContext(sample_rate=rate), min_size=256)
-            self.recorders.append(SourceRecorder("microphone", mic.name, mthread, mqueue, out, self._on_error,
-                                                 sample_rate=rate))
-
-    def _on_status(self, source: str, state: str, detail: str) -> None:
-        log.info("source %s %s%s", source, state, f": {detail}" if detail else "")
-
-    def _on_error(self, message: str) -> None:
-        self.errors.append(message)
-        self.stopped_by = "error"
-        self.stop_requested.set()
-
-    def manifest(self, ended: float | None) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "versions": _versions(), "started": utc_iso(self.started), "started_ts": self.started,
-            "ended": utc_iso(ended) if ended else None, "complete": ended is not None and not self.errors,
-            "stopped_by": self.stopped_by if ended else None, "errors": [redact_text(e) for e in self.errors],
-            "config": redact_config(self.cfg.model_dump(mode="json")), "models": _models(self.cfg),
-            "cameras": {r.source_name: r.summary() for r in self.recorders if r.kind == "camera"},
-            "microphones": {r.source_name: r.summary() for r in self.recorders if r.kind == "microphone"},
-        }
-
-    def write_manifest(self, ended: float | None) -> None:
-        path = self.out / MANIFEST
-        tmp = path.with_name(".manifest.json.tmp")
-        try:
-            tmp.write_text(json.dumps(self.manifest(ended), indent=2, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            err = write_error(path, exc)
-            if str(err) not in self.errors:
-                self.errors.append(str(err))
-
-    def start(self) -> None:
-        self.write_manifest(None)
-        for r in self.recorders:
-            r.start()
-            r.source.start()
-        self.started = time.time()
-
-    def finished(self) -> bool:
-        return all(not r.is_alive() for r in self.recorders)
-
-    def stop(self) -> None:
-        """Stop capturing, write what is queued, close every file, then the final manifest."""
-        for r in self.recorders:
-            r.source.stop()
-        for r in self.recorders:
-            r.source.join(5.0)
-            if self.errors:
-                r.abort.set()
-            r.join(60.0)
-        for r in self.recorders:
-            if r.source.fatal_error and r.source.fatal_error not in self.errors:
-                self.errors.append(r.source.fatal_error)
-        self.write_manifest(time.time())
-
-
-class RecordProgress:
-    """A rich table on a terminal (stderr), one log line every 5 s otherwise."""
-
-    def __init__(self, recorders: list[SourceRecorder], interval_s: float = 5.0) -> None:
-        self.recorders, self.interval_s = recorders, interval_s
-        self.started = self.last_log = time.monotonic()
-        self.live: Any = None
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title=f"recording · {time.monotonic() - self.started:.0f} s · Ctrl-C stops", title_justify="left")
-        for col in ("source", "state", "recorded", "dropped", "file"):
-            table.add_column(col)
-        for r in self.recorders:
-            amount = f"{r.items} frames" if r.kind == "camera" else f"{r.samples / r.sample_rate:.1f} s"
-            table.add_row(r.source_name, r.source.counters.state, amount, str(r.queue.stats.dropped), r.media_path.name)
-        return table
-
-    def __enter__(self) -> "RecordProgress":
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=4)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-            self.live.__exit__(None, None, None)
-
-    def tick(self) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-        elif time.monotonic() - self.last_log >= self.interval_s:
-            self.last_log = time.monotonic()
-            for r in self.recorders:
-                amount = f"frames={r.items}" if r.kind == "camera" else f"seconds={r.samples / r.sample_rate:.1f}"
-                log.info("recording source=%s state=%s %s dropped=%d", r.source_name, r.source.counters.state,
-                         amount, r.queue.stats.dropped)
-
-
-def record_command(args: argparse.Namespace) -> int:
-    """``edge-inspector record --out DIR [--config FILE] [--duration S]``."""
-    from edge_inspector.console import setup_logging
-
-    setup_logging("text")
-    cfg = load_config(args.config)
-    from edge_inspector.checks import check_environment
-    from edge_inspector.config import ConfigError
-
-    problems = [p for p in check_environment(cfg, check_devices=True, bind=False) if not p.startswith("runtime.")]
-    if problems:  # a recording of a device that is not there would be empty
-        raise ConfigError(problems, args.config)
-    out: Path = args.out
-    if (out / MANIFEST).exists():
-        raise UserError(f"{out} already holds a recording ({MANIFEST}); choose another --out directory")
-    if args.duration is not None and args.duration <= 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RecordingError(f"cannot create {out}: {exc.strerror}") from None
-    recorder = Recorder(cfg, out, codec=getattr(args, "codec", None) or "mjpeg")
-
-    def on_signal(signum: int, _frame: object) -> None:
-        recorder.stopped_by = signal.Signals(signum).name
-        recorder.stop_requested.set()
-
-    with on_stop_signals(on_signal):
-        recorder.start()
-        log.info("recording %d source(s) into %s%s", len(recorder.recorders), out,
-                 f" for {args.duration:g} s" if args.duration else " until Ctrl-C / SIGTERM")
-        deadline = time.monotonic() + args.duration if args.duration else None
-        with RecordProgress(recorder.recorders) as progress:
-            while not recorder.stop_requested.wait(0.1):
-                progress.tick()
-                if deadline is not None and time.monotonic() >= deadline:
-                    recorder.stopped_by = "duration"
-                    break
-                if recorder.finished():
-                    break
-            recorder.stop()
-            progress.tick()
-    for r in recorder.recorders:
-        log.info("%s: %s", r.media_path, f"{r.items} frames" if r.kind == "camera" else f"{r.samples / r.sample_rate:.2f} s")
-    empty = [str(r.media_path) for r in recorder.recorders if (r.items if r.kind == "camera" else r.samples) == 0]
-    for path in empty:
-        log.error("%s: nothing was recorded (the source never delivered)", path)
-    if recorder.errors:
-        for message in recorder.errors:
-            log.error("%s", message)
-    return 1 if recorder.errors or empty else 0

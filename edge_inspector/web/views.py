@@ -17,7 +17,7 @@ from edge_inspector.web.status import RecentEvents
 if TYPE_CHECKING:
     from edge_inspector.config import Config
     from edge_inspector.events.journal import Journal
-    from edge_inspector.inspectors.verdict import Verdict
+    from edge_inspector.values import Verdict
     from edge_inspector.supervision import ThreadHealth
 
 

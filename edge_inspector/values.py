@@ -1,13 +1,44 @@
-"""What an inspector decides about one frame or one sound episode.
+"""The values that flow through the daemon: what sources capture and what inspectors decide.
 
-Inspectors produce :class:`Verdict` objects and know nothing about ZeroMQ; the event bus turns
-verdicts into numbered, journalled events.
+Sources make :class:`Frame` and :class:`Chunk` objects, inspectors turn them into
+:class:`Verdict` objects, and the event bus, sinks and views read verdicts.  They live here, at
+the bottom, so each layer can name what it receives and hands on without importing the layer
+that made it (the event bus knows a verdict, not an inspector).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    """One camera image as captured."""
+
+    source: str
+    index: int  # frame index in the stream, from 0
+    ts: float  # capture time, seconds since the epoch (UTC)
+    mono: float  # time.monotonic() at capture: latency is measured against this
+    image: np.ndarray  # H x W x 3, BGR, uint8 (after the optional ROI crop)
+    origin: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the full frame, for bbox mapping
+    tensor: np.ndarray | None = None  # the model input (C x H x W float32), made in the capture thread
+    prep_ms: float = 0.0  # time spent making ``tensor``
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A block of mono audio at the model's sample rate."""
+
+    source: str
+    offset_s: float  # start of this chunk in seconds from stream start
+    ts: float  # capture time of the first sample, seconds since the epoch
+    mono: float
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    discontinuity: bool = False  # True: audio before this chunk is not contiguous (reset state)
 
 
 @dataclass(slots=True)
