@@ -250,9 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dir", type=Path, default=Path("."), help="directory for the two files")
     k.set_defaults(func=cmd_keys)
 
-    from edge_inspector.commands import calibrate, learn
+    from edge_inspector.commands import calibrate, learn, learn_visual
 
-    learn.add_parser(sub, fmt)
+    learn_visual.add_visual_parser(learn.add_parser(sub, fmt), fmt)
     calibrate.add_parser(sub, fmt)
 
     p = sub.add_parser("build-engines", help="compile engines/*.onnx to TensorRT plans for this device", **fmt)  # type: ignore[arg-type]

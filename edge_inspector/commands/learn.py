@@ -143,8 +143,8 @@ def add_source_options(parser: Any) -> None:
                         help="at most this many images, spread evenly over long videos (default 1000)")
 
 
-def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
-    """The ``learn`` command and its ``acoustic`` subcommand (``fmt``: the CLI's help format)."""
+def add_parser(sub: Any, fmt: dict[str, Any]) -> Any:
+    """The ``learn`` command and its ``acoustic`` subcommand (``fmt``: the CLI's help format); its subcommands."""
     p = sub.add_parser("learn", help="learn the line's normal from good parts or sounds (into an engines directory)",
                        **fmt)
     modality = p.add_subparsers(dest="modality", required=True, metavar="MODALITY")
@@ -156,6 +156,4 @@ def add_parser(sub: Any, fmt: dict[str, Any]) -> None:
     a.add_argument("--microphone", default=None, metavar="NAME",
                    help="which microphone of a recording with several (default: its only one)")
     a.set_defaults(func=learn_acoustic)
-    from edge_inspector.commands.learn_visual import add_visual_parser
-
-    add_visual_parser(modality, fmt)
+    return modality  # ``learn visual`` is added by commands/learn_visual.py, which builds on this module
