@@ -1,5 +1,9 @@
 """The daemon: builds sources -> inspectors -> events from a config and owns their lifecycle.
 
+Three modules make it: this one (construction order, the callbacks that publish, start, stop,
+health), ``service_wiring.py`` (sources, queues and inspectors connected) and
+``service_metrics.py`` (what it reports about itself).
+
 Start order is events first (journal, then the publisher) so that nothing an inspector decides
 can be lost, then inspectors, then sources.  Stop order is the reverse: sources stop capturing,
 inspectors finish what is queued, the bus publishes everything journalled, sockets close.
@@ -7,12 +11,10 @@ inspectors finish what is queued, the bus publishes everything journalled, socke
 
 from __future__ import annotations
 
-import collections
 import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,30 +35,13 @@ from edge_inspector.inspectors.engines import DaemonEngines
 from edge_inspector.manifest import load_manifest
 from edge_inspector.memory import TRIM_INTERVAL_S, release_free_memory
 from edge_inspector.metrics import Metrics
+from edge_inspector.service_wiring import SourceView, build_acoustic, build_visual
 from edge_inspector.sinks import build_sinks, stop_sinks
-from edge_inspector.sources.base import BoundedQueue, SourceThread
-from edge_inspector.sources.registry import OpenContext, open_source
 from edge_inspector.stop_signals import on_stop_signals
 from edge_inspector.supervision import ThreadHealth, describe
 from edge_inspector.web.views import Views
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceView:
-    """What the status display and metrics know about one source."""
-
-    name: str
-    kind: str  # "camera" | "microphone"
-    thread: SourceThread[Any]
-    queue: BoundedQueue[Any]
-    inspected: int = 0
-    defects: int = 0
-    last_label: str = ""
-    last_score: float = 0.0
-    latencies_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=512))
-    started_mono: float = field(default_factory=time.monotonic)
 
 
 class Service:
@@ -114,75 +99,12 @@ class Service:
             raise
         try:
             with StartTimeoutExtension("loading models (a first start on a GPU builds TensorRT plans)"):
-                self._build_visual()
-                self._build_acoustic()
+                self.visual = build_visual(self)
+                self.acoustic = build_acoustic(self)
         except BaseException:
             self.bus.close(timeout_s=1.0)
             self.journal.close()
             raise
-
-    # -- construction ----------------------------------------------------------------------
-    def _build_visual(self) -> None:
-        from edge_inspector.inspectors.heads import Thresholds
-        from edge_inspector.inspectors.visual import VisualInspector
-
-        cameras = self.cfg.cameras
-        if not cameras:
-            return
-        runner = self.engines.visual()
-        self.policy = policy = self.engines.policy
-        wakeup = threading.Condition()
-        queues = {}
-        # One inference worker: preprocess in the camera threads (in parallel across cameras, beside
-        # the model); several: in the workers, so a single fast camera's thread only decodes.
-        prepare = (lambda image: runner.preprocess([image])[0]) if policy.workers == 1 else None
-        for cam in cameras:
-            # a file camera must be able to decode the next batch while this one is inferred
-            thread, queue = open_source(cam, self._on_status, OpenContext(prepare=prepare), wakeup,
-                                        min_file_size=4 * policy.batch * policy.workers)
-            thread.health = self.threads
-            queues[cam.name] = queue
-            self.sources[cam.name] = SourceView(cam.name, "camera", thread, queue)
-        self.visual = VisualInspector(
-            runner,
-            queues,
-            self._on_verdict,
-            max_batch=policy.batch,
-            batch_timeout_ms=self.cfg.runtime.batch_timeout_ms,
-            workers=policy.workers,
-            thresholds={c.name: Thresholds(c.threshold, c.anomaly_threshold) for c in cameras},
-            # files read as fast as inspected: deterministic merge and full batches;
-            # real-time files behave like live cameras (partial batches, bounded latency)
-            lockstep=all(c.paced_by_inspector() for c in cameras),
-        )
-
-    def _build_acoustic(self) -> None:
-        mics = self.cfg.microphones
-        if not mics:
-            return
-        from edge_inspector.inspectors.acoustic import AcousticInspector
-
-        models = self.engines.acoustic()
-        model = models[0].entry  # the feature contract every acoustic model of the directory shares
-        queues = {}
-        wakeup = threading.Condition()  # one condition: the inspector sleeps until any mic has audio
-        for mic in mics:
-            thread, queue = open_source(mic, self._on_status, OpenContext(sample_rate=model.sample_rate), wakeup)
-            thread.health = self.threads
-            queues[mic.name] = queue
-            self.sources[mic.name] = SourceView(mic.name, "microphone", thread, queue)
-        overrides = {
-            m.name: {k: v for k, v in (("onset", m.onset), ("offset", m.offset),
-                                       ("anomaly_threshold", m.anomaly_threshold)) if v is not None}
-            for m in mics
-        }
-        every = self.cfg.publisher.verdict_window_s if self.cfg.publisher.publish_verdicts else None
-        self.acoustic = AcousticInspector(
-            models, None, queues, self._on_verdict, overrides=overrides,
-            verdict_every_s=every, on_window=self._on_window,
-            trace_s=30.0 if self.views.snapshots is not None else 0.0,  # what a snapshot can show of an episode
-            on_chunk=lambda mic, latency_s, inference_s: self.telemetry.observe(mic, "microphone", latency_s, inference_s),
-        )
 
     # -- callbacks from worker threads -------------------------------------------------------
     def _on_status(self, source: str, state: str, detail: str) -> None:

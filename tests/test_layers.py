@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("events", ("events", "client", "sinks.mqtt_config", "sinks.plc_config", "snapshots.config")),
     ("integrations", ("sinks", "snapshots", "learn", "logger", "health", "metrics", "console")),
     ("config", ("config",)),
-    ("application", ("checks", "service", "service_metrics", "web", "recorder", "replay", "evaluation", "offline",
+    ("application", ("checks", "service", "service_wiring", "service_metrics", "web", "recorder", "replay", "evaluation", "offline",
                      "client_config")),
     ("commands", ("commands", "cli")),
 ]
