@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -82,10 +83,65 @@ class PulseServer:
     def pactl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["pactl", *args], env=self._env(), capture_output=True, check=check, timeout=10)
 
-    def play(self, wav: Path) -> subprocess.Popen[bytes]:
+    def play(self, wav: Path) -> "Playback":
         """Start ``paplay`` into the null sink; returns at once."""
-        return subprocess.Popen(["paplay", "--latency-msec=20", "-d", SINK, str(wav)], env=self._env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return Playback(wav, self._env())
+
+
+class Playback:
+    """``paplay -v`` playing a file into the null sink, watched: when its stream really started
+    and whether it ran dry on the way.
+
+    The sound starts when the server starts the stream, not when paplay is spawned: on a busy
+    machine that can be a second later, so a test that checks when a sound arrived counts from
+    the window [requested_at, started_at] in which it really began (started_at is when paplay
+    said so, a little after). paplay keeps half a second queued (``LATENCY_MS``) so that a busy
+    machine does not make it run dry; a stream that does anyway plays a gap (``gaps``), and what
+    was heard is not the file.
+    """
+
+    LATENCY_MS = 500
+
+    def __init__(self, wav: Path, env: dict[str, str]) -> None:
+        self.requested_at = time.time()
+        self.started_at: float | None = None
+        self.gaps = 0
+        self.messages: list[str] = []
+        self._started = threading.Event()
+        self.proc = subprocess.Popen(["paplay", "-v", f"--latency-msec={self.LATENCY_MS}", "-d", SINK, str(wav)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, name="paplay-stderr", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:  # text mode: paplay's carriage-return status lines become lines
+            line = raw.replace("\x1b[K", "").strip()
+            if not line or line.startswith("Time:"):
+                continue
+            if line == "Stream started.":
+                if self.started_at is None:
+                    self.started_at = time.time()
+                    self._started.set()
+                else:
+                    self.gaps += 1  # started again after running dry mid-stream
+            self.messages.append(line)
+        self._started.set()
+
+    def wait(self, timeout: float) -> int:
+        """paplay's exit code once the file has played (TimeoutExpired after ``timeout`` s)."""
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def start_window(self, timeout: float = 10.0) -> tuple[float, float]:
+        """(requested_at, started_at): the sound began inside this window."""
+        self._started.wait(timeout)
+        assert self.started_at is not None, f"paplay never started its stream: {self.messages}"
+        return self.requested_at, self.started_at
+
+    def report(self) -> str:
+        return "; ".join(self.messages)
 
 
 @pytest.fixture(scope="module", name="pulse_server")
