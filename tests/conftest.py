@@ -49,8 +49,15 @@ def render_toml(tables: dict[str, dict[str, Any]], arrays: dict[str, list[dict[s
     return "\n".join(out) + "\n"
 
 
+# The suite's daemons run a configured inference policy (what a two-core station measures): a
+# daemon without one measures it at start-up, seconds of both cores, and measures it again at every
+# start while the machine is busy, which a machine running the suite always is. tests/test_policy.py
+# and the benchmark tests measure policies; a test may still set its own runtime keys.
+TEST_POLICY = {"max_batch": 2, "inference_workers": 2, "intra_op_threads": 1}
+
+
 class DaemonConfig:
-    """A config file in tmp_path with its own free ports and journal."""
+    """A config file in tmp_path with its own free ports and journal (and ``TEST_POLICY``)."""
 
     def __init__(self, tmp_path: Path, cameras: list[dict[str, Any]] = (), microphones: list[dict[str, Any]] = (),
                  publisher: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
@@ -61,7 +68,7 @@ class DaemonConfig:
         pub = {"endpoint": self.endpoint, "catchup_endpoint": self.catchup, "journal": str(self.journal),
                "heartbeat_s": 0.5}
         pub.update(publisher or {})
-        tables = {"publisher": pub, "runtime": {"backend": "onnxruntime", **(runtime or {})},
+        tables = {"publisher": pub, "runtime": {"backend": "onnxruntime", **TEST_POLICY, **(runtime or {})},
                   "health": {"listen": f"127.0.0.1:{free_port()}", "status_interval_s": 1.0}}
         self.health = tables["health"]["listen"]
         tables.update(extra or {})
