@@ -15,10 +15,12 @@
 # One line per step on the terminal with the time it took and the time since the start; each step's
 # full output in a log file under --logs; the end of the failing log when a step fails.
 #
-# usage: tools/fresh_machine.sh [--ref REF] [--logs DIR] [--cache DIR] [--keep-root]
+# usage: tools/fresh_machine.sh [--ref REF] [--logs DIR] [--cache DIR] [--budget S] [--keep-root]
 #   --ref REF     the commit to clone (default HEAD: the committed tree, not the working tree)
 #   --logs DIR    where the logs go (default: fresh-machine-logs/ in this checkout)
 #   --cache DIR   downloads kept between runs (default /var/cache/edge-inspector-fresh-machine)
+#   --budget S    the whole check ends within S seconds: the suite is stopped in time for the
+#                 steps after it and the clean-up, and the failure says so (default: no limit)
 #   --keep-root   leave the root in place afterwards (unmounted) to look into
 # Needs root, debootstrap (installed from Debian when missing), mount and chroot; exit 0 when every
 # check passed, 1 when one failed, 2 on a usage error.
@@ -37,6 +39,8 @@ ROOT_INCLUDE=git,python3,python3-venv,ca-certificates
 DEMO_S=30               # how long the demo runs before Ctrl-C
 SETUP_TIMEOUT_S=900     # the first command's setup.sh, until the daemon starts
 SUITE_TIMEOUT_S=1500    # the second command, setup.sh --train and the whole suite
+BUDGET_S=""             # --budget
+AFTER_SUITE_S=180       # kept from the budget for the steps after the suite and the clean-up
 # Skip reasons allowed in the fresh root: hardware it lacks, and what root may do anyway.
 ALLOWED_SKIPS='TensorRT|CUDA|cuda-python|NVIDIA|GPU|root can'
 
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
     --ref) REF=${2:?}; shift 2 ;;
     --logs) LOGS=${2:?}; shift 2 ;;
     --cache) CACHE=${2:?}; shift 2 ;;
+    --budget) BUDGET_S=${2:?}; shift 2 ;;
     --keep-root) KEEP=1; shift ;;
     *) usage ;;
   esac
@@ -193,7 +198,16 @@ second_command() {
   echo "\$ $CMD2"
   ROOT_ENV=(PYTEST_ADDOPTS=-rs)
   fresh_root_command "$CMD2"
-  timeout -k 30 "$SUITE_TIMEOUT_S" "${ROOT_CMD[@]}"
+  local limit=$SUITE_TIMEOUT_S why="the suite's own limit" code=0
+  if [ -n "$BUDGET_S" ] && [ $((BUDGET_S - AFTER_SUITE_S - SECONDS)) -lt "$limit" ]; then
+    limit=$((BUDGET_S - AFTER_SUITE_S - SECONDS)) why="what --budget $BUDGET_S left for it"
+  fi
+  if [ "$limit" -le 0 ]; then echo "no time left for it within --budget $BUDGET_S"; return 1; fi
+  timeout -k 30 "$limit" "${ROOT_CMD[@]}" || code=$?
+  if [ "$code" = 124 ] || [ "$code" = 137 ]; then
+    echo "stopped after $limit s ($why): the suite did not finish in time"
+  fi
+  return "$code"
 }
 
 check_skips() {
