@@ -169,12 +169,23 @@ def journal_events(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(t, json.loads(p)) for t, p in rows]
 
 
-def start_daemon(config: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(config), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
+def start_daemon(config: Path, *extra: str, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> subprocess.Popen[str]:
+    """``edge-inspector run`` in a subprocess; its log on a pipe read at the end, or in ``log``.
+
+    A pipe holds 64 KiB: a test that runs the daemon for minutes without reading it passes
+    ``log``, or the daemon's threads block on their next log line once the pipe is full.
+    """
+    stderr = open(log, "w") if log else subprocess.PIPE
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(config), *extra],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    finally:
+        if log:
+            stderr.close()  # the daemon holds its own copy
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "libx264") -> Path:
