@@ -21,6 +21,8 @@ from training.acoustic.plant import SR, NormalLife, PlantMachine
 
 CLIP_S = 4.0
 LEVELS_DB = (0.0, 3.0, 6.0, 10.0)  # fault audibility (0 dB = barely audible)
+SNR_LEVELS_DB = (-6.0, -2.0, 2.0, 6.0)  # broadband SNR of the fault against the machine
+SCALES = {"snr": SNR_LEVELS_DB, "audibility": LEVELS_DB}
 
 FAULTS_OF = {
     "fan": ("blade_rub", "rattle", "bearing", "squeal"),
@@ -37,18 +39,20 @@ FAULTS_OF = {
 class TestClip:
     samples: np.ndarray
     fault: str | None  # None: normal
-    level_db: float | None  # audibility
+    level_db: float | None  # on the set's scale (broadband SNR or audibility)
     snr_db: float | None  # broadband SNR over the fault's interval
     start_s: float = 0.0
     end_s: float = 0.0
     transient: bool = False  # the machine starts, stops or is stopped during the clip
 
 
-def learn_audio(kind: str, seed: int, seconds: float = 180.0) -> np.ndarray:
-    """``seconds`` of the unit's normal life, as recorded for learning (with one stop and start
-    at least, as the user is asked to record)."""
+def learn_audio(kind: str, seed: int, seconds: float = 180.0, tour: bool = True) -> np.ndarray:
+    """``seconds`` of the unit's normal life, as recorded for learning: as the user is asked to
+    record, it visits each operating state (each set point loaded and idle, a stop and a start:
+    :class:`NormalLife`'s ``tour_s``) in a random order and for random spells; with ``tour``
+    False, a random stretch of its life with one stop (which may miss states)."""
     machine = PlantMachine(kind, seed, take=1)
-    life = NormalLife(kind, seed * 1000 + 1, first_stop_s=0.6 * seconds, unit=seed)
+    life = NormalLife(kind, seed * 1000 + 1, unit=seed, **({"tour_s": seconds} if tour else {"first_stop_s": 0.6 * seconds}))
     return np.concatenate(list(machine.stream(life, seconds)))
 
 
@@ -58,9 +62,18 @@ def normal_stream(kind: str, seed: int, seconds: float, block_s: float = 10.0, t
     return machine.stream(NormalLife(kind, seed * 1000 + take, unit=seed), seconds, block_s)
 
 
-def test_clips(kind: str, seed: int, n: int = 100, take: int = 2) -> list[TestClip]:
-    """``n`` clips of 4 s, every other one with a fault (module docstring)."""
-    rng = np.random.default_rng([seed, take, 7])
+def scale_to_snr(fault: np.ndarray, background: np.ndarray, snr_db: float) -> np.ndarray:
+    """``fault`` scaled so that its RMS over its extent is ``snr_db`` against the background's there."""
+    now = broadband_snr_db(fault, background)
+    if not np.isfinite(now):
+        return np.zeros_like(fault)
+    return fault * 10.0 ** ((snr_db - now) / 20.0)
+
+
+def test_clips(kind: str, seed: int, n: int = 100, take: int = 2, scale: str = "audibility") -> list[TestClip]:
+    """``n`` clips of 4 s, every other one with a fault at a level of ``scale`` (module docstring)."""
+    levels = SCALES[scale]
+    rng = np.random.default_rng([seed, take, 7] if scale == "audibility" else [seed, take, 7, 1])
     machine = PlantMachine(kind, seed, take=take)
     life = NormalLife(kind, seed * 1000 + take, unit=seed)
     faults = FAULTS_OF[kind]
@@ -74,8 +87,8 @@ def test_clips(kind: str, seed: int, n: int = 100, take: int = 2) -> list[TestCl
             continue
         if ctrl.speed.min() < 0.5:  # a fault is heard while the machine runs: take the next stretch
             continue
-        j = (len(clips) // 2) % (len(faults) * len(LEVELS_DB))
-        kind_f, level = faults[j % len(faults)], LEVELS_DB[j // len(faults)]
+        j = (len(clips) // 2) % (len(faults) * len(levels))
+        kind_f, level = faults[j % len(faults)], levels[j // len(faults)]
         a, b = 0, audio.size
         if rng.random() < 0.5:
             length = rng.uniform(1.0, CLIP_S - 0.5)
@@ -83,7 +96,7 @@ def test_clips(kind: str, seed: int, n: int = 100, take: int = 2) -> list[TestCl
             b = a + int(length * SR)
         fault = np.zeros(audio.size)
         fault[a:b] = make_plant_fault(rng, kind_f, phase[a:b], freq[a:b])
-        fault = scale_to_audibility(fault, audio, level)
+        fault = scale_to_audibility(fault, audio, level) if scale == "audibility" else scale_to_snr(fault, audio, level)
         clips.append(TestClip((audio + fault).astype(np.float32), kind_f, level, broadband_snr_db(fault, audio),
                               a / SR, b / SR))
     return clips
