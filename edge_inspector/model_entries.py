@@ -186,9 +186,10 @@ class AcousticAnomalyModel(LogMelInput, Episodes, AnomalyDecision):
     smoothed score where an episode opens (``onset`` is then 0.5 on the normalised scale, the
     anomaly head's); ``offset`` is on the same normalised scale.  The clip score of ``inspect`` is
     the largest smoothed frame score after the warm-up, decided against the same threshold.
-    While the machine starts or stops (the broadband level moves by ``gate_db`` within
-    ``gate_window_s``) the model is not scored: a ramp-up is a state a few minutes of recording
-    rarely cover, and a fault is heard while the machine runs.
+    While the machine starts or stops (its level, the median over bands, moves by ``gate_db``
+    within ``gate_window_s``) or is stopped or still slow (that level under ``gate_floor_db``,
+    learnt: 8 dB under the running machine's) the model is not scored: a ramp-up is a state a few
+    minutes of recording rarely cover, and a fault is heard while the machine runs.
     """
 
     name: str = "acoustic_anomaly"
@@ -204,6 +205,7 @@ class AcousticAnomalyModel(LogMelInput, Episodes, AnomalyDecision):
     gate_db: float = Field(3.0, ge=0.0)  # a level change this large within gate_window_s suspends scoring (0: never)
     gate_window_s: float = Field(1.0, gt=0.0)
     gate_hold_s: float = Field(1.5, ge=0.0)  # ... until this long after the level settled
+    gate_floor_db: float | None = None  # level (dB of mel power) under which the machine counts as stopped
     max_false_alarms_per_hour: float = Field(ge=0.0)  # what the threshold was set for
     false_alarms_per_hour: float | None = None  # estimated on held-out good audio at that threshold
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from edge_inspector.inspectors.acoustic_model import LevelGate
+from edge_inspector.inspectors.level_gate import LevelGate
 from edge_inspector.inspectors.episodes import EpisodeTracker, Smoother, Track
 
 LABELS = ("normal", "bearing", "knock", "squeal")
@@ -84,3 +84,21 @@ def test_level_gate_suspends_a_start_and_streams_like_the_whole() -> None:
     assert not whole[:300].any() and whole[450:500].all() and not whole[850:].any()
     silent = np.full((50, 64), np.log(1e-6))
     assert LevelGate(entry).push(silent).all()  # digital silence is never scored
+
+
+def test_level_gate_keeps_faults_scored_and_holds_a_slow_start() -> None:
+    """A fault in a few bands, even loud and sudden, is not a start (the level is the median over
+    bands); a level under the learnt floor (a stopped machine, a slow start) is not scored."""
+    entry = SimpleNamespace(sample_rate=16000, hop_length=160, gate_db=1.5, gate_window_s=0.3, gate_hold_s=1.5,
+                            gate_floor_db=-8.0 * 10 / np.log(10))
+    rng = np.random.default_rng(1)
+    mel = -4.0 + 0.2 * rng.standard_normal((800, 64))
+    mel[300:, 40:46] += 4.0  # a squeal sets in: six bands 17 dB up, and stays
+    mel[500:503] += 3.0  # a knock over every band, three frames
+    assert not LevelGate(entry).push(mel).any()
+    start = np.concatenate([np.full(200, -14.0), np.linspace(-14.0, -4.0, 300), np.full(300, -4.0)])
+    mel = start[:, None] + 0.2 * rng.standard_normal((start.size, 64))
+    gated = LevelGate(entry).push(mel)
+    assert gated[:200].all()  # stopped: under the floor (-8 in log-mel units)
+    assert gated[200:420].all()  # ramping: still under the floor, then moving
+    assert not gated[700:].any()  # running again, after the hold

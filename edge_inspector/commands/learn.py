@@ -86,7 +86,7 @@ def learn_acoustic(args: argparse.Namespace) -> int:
     _progress(f"reading {len(args.sources)} source(s)")
     audio = read_good_audio(args.sources, params.sample_rate, args.microphone)
     options = LearnOptions(max_false_alarms_per_hour=args.max_false_alarms_per_hour)
-    model, cal = learn(audio, params, options, _progress)
+    model, cal, gate = learn(audio, params, options, _progress)
     staged = staging_dir(out)
     try:
         manifest = _stage(base, staged, {ACOUSTIC_FILE, ACOUSTIC_CARD, ACOUSTIC_PNG})
@@ -94,8 +94,11 @@ def learn_acoustic(args: argparse.Namespace) -> int:
         w = options.window_frames
         entry = AcousticAnomalyModel(
             kind="anomaly", file=ACOUSTIC_FILE, sha256=sha256_of(staged / ACOUSTIC_FILE),
-            method=(f"log mean mel power over {w} frames, standardised, PCA-whitened to {model.whiten.shape[1]} "
-                    f"dimensions; distance to the nearest of {model.bank.shape[0]} remembered good contexts"),
+            method=(f"mean log and log mean mel power over {w} frames, standardised, PCA-whitened to "
+                    f"{model.whiten.shape[1]} dimensions; distance to the nearest of {model.bank.shape[0]} "
+                    "remembered good contexts"),
+            gate_db=gate.gate_db, gate_window_s=gate.gate_window_s, gate_hold_s=gate.gate_hold_s,
+            gate_floor_db=None if gate.gate_floor_db is None else round(gate.gate_floor_db, 3),
             **{k: getattr(params, k) for k in LogMelParams.__dataclass_fields__},
             context_frames=w, threshold=round(cal.threshold, 6), score_scale=round(cal.score_scale, 6),
             onset=0.5, offset=round(cal.offset, 4), smoothing_s=options.smoothing_s, min_duration_s=0.2,
@@ -120,7 +123,7 @@ def learn_acoustic(args: argparse.Namespace) -> int:
         raise
     flagged = float(np.mean(cal.held_out >= cal.threshold))
     print(f"{out}: learnt {entry.name} from {info['seconds']:.0f} s of good audio in {info['learn_s']:.0f} s; threshold "
-          f"{entry.threshold:.3f} (estimated {entry.false_alarms_per_hour:.2g} false alarm(s) per hour, "
+          f"{entry.threshold:.3f} (extreme-value estimate {entry.false_alarms_per_hour:.2g} false alarm(s) per hour, "
           f"{100 * flagged:.2f} % of held-out good frames above it); card {out / ACOUSTIC_CARD}")
     return 0
 

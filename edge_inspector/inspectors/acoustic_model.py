@@ -31,13 +31,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_inspector.errors import InputError
-from edge_inspector.features import LOG_EPS, LogMelParams, LogMelStream, load_wav, wav_truncation
+from edge_inspector.features import LogMelParams, LogMelStream, load_wav, wav_truncation
 from edge_inspector.inspectors.heads import Decision, Head, InferenceBatch, classify, head_for
 from edge_inspector.inspectors.heads import decide as decide_opinions
+from edge_inspector.inspectors.level_gate import QUIET, LevelGate
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.runtime.base import Engine
 
-QUIET = float(np.log(LOG_EPS))  # a learnt model's context after a reset: log-mel of silence
 TOP_FRACTION = 0.1  # clip score: mean of this top fraction of post-warm-up frame scores
 
 
@@ -163,52 +163,6 @@ class _GraphStream:
             self.state = out[e.output_state]
             parts.append(out[out_name][0])
         return np.concatenate(parts, axis=0)
-
-
-class LevelGate:
-    """Suspends a learnt model while the machine starts or stops (its manifest's ``gate_*``).
-
-    Per frame the broadband level is the mean log-mel over bands, averaged over ``gate_window_s``
-    (so a knock, a few loud frames, hardly moves it); a frame is gated when that level differs by
-    more than ``gate_db`` from its value ``gate_window_s`` earlier, or is digital silence (a
-    microphone delivering zeros: learning leaves such audio out too), and for ``gate_hold_s`` after.
-    State is carried, so chunks give what the whole recording gives.
-    """
-
-    def __init__(self, entry: Any) -> None:
-        per_s = entry.sample_rate / entry.hop_length
-        self.window = max(1, int(round(entry.gate_window_s * per_s)))
-        self.smooth_n = self.window
-        self.hold = int(round(entry.gate_hold_s * per_s))
-        self.limit = float(entry.gate_db) / (10.0 / math.log(10.0))  # dB -> natural-log units
-        self.reset()
-
-    def reset(self) -> None:
-        self.levels = np.zeros(0)  # the last smooth_n - 1 frame levels
-        self.smooth = np.zeros(0)  # the last ``window`` smoothed levels
-        self.since = 1 << 30  # frames since the level last moved too much
-
-    def push(self, mel: np.ndarray) -> np.ndarray:
-        if self.limit <= 0 or not mel.shape[0]:
-            return np.zeros(mel.shape[0], bool)
-        lv = np.concatenate([self.levels, mel.mean(axis=1).astype(np.float64)])
-        c = np.concatenate([[0.0], np.cumsum(lv)])
-        idx = np.arange(lv.size - mel.shape[0], lv.size) + 1
-        lo = np.maximum(0, idx - self.smooth_n)
-        sm = (c[idx] - c[lo]) / (idx - lo)
-        hist = np.concatenate([self.smooth, sm])
-        j = np.arange(self.smooth.size, hist.size)
-        moved = np.zeros(sm.size, bool)
-        ok = j >= self.window
-        moved[ok] = np.abs(hist[j[ok]] - hist[j[ok] - self.window]) > self.limit
-        moved |= mel.max(axis=1) < QUIET + 1.0  # digital silence: a microphone delivering zeros
-        gated = np.zeros(sm.size, bool)
-        for i in range(sm.size):
-            self.since = 0 if moved[i] else self.since + 1
-            gated[i] = self.since <= self.hold
-        self.levels = lv[-(self.smooth_n - 1):]
-        self.smooth = hist[-self.window:]
-        return gated
 
 
 class AcousticStreamRunner:

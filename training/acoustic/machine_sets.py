@@ -32,6 +32,7 @@ FAULTS_OF = {
     "motor": ("misalignment", "electrical", "bearing"),
     "mixer": ("looseness", "misalignment", "knock"),
     "conveyor": ("looseness", "electrical", "squeal"),
+    "blower": ("looseness", "blade_rub", "electrical", "squeal"),
 }
 
 
