@@ -26,21 +26,23 @@ import scipy.io.wavfile
 from scipy.signal import resample_poly
 
 from edge_inspector.errors import InputError
+from edge_inspector.model_entries import LogMelInput
 
 LOG_EPS = 1e-6
+_CONTRACT = LogMelInput()  # the manifest's defaults: the features' defaults are the same numbers, kept once
 
 
 @dataclass(frozen=True)
 class LogMelParams:
     """Feature parameters; :meth:`from_model` reads them from a manifest ``AcousticModel``."""
 
-    sample_rate: int = 16000
-    n_fft: int = 512
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
-    fmin: float = 20.0
-    fmax: float = 8000.0
+    sample_rate: int = _CONTRACT.sample_rate
+    n_fft: int = _CONTRACT.n_fft
+    win_length: int = _CONTRACT.win_length
+    hop_length: int = _CONTRACT.hop_length
+    n_mels: int = _CONTRACT.n_mels
+    fmin: float = _CONTRACT.fmin
+    fmax: float = _CONTRACT.fmax
 
     @classmethod
     def from_model(cls, model: Any) -> LogMelParams:
