@@ -26,21 +26,22 @@ def _sleeper(ms_per_call: dict[int, float]):
 
 
 def test_the_fastest_batch_per_frame_within_the_call_bound() -> None:
-    run = _sleeper({1: 10.0, 2: 14.0, 4: 16.0, 8: 24.0})  # per frame: 10, 7, 4, 3 ms
+    # calls of tens of ms: a loaded machine's sleep overshoot (~1 ms, once per call) cannot turn a choice
+    run = _sleeper({1: 40.0, 2: 56.0, 4: 64.0, 8: 96.0})  # per frame: 40, 28, 16, 12 ms
     make = lambda b: np.zeros((b, 1), np.float32)  # noqa: E731
-    assert choose_batch(run, make, (1, 2, 4, 8), 100.0, 0.05)[0] == 8
-    batch, per_frame = choose_batch(run, make, (1, 2, 4, 8), 20.0, 0.05)  # a call of 24 ms is too long
+    assert choose_batch(run, make, (1, 2, 4, 8), 200.0, 0.05)[0] == 8
+    batch, per_frame = choose_batch(run, make, (1, 2, 4, 8), 80.0, 0.05)  # a call of 96 ms is too long
     assert batch == 4 and set(per_frame) == {1, 2, 4, 8} and per_frame[8] < per_frame[1]
-    flat = _sleeper({1: 8.0, 2: 16.0, 4: 32.0, 8: 64.0})  # no gain from batching: the smallest batch
-    assert choose_batch(flat, make, (1, 2, 4, 8), 100.0, 0.05)[0] == 1
+    flat = _sleeper({1: 40.0, 2: 80.0, 4: 160.0, 8: 320.0})  # no gain from batching: the smallest batch
+    assert choose_batch(flat, make, (1, 2, 4, 8), 400.0, 0.05)[0] == 1
     slow = _sleeper({4: 50.0})  # nothing fits: the smallest candidate still runs
     assert choose_batch(slow, make, (4,), 10.0, 0.02)[0] == 4
 
 
 def test_side_by_side_workers_win_when_calls_overlap() -> None:
     x = np.zeros((1, 1), np.float32)
-    one_call = _sleeper({1: 5.0})  # calls overlap perfectly (a sleep, like a free core)
-    plan, fps = choose_plan({1: one_call, 2: one_call}, x, [(2, 1), (1, 2), (1, 1)], 0.2)
+    one_call = _sleeper({1: 20.0})  # calls overlap perfectly (a sleep, like a free core)
+    plan, fps = choose_plan({1: one_call, 2: one_call}, x, [(2, 1), (1, 2), (1, 1)], 0.6)
     assert plan == (2, 1) and fps["2x1"] > 1.5 * fps["1x2"]
     assert thread_plans(2, "onnxruntime") == [(2, 1), (1, 2), (1, 1)]
     assert thread_plans(8, "onnxruntime") == [(8, 1), (1, 8), (4, 2), (1, 1)]
