@@ -76,7 +76,10 @@ def test_record_then_replay_twice_gives_identical_events(recording: Path, tmp_pa
     assert manifest["versions"]["edge-inspector"] and manifest["models"]["visual"]["sha256"]
     frames = manifest["cameras"]["cam0"]["frames"]
     rows = (recording / "cam0.timestamps.csv").read_text().splitlines()
-    assert rows[0] == "index,ts,mono" and len(rows) - 1 == frames and 30 <= frames <= 50
+    assert rows[0] == "index,ts,mono" and len(rows) - 1 == frames and frames >= 5
+    # the duration is kept (a loaded machine may generate fewer than the nominal 40 frames, never later ones)
+    monos = [float(r.split(",")[2]) for r in rows[1:]]
+    assert monos[-1] - monos[0] <= 2.5 and frames <= 45
     runs = []
     for i in range(2):
         events = tmp_path / f"events{i}.jsonl"
