@@ -125,7 +125,7 @@ def test_logger_survives_kills_restarts_and_a_journal_reset(tmp_path: Path, suff
                                                    and len(_seqs(out)) >= 30):
             time.sleep(0.1)
         last_new = station.halt()
-        time.sleep(0.5)
+        _wait(out, last_new, timeout=10)  # what was published before the halt is still on its way
     finally:
         log.send_signal(signal.SIGTERM)
         _, err = log.communicate(timeout=10)
