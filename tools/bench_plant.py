@@ -275,10 +275,13 @@ def _plc(port: int, n: int, conn: Any) -> None:
             if regs[mb.STATUS] & mb.BIT_RESULT_VALID:
                 break
         seen = time.monotonic()
-        conn.send(((regs[mb.SEQ_HI] << 16) | regs[mb.SEQ_LO], seen))
+        seq = (regs[mb.SEQ_HI] << 16) | regs[mb.SEQ_LO]
+        conn.send((seq, seen))
         client.write_register(mb.ACK, 1)
-        while client.read_holding_registers(mb.STATUS, count=1).registers[0] & mb.BIT_RESULT_VALID:
-            pass
+        while True:  # acknowledged: the result clears, or the next queued one is presented at once
+            regs = client.read_holding_registers(0, count=mb.ACK + 1).registers
+            if not regs[mb.STATUS] & mb.BIT_RESULT_VALID or (regs[mb.SEQ_HI] << 16) | regs[mb.SEQ_LO] != seq:
+                break
     client.close()
 
 
