@@ -164,9 +164,11 @@ class HttpServer:
         finally:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks(loop):
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            if tasks:  # let each connection run its clean-up (a viewer's stream closes) before the loop goes
+                loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
             loop.close()
             self._loop = None
 
@@ -192,6 +194,10 @@ class HttpServer:
             self.timeouts += 1
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # the client went away or sent garbage: nothing to answer
+        except asyncio.CancelledError:
+            # the server is closing (a live.mjpg viewer is cancelled mid-stream): end this connection
+            # quietly; re-raised, asyncio's stream callback would log it as an error with a traceback
+            pass
         finally:
             self._waiting.pop(writer, None)
             self.open_connections -= 1

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -289,3 +290,42 @@ def test_metrics_pass_promtool_and_say_what_an_operator_needs(station: Station, 
         for i, e in enumerate(exprs)))
     check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+def test_a_daemon_stopped_while_a_viewer_watches_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM with a live.mjpg client connected: exit 0, the viewer's stream ends, no traceback."""
+    cfg = DaemonConfig(tmp_path, cameras=[{"name": "cam0", "uri": "synthetic://surface?seed=5&fps=10"}])
+    proc = start_daemon(cfg.path)
+    host, _, port = cfg.health.rpartition(":")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the first preview frame arrives once the camera is up
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            try:
+                conn.request("GET", "/cameras/cam0/live.mjpg")
+                r = conn.getresponse()
+                if r.status == 200 and r.read1(65536).startswith(b"--"):
+                    break
+            except OSError:
+                pass
+            conn.close()
+            assert time.monotonic() < deadline, "no preview frame within 60 s"
+            time.sleep(0.3)
+        received: list[bytes] = []  # the viewer keeps watching, as a browser does, until the stream ends
+        viewer = threading.Thread(target=lambda: received.extend(iter(lambda: r.read1(65536), b"")), daemon=True)
+        viewer.start()
+        time.sleep(2.0)
+        proc.terminate()  # the viewer is still connected, mid-stream
+        _, err = proc.communicate(timeout=30)
+        viewer.join(10)
+        assert not viewer.is_alive(), "the viewer's stream was not closed"
+        assert len(b"".join(received).split(b"Content-Type: image/jpeg")) > 1, "the viewer saw no frame"
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "CancelledError" not in err and " ERROR " not in err, err[-3000:]
