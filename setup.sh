@@ -29,7 +29,7 @@ APT_service=(systemd)  # systemd-analyze checks the unit
 # aravis:// cameras: Aravis through GObject introspection (the daemon needs it only where one is used)
 APT_gige=(python3-gi gir1.2-aravis-0.8)
 # Python extras from pyproject.toml.
-EXTRAS_base=(audio mqtt plc)
+EXTRAS_base=(audio mqtt plc video)
 EXTRAS_dev=(dev)
 EXTRAS_train=(train)
 EXTRAS_service=()

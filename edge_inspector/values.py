@@ -22,7 +22,9 @@ class Frame:
     index: int  # frame index in the stream, from 0
     ts: float  # capture time, seconds since the epoch (UTC)
     mono: float  # time.monotonic() at capture: latency is measured against this
-    image: np.ndarray  # H x W x 3, BGR, uint8 (after the optional ROI crop)
+    # H x W x 3, BGR, uint8 (after the optional ROI crop); from a PyAV-decoded file, a DecodedPicture
+    # that converts to it on demand (sources.decoded.pixels)
+    image: Any
     origin: tuple[int, int] = (0, 0)  # (x, y) of the ROI in the full frame, for bbox mapping
     tensor: np.ndarray | None = None  # the model input (C x H x W float32), made in the capture thread
     prep_ms: float = 0.0  # time spent making ``tensor``

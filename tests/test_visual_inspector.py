@@ -124,16 +124,18 @@ def test_a_failing_worker_stops_every_worker(runner: VisualModelRunner) -> None:
     assert len(calls) < 20 and [v.frame for v in got] == list(range(len(got)))  # in order up to the failure
 
 
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_file_camera_decodes_with_the_configured_thread_count(tmp_path: Path, threads: int) -> None:
-    """``decode_threads`` reaches FFmpeg, and every frame still arrives in order."""
+def test_file_camera_decodes_with_the_configured_thread_count(tmp_path: Path, threads: int, decoder: str) -> None:
+    """``decode_threads`` reaches FFmpeg, whichever library drives it, and every frame still arrives in order."""
     from conftest import write_video
 
     from edge_inspector.sources.registry import open_source, source_settings
 
     frames = [np.full((96, 128, 3), 10 * i, np.uint8) for i in range(12)]
     clip = write_video(tmp_path / "clip.mp4", frames)
-    cfg = source_settings("camera", name="cam0", uri=f"file://{clip}", realtime=False, decode_threads=threads)
+    cfg = source_settings("camera", name="cam0", uri=f"file://{clip}", realtime=False, decode_threads=threads,
+                          decoder=decoder)
     camera, queue = open_source(cfg, min_file_size=64)
     camera.start()
     camera.join(20)

@@ -6,9 +6,11 @@ Measures on this machine, on the same 1280x720 clip and the shipped models:
 1. the model alone at each precision (int8, fp32) and batch (1, 2, 4, 8) on one thread, and with
    every core busy (ONNX Runtime; TensorRT where available); a learnt visual anomaly model of
    ``--engines`` (``learn visual``) alone, at batch 1 on one thread
-2. decode-only throughput (``cv2.VideoCapture`` read loop)
+2. decode-only throughput (``cv2.VideoCapture`` read loop, and PyAV's decoder as the daemon uses it)
 3. the daemon end to end at ``replay --speed max`` (file camera, realtime = false) at each
-   precision, against the CPU ceiling (every core busy with decode + preprocess + inference)
+   precision, against the CPU ceiling (every core busy with decode + preprocess + inference, with
+   the daemon's own decoder); and (``decoders``) its file camera decoded by OpenCV against PyAV,
+   alternating runs
 4. peers on the same clip: the naive tutorial loop (read, resize, normalise, batch-1 ONNX Runtime,
    print) and a threaded two-stage loop (decode thread + inference thread)
 5. latency of a live 30 fps HTTP MJPEG camera into a real ZeroMQ subscriber, per stage
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import ROOT, clip_frames, make_clips, machine_info, median_fps_run  # noqa: E402
 from edge_inspector.config import RuntimeConfig  # noqa: E402
 
-SCENARIOS = ("engine", "anomaly", "decode", "daemon", "views", "naive", "threaded", "latency", "scale", "audio", "bus",
+SCENARIOS = ("engine", "anomaly", "decode", "daemon", "decoders", "views", "naive", "threaded", "latency", "scale", "audio", "bus",
              "mqtt", "outage", "plc")
 BATCHES = [1, 2, 4, 8]
 PLANT = {"mqtt", "outage", "plc"}  # need mosquitto (setup.sh --dev) and the mqtt/plc extras, no model
@@ -56,11 +58,11 @@ PLANS: dict[str, dict[str, Any]] = {
     "quick": {"engine_s": 1.0, "decode_s": 1.0, "frames": 90, "distinct": 6, "latency_s": 4.0,
               "scale_s": 3.0, "scale_warmup_s": 1.5, "scale_counts": [1, 2, 4], "audio_repeats": 1, "bus_events": 500,
               "repeats": 1, "pair_engine_s": 0.5, "mqtt_events": 2000, "outage_s": 10.0, "plc_decisions": 100,
-              "views_pairs": 2},  # alternating runs without / with snapshots and a preview viewer
+              "views_pairs": 2, "decoder_pairs": 1},  # alternating runs without / with snapshots and a preview viewer
     "full": {"engine_s": 4.0, "decode_s": 3.0, "frames": 300, "distinct": 24, "latency_s": 20.0,
              "scale_s": 12.0, "scale_warmup_s": 3.0, "scale_counts": [1, 2, 4], "audio_repeats": 5, "bus_events": 5000,
              "repeats": 5, "pair_engine_s": 1.5, "mqtt_events": 20000, "outage_s": 60.0, "plc_decisions": 500,
-             "views_pairs": 7},
+             "views_pairs": 7, "decoder_pairs": 5},
 }
 
 
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from bench_daemon import microphone_cpu, paired_replays, scale_live
+    from bench_decoders import decoders_compared
     from bench_latency import live_latency
     from bench_engine import anomaly_cost, engine_precisions
     from bench_parts import (acoustic_path_rtf, audio_rtf, bus_throughput, decode_throughput, naive_loop, preprocess_cost,
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from edge_inspector.manifest import load_manifest
     from edge_inspector.precision import default_precision, model_file
     from edge_inspector.runtime import available_backends
+    from edge_inspector.sources.pyav_capture import pyav_available
 
     console = Console(stderr=True)
     plan = PLANS["quick" if args.quick else "full"]
@@ -111,10 +115,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"bench.py: error: {engines}/manifest.toml has no visual classifier")
     precisions = ["int8", "fp32"] if vis is not None and vis.int8 else ["fp32"]
     default = model_file(engines, vis, default_precision("onnxruntime"), "onnxruntime").precision if vis else "fp32"
+    decoder = "pyav" if pyav_available() else "opencv"  # what a file camera's decoder = "auto" picks
     results: dict[str, Any] = {
         "machine": machine_info(), "mode": "quick" if args.quick else "full", "scenarios": only,
         "config": {"max_batch": args.max_batch, "backend_default": "onnxruntime", "policy": "measured in this run",
-                   "precisions": precisions},
+                   "precisions": precisions, "decoder": decoder},
         "default_precision": default,
         "models": {k: {"file": m["file"], "sha256": m["sha256"][:12]} for k, m in manifest.summary().items()},
     }
@@ -153,11 +158,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["anomaly"] = anomaly_cost(engines, plan["engine_s"], progress=step)
             elif name == "decode":
                 results["decode"] = decode_throughput(clips.h264, plan["decode_s"], progress=step)
-            elif name == "daemon":
-                decode_cpu = (results.get("decode") or {}).get("cpu_ms_per_frame")
+                if decoder == "pyav":
+                    results["decode_pyav"] = decode_throughput(clips.h264, plan["decode_s"], progress=step, decoder="pyav")
+            elif name == "daemon":  # its ceiling counts the daemon's own decoder
+                decode_cpu = (results.get("decode_pyav" if decoder == "pyav" else "decode") or {}).get("cpu_ms_per_frame")
                 results["daemon_replay"] = {p: paired_replays(clips.h264, engines, p, args.max_batch, plan["repeats"],
-                                                              plan["pair_engine_s"], decode_cpu, progress=step)
+                                                              plan["pair_engine_s"], decode_cpu, progress=step,
+                                                              decoder=decoder)
                                             for p in precisions}
+            elif name == "decoders":
+                if decoder == "pyav":
+                    results["decoders"] = decoders_compared(clips.h264, engines, args.max_batch, plan["decoder_pairs"],
+                                                            progress=step)
+                else:
+                    console.print("[yellow]decoders: PyAV is not installed (pip install av): skipped[/]")
             elif name == "views":
                 results["views"] = views_cost(clips.h264, engines, args.max_batch, plan["views_pairs"], progress=step)
             elif name in ("naive", "threaded"):  # the naive loop as the tutorials write it: the float model

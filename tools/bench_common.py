@@ -76,8 +76,9 @@ def make_clips(out_dir: Path, frames: int, width: int = 1280, height: int = 720,
     return Clips(h264, mjpeg, width, height, fps, frames)
 
 
-def clip_frames(video: Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` decoded frames of ``video`` (BGR): what preprocessing is timed on.
+def clip_frames(video: Path, count: int, decoder: str = "opencv") -> list[Any]:
+    """The first ``count`` decoded frames of ``video``: what preprocessing is timed on; BGR arrays
+    (``opencv``), or frames kept YUV as the daemon's PyAV decoder gives them (``pyav``).
 
     Distinct frames, as the daemon gets them: one frame prepared over and over stays in the CPU's
     caches and costs about a third less than a stream of new ones (0.87 against 1.25 ms per
@@ -85,7 +86,9 @@ def clip_frames(video: Path, count: int) -> list[np.ndarray]:
     """
     import cv2
 
-    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    from edge_inspector.sources.pyav_capture import AvCapture
+
+    cap = AvCapture(video) if decoder == "pyav" else cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     frames = []
     while len(frames) < count:
         ok, frame = cap.read()

@@ -22,13 +22,15 @@ Progress = Callable[[str], None]
 
 
 def daemon_config(tmp: Path, engines: Path, cameras: list[dict[str, Any]], max_batch: int | None, port: int,
-            precision: str | None = None) -> Any:
+                  precision: str | None = None, policy: dict[str, Any] | None = None) -> Any:
     """The daemon's config for one scenario: the defaults (measured policy, default precision)
     unless ``max_batch`` / ``precision`` are given."""
     from edge_inspector.config import parse_config
 
     runtime: dict[str, Any] = {"backend": "onnxruntime", "engines_dir": str(engines)}
     runtime.update({k: v for k, v in (("max_batch", max_batch), ("precision", precision)) if v is not None})
+    if policy:  # a fixed inference policy: {"batch", "workers", "threads"} as a replay reports it
+        runtime.update(max_batch=policy["batch"], inference_workers=policy["workers"], intra_op_threads=policy["threads"])
     return parse_config({
         "camera": cameras,
         "runtime": runtime,
@@ -48,12 +50,15 @@ def _stage_summary(verdicts: list[Any]) -> dict[str, Any]:
 
 
 def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str | None = None,
-               progress: Progress | None = None) -> dict[str, Any]:
-    """``replay --speed max``: one file camera (realtime = false), every frame inspected, verdicts/s."""
+               progress: Progress | None = None, decoder: str = "auto", policy: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """``replay --speed max``: one file camera (realtime = false), every frame inspected, verdicts/s;
+    ``decoder``: the camera's ``decoder`` key; ``policy``: a fixed inference policy (default: measured).
+    ``decisions``: each frame's verdict in order, 1 defective, 0 good."""
     from edge_inspector.service import Service
 
     if progress:
-        progress(f"daemon end to end (replay --speed max, {precision or 'default precision'})")
+        progress(f"daemon end to end (replay --speed max, {precision or 'default precision'}, decoder {decoder})")
     stamps: list[float] = []
     verdicts: list[Any] = []
     cpu_at: list[Any] = []  # the process's CPU times at the first and at the latest verdict
@@ -65,8 +70,8 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
         cpu_at[min(1, len(cpu_at)):] = [now]
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        cfg = daemon_config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False}],
-                      max_batch, free_port(), precision)
+        cfg = daemon_config(Path(tmp), engines, [{"name": "cam0", "uri": f"file://{clip}", "realtime": False, "decoder": decoder}],
+                      max_batch, free_port(), precision, policy)
         svc = Service(cfg, on_verdict=on_verdict)
         meter = CpuMeter()
         t0 = time.monotonic()
@@ -91,11 +96,12 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
         "stages": _stage_summary(verdicts), "cpu": cpu,
         "policy": {"batch": policy.batch, "workers": policy.workers, "threads": policy.threads, "how": policy.how},
         "models": models,
+        "decisions": "".join("1" if v.defect else "0" for v in sorted(verdicts, key=lambda v: v.frame)),
     }
 
 
 def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | None, repeats: int, engine_s: float,
-                   decode_cpu_ms: float | None, progress: Progress | None = None) -> dict[str, Any]:
+                   decode_cpu_ms: float | None, progress: Progress | None = None, decoder: str = "opencv") -> dict[str, Any]:
     """``repeats`` daemon replays at ``precision``, each followed at once by its own measurement of
     the model's and the preprocessing's CPU cost per frame at the batch the daemon ran (the
     preprocessing on the clip's own distinct frames).
@@ -107,17 +113,20 @@ def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | N
     the three parts' CPU per frame over the whole daemon process's CPU per frame in the same run,
     i.e. its share of the ceiling per core it was given.  On a machine shared with other work the
     frames/s ratio also measures how many cores the neighbours left (a fair scheduler gives a
-    session its share, whatever it needs); the CPU share measures only the daemon.
+    session its share, whatever it needs); the CPU share measures only the daemon.  ``decoder`` is the
+    camera's (``pyav``: frames kept YUV, the model's input made from them, and the ceiling's
+    preprocessing timed on such frames; ``decode_cpu_ms`` must be that decoder's).
     """
     from bench_common import clip_frames
     from bench_engine import ceiling_fps, inference_cpu_ms, preprocess_cpu_ms
 
     from edge_inspector.inspectors.policy import usable_cores
 
-    frames = clip_frames(clip, 24)
+    frames = clip_frames(clip, 24, decoder)
     runs, ceilings, ratios, infer, prep, shares = [], [], [], [], [], []
     for _ in range(max(1, repeats)):
-        replay = replay_max(clip, engines, max_batch, precision, progress=progress)
+        replay = replay_max(clip, engines, max_batch, precision, progress=progress, decoder=decoder)
+        replay.pop("decisions")
         batch = replay["policy"]["batch"]
         if progress:
             progress(f"model and preprocessing alone at batch {batch} ({precision}) right after the replay")
@@ -133,6 +142,7 @@ def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | N
                 shares.append(round((decode_cpu_ms + prep_ms + cpu_ms) / replay["window"]["cpu_ms_per_frame"], 3))
     out = median_fps_run(runs)  # runs_fps in run order, beside the ceiling of each
     out["precision"] = precision
+    out["decoder"] = decoder
     out["runs_inference_cpu_ms"] = infer
     out["runs_preprocess_cpu_ms"] = prep
     out["runs_ceiling_fps"] = ceilings

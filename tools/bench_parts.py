@@ -23,8 +23,10 @@ Progress = Callable[[str], None]
 
 
 def decode_throughput(clip: Path, seconds: float, progress: Progress | None = None,
-                      threads: int | None = None) -> dict[str, Any]:
-    """Frames/s of a bare ``cv2.VideoCapture.read`` loop (rewinding until ``seconds`` passed).
+                      threads: int | None = None, decoder: str = "opencv") -> dict[str, Any]:
+    """Frames/s of a bare decoding loop (rewinding until ``seconds`` passed): ``cv2.VideoCapture.read``
+    (full-size BGR, what the peers and OpenCV-decoded cameras get), or ``pyav``: PyAV's decoder as
+    the daemon's file cameras use it (frames left YUV; the model's input is made in preprocessing).
 
     The decoder gets ``threads`` threads, by default what a camera's ``decode_threads`` gives
     the daemon; the CPU time per frame is recorded too (the process does nothing else
@@ -32,18 +34,19 @@ def decode_throughput(clip: Path, seconds: float, progress: Progress | None = No
     """
     import cv2
 
-    from edge_inspector.sources.settings import FFmpegDecoder
     from edge_inspector.sources.camera import ffmpeg_decoder_params
+    from edge_inspector.sources.pyav_capture import AvCapture
+    from edge_inspector.sources.settings import FFmpegDecoder
 
     if threads is None:
         threads = int(FFmpegDecoder.model_fields["decode_threads"].default)
     if progress:
-        progress("decode only")
+        progress(f"decode only ({decoder})")
     params = ffmpeg_decoder_params(threads)
     per_frame: list[float] = []
     t_start, cpu_start = time.perf_counter(), os.times()
     while time.perf_counter() - t_start < seconds or not per_frame:
-        cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, params)
+        cap = AvCapture(clip, threads) if decoder == "pyav" else cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, params)
         try:
             while True:
                 t0 = time.perf_counter()
@@ -58,7 +61,7 @@ def decode_throughput(clip: Path, seconds: float, progress: Progress | None = No
     total_s = sum(per_frame) / 1000.0
     return {"fps": round(len(per_frame) / total_s, 1), "frames": len(per_frame), "threads": threads,
             "ms_per_frame": percentiles(per_frame), "cpu_ms_per_frame": round(1000.0 * cpu_s / len(per_frame), 3),
-            "clip": clip.name}
+            "clip": clip.name, "decoder": decoder}
 
 
 def _tutorial_preprocess(frame: np.ndarray, size: tuple[int, int], m: np.ndarray, s: np.ndarray) -> np.ndarray:

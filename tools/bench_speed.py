@@ -108,11 +108,12 @@ def throughput_rows(r: dict[str, Any], t: Table) -> None:
             plans = ", ".join(f"{k}: {v:.0f}" for k, v in e["all_cores"].items())
             t.add_row(f"model {backend} {precision}, all cores", f"{e['all_cores_fps']:.1f}",
                       f"batch {e['best_batch']}; calls x threads: {plans}")
-    if r.get("decode"):
-        dec = r["decode"]
-        t.add_row("decode only (VideoCapture)", f"{dec['fps']:.1f}",
-                  f"{dec['ms_per_frame']['p50']} ms/frame p50, {dec['cpu_ms_per_frame']} ms CPU/frame, "
-                  f"{dec.get('threads', '?')} decoder thread(s)")
+    for key, label in (("decode", "decode only (VideoCapture, full-size BGR)"), ("decode_pyav", "decode only (PyAV, kept YUV)")):
+        if r.get(key):
+            dec = r[key]
+            t.add_row(label, f"{dec['fps']:.1f}",
+                      f"{dec['ms_per_frame']['p50']} ms/frame p50, {dec['cpu_ms_per_frame']} ms CPU/frame, "
+                      f"{dec.get('threads', '?')} decoder thread(s)")
     for precision, d in (r.get("daemon_replay") or {}).items():
         t.add_row(f"daemon end to end ({precision})", f"{d['fps']:.1f}",
                   f"policy {d['policy']['batch']}x{d['policy']['workers']}x{d['policy']['threads']} (batch x workers x "
@@ -124,6 +125,14 @@ def throughput_rows(r: dict[str, Any], t: Table) -> None:
             t.add_row(f"  daemon CPU per frame ({precision})", f"{statistics.median(d['runs_cpu_ms_per_frame']):.3f}",
                       f"ms; parts / daemon CPU = {r['daemon_cpu_share'][precision]} (median of the runs); cores busy "
                       f"{', '.join(str(b) for b in d['runs_cores_busy'])}")
+    if r.get("decoders"):
+        dc = r["decoders"]
+        for decoder in ("opencv", "pyav"):
+            t.add_row(f"daemon, file decoded by {decoder}", f"{dc[decoder]['fps']:.1f}",
+                      f"{dc[decoder]['cpu_ms_per_frame']} ms CPU/frame (medians of {dc['pairs']} alternating runs)")
+        t.add_row("  pyav / opencv", f"{dc['fps_ratio_median']}",
+                  f"frames/s ratio, median of the pairs; CPU per frame {dc['cpu_ratio']}x less; "
+                  f"verdicts that differ: {dc['verdicts_differ']} of {dc['frames']}")
     for name, label in (("naive", "naive tutorial loop"), ("threaded", "threaded two-stage loop")):
         for precision, p in (r.get(name) or {}).items():
             t.add_row(f"{label} ({precision})", f"{p['fps']:.1f}", f"{p['frames']} frames, batch 1{_runs(p)}")
@@ -161,7 +170,8 @@ def chart_panel(r: dict[str, Any], ax: Any) -> None:
 def cpu_panel(r: dict[str, Any], ax: Any) -> None:
     """Per precision: decode + preprocess + inference CPU per frame (each timed alone, stacked)
     beside the whole daemon process's CPU per frame; the gap is what the daemon spends beyond them."""
-    decode = (r.get("decode") or {}).get("cpu_ms_per_frame")
+    own = "decode_pyav" if (r.get("config") or {}).get("decoder") == "pyav" else "decode"  # the daemon's decoder
+    decode = (r.get(own) or {}).get("cpu_ms_per_frame")
     names, x, top = [], 0, 0.0
     for precision, d in (r.get("daemon_replay") or {}).items():
         if decode is None or not d.get("runs_cpu_share"):

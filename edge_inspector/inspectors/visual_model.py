@@ -25,6 +25,7 @@ from edge_inspector.image_header import size_problem
 from edge_inspector.inspectors.heads import Head, Thresholds, decide
 from edge_inspector.precision import ModelFile
 from edge_inspector.runtime.base import Engine
+from edge_inspector.sources.decoded import DecodedPicture
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -75,7 +76,8 @@ class Preprocessor:
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
         batch = np.empty((len(images), self.height, self.width, 3), np.uint8)
         for i, image in enumerate(images):
-            batch[i] = resize_to(_as_bgr(image), self.width, self.height)
+            batch[i] = (image.resized(self.width, self.height, resize_to) if isinstance(image, DecodedPicture)
+                        else resize_to(_as_bgr(image), self.width, self.height))
         x = np.empty((len(images), 3, self.height, self.width), np.float32)
         for c, src in enumerate(self._channels):
             np.multiply(batch[..., src], self._scale[c], out=x[:, c], casting="unsafe")

@@ -32,6 +32,7 @@ import cv2
 from edge_inspector import pictures
 from edge_inspector.errors import UserError
 from edge_inspector.snapshots.store import SnapshotStore
+from edge_inspector.sources.decoded import pixels
 from edge_inspector.supervision import ThreadHealth, lower_priority, run_supervised
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class SnapshotWriter:
             t = job.trace
             picture = pictures.spectrogram_picture(t.mel, t.scores, t.frame_s, t.span, t.onset, t.offset, title)
             return {".png": pictures.png(picture), ".thumb.png": pictures.png(pictures.fit_width(picture, THUMB_WIDTH))}
-        image = job.image
+        image = pixels(job.image)  # a decoded file's frame is converted here, in the picture thread
         bbox = None
         if v.bbox is not None:
             ox, oy = v.image_origin

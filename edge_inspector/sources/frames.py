@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 
 from edge_inspector.errors import UserError
 from edge_inspector.sources.base import Frame
+from edge_inspector.sources.decoded import DecodedPicture
 
+#: a captured image: BGR pixels, or a decoded frame that makes them on demand
+Image = Union[np.ndarray, DecodedPicture]
 #: turns one captured image into the model input (C x H x W float32)
-Prepare = Callable[[np.ndarray], np.ndarray]
+Prepare = Callable[[Image], np.ndarray]
 
 
 def prepared(frame: Frame, prepare: Prepare | None) -> Frame:
@@ -28,15 +31,20 @@ def prepared(frame: Frame, prepare: Prepare | None) -> Frame:
     return frame
 
 
-def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None, camera: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """The ``roi`` ([x, y, w, h]) of ``image`` and its origin; the whole image when ``roi`` is None."""
+def crop_roi(image: Image, roi: tuple[int, int, int, int] | None, camera: str) -> tuple[Image, tuple[int, int]]:
+    """The ``roi`` ([x, y, w, h]) of ``image`` and its origin; the whole image when ``roi`` is None.
+
+    A region reaching past the frame's edge is cut at the edge (as slicing an array does)."""
     if roi is None:
         return image, (0, 0)
     x, y, w, h = roi
-    crop = image[y : y + h, x : x + w]
-    if crop.size == 0:
-        raise UserError(f"camera {camera}: roi {list(roi)} lies outside the {image.shape[1]}x{image.shape[0]} frame")
-    return crop, (x, y)
+    height, width = image.shape[:2]
+    w, h = max(0, min(w, width - x)), max(0, min(h, height - y))
+    if w == 0 or h == 0:
+        raise UserError(f"camera {camera}: roi {list(roi)} lies outside the {width}x{height} frame")
+    if isinstance(image, DecodedPicture):
+        return image.crop((x, y, w, h)), (x, y)
+    return image[y : y + h, x : x + w], (x, y)
 
 
 class Pacer:

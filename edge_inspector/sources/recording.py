@@ -32,6 +32,7 @@ from typing import Any
 from edge_inspector.errors import UserError
 from edge_inspector.redact import redact_text, redact_uri
 from edge_inspector.sources.base import BoundedQueue, Chunk, Frame, SourceThread
+from edge_inspector.sources.decoded import pixels
 from edge_inspector.sources.recording_files import (
     AUDIO_HEADER,
     AUDIO_TIMESTAMPS,
@@ -81,7 +82,7 @@ class SourceRecorder(threading.Thread):
             self.fps = float(fps)
             self._csv = CsvWriter(self.sidecar_path, FRAME_HEADER)
             self._video = VideoWriter(self.media_path, self.codec, self.fps, self.width, self.height)
-        self._video.write(frame.image)
+        self._video.write(pixels(frame.image))  # a decoded file's frame is converted only here
         self._csv.row(f"{self.items},{frame.ts:.6f},{frame.mono:.6f}")  # type: ignore[union-attr]
 
     def _write_chunk(self, chunk: Chunk) -> None:

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable
 
 from edge_inspector import pictures
 from edge_inspector.http_server import Handler, Request, Response, text
+from edge_inspector.sources.decoded import pixels
 from edge_inspector.supervision import ThreadHealth, lower_priority, run_supervised
 
 BOUNDARY = "edge-inspector-frame"
@@ -100,6 +101,7 @@ class PreviewHub:
                         self.encoded += 1
 
     def _draw(self, v: Any, image: Any, heat: bool) -> bytes:
+        image = pixels(image)  # a decoded file's frame is converted here, in the drawing thread
         bbox = None
         if v.bbox is not None and v.defect:
             ox, oy = v.image_origin

@@ -7,19 +7,30 @@ beside it, or read as fast as it is inspected (``realtime = false``: determinist
 
 from __future__ import annotations
 
+import logging
+from typing import Any, Literal
+
 import cv2
 
 from edge_inspector.errors import UserError
 from edge_inspector.sources.base import BoundedQueue, Frame, StatusCallback
 from edge_inspector.sources.camera import Capture, CameraSource, ffmpeg_decoder_params
+from edge_inspector.sources.pyav_capture import AvCapture, pyav_available
 from edge_inspector.sources.registry import OpenContext, SourceKind
 from edge_inspector.sources.settings import CameraSettings, FFmpegDecoder, FilePlayback, check_file, file_path
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".ts"}
 
 
 class VideoFileSettings(FFmpegDecoder, FilePlayback, CameraSettings):
     """A ``file://`` camera."""
+
+    # pyav: frames stay YUV and the model's input is made from them at its size (the full-size BGR
+    # frame only for snapshots, the preview and record); opencv: cv2.VideoCapture, full-size BGR;
+    # auto: pyav where PyAV is installed (./setup.sh installs it)
+    decoder: Literal["auto", "pyav", "opencv"] = "auto"
 
     def paced_by_inspector(self) -> bool:
         return not self.realtime
@@ -29,9 +40,16 @@ def open_video_file(s: VideoFileSettings, queue: BoundedQueue[Frame], on_status:
                     context: OpenContext) -> CameraSource:
     path = file_path(s.uri)
 
-    def open_capture() -> cv2.VideoCapture:
+    if s.decoder == "pyav" and not pyav_available():
+        raise UserError(f'camera {s.name}: decoder = "pyav" needs PyAV (pip install av, or ./setup.sh)')
+    use_pyav = s.decoder != "opencv" and pyav_available()
+    log.info("camera %s: %s decodes %s", s.name, "PyAV" if use_pyav else "OpenCV", path.name)
+
+    def open_capture() -> Any:
         if not path.is_file():
             raise UserError(f"camera {s.name}: video file not found: {path}")
+        if use_pyav:
+            return AvCapture(path, s.decode_threads)
         return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, ffmpeg_decoder_params(s.decode_threads))
 
     return CameraSource(s, queue, on_status, context.prepare,
@@ -39,8 +57,13 @@ def open_video_file(s: VideoFileSettings, queue: BoundedQueue[Frame], on_status:
 
 
 def check(s: VideoFileSettings, _devices: bool) -> list[str]:
+    problems = []
     problem = check_file(s.uri, VIDEO_SUFFIXES, "a video")
-    return [f"uri: {problem}"] if problem else []
+    if problem:
+        problems.append(f"uri: {problem}")
+    if s.decoder == "pyav" and not pyav_available():
+        problems.append('decoder: "pyav" needs PyAV (pip install av, or ./setup.sh); "auto" falls back to OpenCV')
+    return problems
 
 
 KINDS = (SourceKind("camera", ("file",), VideoFileSettings, open_video_file, "file:///abs/clip.mp4",
