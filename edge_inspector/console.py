@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from edge_inspector.log_writer import AsyncStreamHandler
 from edge_inspector.native_log import NativeLogCapture
 from edge_inspector.redact import RedactingFilter, redact_text
 
@@ -81,13 +82,14 @@ def setup_logging(fmt: str = "auto", verbose: bool = False, capture_native: bool
     """One handler on stderr, credentials redacted; ``capture_native`` also routes C libraries' stderr.
 
     With ``capture_native`` the lines FFmpeg, OpenCV or GStreamer print become log records
-    (JSON under ``fmt="json"``); call :func:`stop_native_capture` before the process exits.
+    (JSON under ``fmt="json"``), and lines are written by a thread of their own
+    (:mod:`edge_inspector.log_writer`), so a stderr nobody reads never blocks the daemon; call :func:`stop_native_capture` before the process exits.
     Under systemd (stderr is the journal) every line starts with its syslog priority (``<3>``
     for errors), so ``journalctl -p err`` shows the errors.
     """
     journal = stderr_is_journal()  # before the capture points fd 2 elsewhere
-    stream = _native.start() if capture_native else sys.stderr
-    handler = logging.StreamHandler(stream)
+    # the daemon's threads must never wait for whoever reads its stderr: a writer thread does
+    handler: logging.Handler = AsyncStreamHandler(_native.start()) if capture_native else logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
     if fmt == "json":
         formatter = JsonFormatter()

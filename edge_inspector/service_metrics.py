@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_inspector.health import MetricSnapshot
+from edge_inspector.log_writer import log_lines_dropped
 
 if TYPE_CHECKING:
     from edge_inspector.service import Service
@@ -105,6 +106,8 @@ def metric_snapshot(service: "Service") -> MetricSnapshot:
         (("thread", name),): float(n) for name, n in failures.items()})
     snap["edge_inspector_thread_restarts"] = ("restarts per long-lived thread after a failure", "counter", {
         (("thread", name),): float(n) for name, n in restarts.items()})
+    snap["edge_inspector_log_lines_dropped"] = ("log lines dropped because nobody read the daemon's stderr", "counter", {
+        (): float(log_lines_dropped())})
     snap["edge_inspector_failed"] = ("1 when a thread failed for good and the daemon is stopping", "gauge", {
         (): float(service.broken() is not None)})
     bus = service.bus.counters()
