@@ -8,73 +8,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from edge_inspector import DEFAULT_CONFIG, __version__
 from edge_inspector.errors import InputError, UserError
 
-log = logging.getLogger("edge_inspector")
-
-
-def _load_checked_config(path: Path | None, check_devices: bool = True, bind: bool = True) -> Any:
-    from edge_inspector.checks import check_environment
-    from edge_inspector.config import ConfigError, load_config
-
-    cfg = load_config(path)
-    problems = check_environment(cfg, check_devices=check_devices, bind=bind)
-    if problems:
-        raise ConfigError(problems, path)
-    return cfg
-
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from edge_inspector.checks import exposure_warnings
+    from edge_inspector.commands.run import check_config_command
 
-    cfg = _load_checked_config(args.config, bind=not args.no_bind)
-    for warning in exposure_warnings(cfg):
-        print(f"edge-inspector: warning: {warning}", file=sys.stderr)
-    print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.microphones)} microphone(s))")
-    return 0
+    return check_config_command(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_inspector.stop_signals import interrupt_on_stop_signals
+    from edge_inspector.commands.run import run_command
 
-    # Explicit handlers, also for a background job (which inherits SIGINT ignored): a stop while
-    # the models load ends the command (exit 0); once running, the service drains and exits 0.
-    with interrupt_on_stop_signals():
-        return _run_daemon(args)
-
-
-def _run_daemon(args: argparse.Namespace) -> int:
-    from edge_inspector.console import StatusDisplay, setup_logging, stop_native_capture
-    from edge_inspector.service import Service
-
-    # A camera or microphone missing at boot starts offline and reconnects like one unplugged
-    # later; refusing to start would take every other source of the station down with it.
-    cfg = _load_checked_config(args.config, check_devices=False)
-    # FFmpeg/OpenCV print to stderr themselves: route that through the logger too
-    setup_logging("json" if cfg.health.log_format == "json" else "text", args.verbose, capture_native=True)
-    try:
-        if args.config is None:
-            log.info("no --config given: running the embedded demo (%s)", DEFAULT_CONFIG)
-        service = Service(cfg)
-        title = f"edge-inspector {__version__} · events on {cfg.publisher.endpoint} · Ctrl-C stops"
-        with StatusDisplay(service.source_rows, title, cfg.health.status_interval_s) as display:
-            code = service.run(tick=display.tick)
-        if service.failure:
-            log.error("stopped with a failure: %s", service.failure)
-        return code
-    finally:
-        stop_native_capture()
+    return run_command(args)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from edge_inspector.offline import inspect_paths
+    from edge_inspector.commands.inspect import inspect_paths
 
     return inspect_paths(args.paths, args.engines, args.backend, sys.stdout, overlay_dir=args.overlay,
                          precision=args.precision)
@@ -90,12 +46,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from edge_inspector.events.curve import create_key_pair, load_public_key
+    from edge_inspector.commands.keys import keys_command
 
-    public, secret = create_key_pair(args.dir, args.name)
-    print(f"{public}  public key {load_public_key(str(public), 'keys').decode()}: give it to the other side")
-    print(f"{secret}  secret key (mode 0600): keep it here, never copy it elsewhere")
-    return 0
+    return keys_command(args)
 
 
 def cmd_log(args: argparse.Namespace) -> int:

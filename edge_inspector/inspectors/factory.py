@@ -1,6 +1,6 @@
 """The one place that opens a directory's models for inspection.
 
-The daemon (:mod:`edge_inspector.service`), ``inspect`` (:mod:`edge_inspector.offline`),
+The daemon (:mod:`edge_inspector.service`), ``inspect`` (:mod:`edge_inspector.commands.inspect`),
 ``replay`` (through the service), the benchmark and the training package's evaluations all call
 these, so a frame gets the same models, heads and decision everywhere.  The caller says how to
 open an engine (backend, threads) with an :data:`EngineOpener` and which precision it wants;
