@@ -4,8 +4,11 @@ The daemon's buffers are bounded (queues, ZeroMQ pipes, catch-up batches), but u
 fill up to their bounds, and glibc's allocator keeps the freed memory in its per-thread arenas
 for reuse instead of returning it: RSS then records the highest burst ever seen and creeps up
 over days with each new peak.  ``malloc_trim(0)`` returns every free page of every arena to the
-system; the service calls it once a minute (a few milliseconds).  Elsewhere than glibc (musl,
-macOS) it is a no-op.
+system; the service calls it every ``TRIM_INTERVAL_S`` (a few milliseconds each time).  Once a
+minute was too seldom: a catch-up burst or a subscriber's backlog (tens of MB, freed again within
+seconds) then stayed in RSS for up to a minute, and a soak sampling RSS every 10 s read those
+bursts as growth (samples 5 to 10 MB above the level before and after).  Elsewhere than glibc
+(musl, macOS) it is a no-op.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-TRIM_INTERVAL_S = 60.0
+TRIM_INTERVAL_S = 10.0
 
 _libc: ctypes.CDLL | None = None
 _checked = False

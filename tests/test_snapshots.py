@@ -49,6 +49,36 @@ def test_store_stays_under_its_cap_over_10000_defects(tmp_path: Path) -> None:
     assert not store.save(uuid.uuid4().hex, {".jpg": b"x" * (cap + 1)}) and store.skipped_size == 1
 
 
+def test_the_index_costs_under_300_bytes_a_group_and_names_every_file(tmp_path: Path) -> None:
+    """The in-memory index grows with the pictures kept (until the caps delete the oldest): a
+    2 GB store of small groups holds tens of thousands of them, so each must stay small."""
+    import tracemalloc
+
+    import edge_inspector.snapshots.store as store_module
+
+    store = SnapshotStore(tmp_path / "snaps", 10**12, max_age_s=86400.0, min_free_bytes=0)
+    store.open()
+    kinds = ({".jpg": b"j", ".overlay.jpg": b"o", ".thumb.jpg": b"t"}, {".png": b"p", ".thumb.png": b"t"})
+    ids = [uuid.uuid4().hex for _ in range(2000)]
+    def held() -> int:  # what the store's own code allocated and still holds
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, store_module.__file__)])
+        return sum(s.size for s in snap.statistics("filename"))
+
+    tracemalloc.start()
+    try:
+        before = held()
+        for i, event_id in enumerate(ids):
+            assert store.save(event_id, kinds[i % 2])
+        per_group = (held() - before) / len(ids)
+    finally:
+        tracemalloc.stop()
+    assert per_group < 300, per_group  # as strings and tuples: 440 to 610 bytes
+    assert store.has(ids[0]) and not store.has("f" * 32) and not store.has("not hex")
+    store.max_bytes = 0  # everything goes, and each group's files with it
+    store.prune()
+    assert store.count == 0 and os.listdir(store.directory) == []
+
+
 def test_store_reindexes_what_it_holds_and_prunes_by_age(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path, 10**9, max_age_s=3600.0, min_free_bytes=0)
     store.open()

@@ -168,12 +168,13 @@ def stalled_clients(ctx: zmq.Context, catchup: str, n: int = 4) -> list[zmq.Sock
     return out
 
 
-def soak(minutes: float, tmp: Path, skip: set[str], env: dict[str, str]) -> dict[str, Any]:
+def soak(minutes: float, tmp: Path, skip: set[str], env: dict[str, str], daemon_nice: int = 0) -> dict[str, Any]:
     camera = Camera(free_port())
     camera.start()
     cfg = write_config(tmp, camera.port)
     log = open(tmp / "daemon.log", "w")
-    daemon = subprocess.Popen([sys.executable, "-m", "edge_inspector.cli", "run", "--config", cfg["config"]],
+    niced = ["nice", "-n", str(daemon_nice)] if daemon_nice else []
+    daemon = subprocess.Popen([*niced, sys.executable, "-m", "edge_inspector.cli", "run", "--config", cfg["config"]],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **env})
     ctx = zmq.Context()
     samples: list[dict[str, float]] = []
@@ -307,12 +308,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("soak.json"))
     p.add_argument("--skip", default="", help="for diagnosis: camera,stalled,subscriber (no restarts / no stalled clients)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon's environment")
+    p.add_argument("--daemon-nice", type=int, default=0,
+                   help="for diagnosis: run the daemon this much nicer than the soak (a CPU-starved daemon: its queues fill)")
     args = p.parse_args()
     skip = {x for x in args.skip.split(",") if x}
     env = dict(e.split("=", 1) for e in args.env)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        result = soak(args.minutes, Path(tmp), skip, env)
-    result["skipped"], result["daemon_env"] = sorted(skip), env
+        result = soak(args.minutes, Path(tmp), skip, env, args.daemon_nice)
+    result["skipped"], result["daemon_env"], result["daemon_nice"] = sorted(skip), env, args.daemon_nice
     result["machine"] = machine_info()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, args.out.with_suffix(".png"))

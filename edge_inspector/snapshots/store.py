@@ -9,8 +9,12 @@ than ``max_age_s`` go too.  When even an empty store would leave too little free
 pictures are not written (counted in ``skipped_disk``) and none are deleted: the journal needs
 the room more, and the pictures kept so far are still worth having.
 
-The index lives in memory (id -> time and size), rebuilt from the directory at start, so
-enforcing the caps never lists the directory.  Files are written to a temporary name and
+The index lives in memory (id -> time, size and which pictures), rebuilt from the directory at
+start, so enforcing the caps never lists the directory.  It grows with the pictures kept until
+the caps delete the oldest, so each group costs as little as it can: the id as 16 bytes and the
+rest packed in one 13-byte record, about 200 bytes with the dictionary's own (as strings and
+tuples a group took 440 to 610 bytes: at the 4 groups/s a busy station may write, 0.1 MB more
+every minute until the store is full).  Files are written to a temporary name and
 renamed, so the HTTP server never serves half a picture.
 """
 
@@ -20,6 +24,7 @@ import collections
 import logging
 import os
 import re
+import struct
 import threading
 import time
 from pathlib import Path
@@ -28,6 +33,22 @@ log = logging.getLogger(__name__)
 
 #: ``<32 hex digits>[.overlay|.thumb].jpg|png``: the only names served or deleted
 FILE_NAME = re.compile(r"^(?P<id>[0-9a-f]{32})(?P<variant>\.overlay|\.thumb)?\.(?P<ext>jpg|png)$")
+#: every file a group can have, one bit each in the index
+SUFFIXES = (".jpg", ".overlay.jpg", ".thumb.jpg", ".png", ".overlay.png", ".thumb.png")
+_RECORD = struct.Struct("<dIB")  # created (epoch s), size (bytes), which SUFFIXES
+
+
+def _pack(created: float, size: int, names: tuple[str, ...]) -> bytes:
+    mask = 0
+    for name in names:
+        mask |= 1 << SUFFIXES.index(name[32:])
+    return _RECORD.pack(created, size, mask)
+
+
+def _unpack(gid: bytes, record: bytes) -> tuple[float, int, tuple[str, ...]]:
+    created, size, mask = _RECORD.unpack(record)
+    hexid = gid.hex()
+    return created, size, tuple(hexid + sfx for i, sfx in enumerate(SUFFIXES) if mask >> i & 1)
 
 
 class SnapshotStore:
@@ -39,7 +60,8 @@ class SnapshotStore:
         self.max_age_s = float(max_age_s)
         self.min_free_bytes = int(min_free_bytes)
         self._lock = threading.Lock()
-        self._groups: collections.OrderedDict[str, tuple[float, int, tuple[str, ...]]] = collections.OrderedDict()
+        # oldest first: 16-byte id -> _RECORD (see _pack / _unpack)
+        self._groups: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
         self.total_bytes = 0
         self.deleted = 0  # groups deleted by retention
         self.skipped_disk = 0  # groups not written: too little free space even with the store empty
@@ -62,10 +84,11 @@ class SnapshotStore:
         groups = sorted(((min(f[0] for f in files), gid, files) for gid, files in found.items()))
         with self._lock:
             self._groups.clear()
+            self.total_bytes = 0
             for created, gid, files in groups:
                 size = sum(f[1] for f in files)
-                self._groups[gid] = (created, size, tuple(f[2] for f in files))
-            self.total_bytes = sum(g[1] for g in self._groups.values())
+                self._groups[bytes.fromhex(gid)] = _pack(created, size, tuple(f[2] for f in files))
+                self.total_bytes += size
         self.prune()
 
     # ------------------------------------------------------------------ write
@@ -100,7 +123,7 @@ class SnapshotStore:
                 (self.directory / f".tmp-{name}").unlink(missing_ok=True)
             raise
         with self._lock:
-            self._groups[event_id] = (time.time() if now is None else now, size, names)
+            self._groups[bytes.fromhex(event_id)] = _pack(time.time() if now is None else now, size, names)
             self.total_bytes += size
         return True
 
@@ -129,7 +152,7 @@ class SnapshotStore:
         with self._lock:
             if not self._groups:
                 return
-            _gid, (_created, size, names) = self._groups.popitem(last=False)
+            _created, size, names = _unpack(*self._groups.popitem(last=False))
             self.total_bytes -= size
             self.deleted += 1
         for name in names:
@@ -147,7 +170,7 @@ class SnapshotStore:
             with self._lock:
                 oldest = next(iter(self._groups.values()), None)
                 over = self.total_bytes > self.max_bytes
-            if oldest is None or (oldest[0] >= limit and not over):
+            if oldest is None or (_RECORD.unpack(oldest)[0] >= limit and not over):
                 return
             self._delete_oldest()
 
@@ -157,8 +180,12 @@ class SnapshotStore:
         return self.directory / name if FILE_NAME.match(name) else None
 
     def has(self, event_id: str) -> bool:
+        try:
+            key = bytes.fromhex(event_id)
+        except ValueError:
+            return False
         with self._lock:
-            return event_id in self._groups
+            return key in self._groups
 
     @property
     def count(self) -> int:
