@@ -279,7 +279,8 @@ def growth(samples: list[dict[str, float]], key: str) -> float:
     return max(s[key] for s in samples[-third:]) - max(s[key] for s in samples[:third])
 
 
-def chart(result: dict[str, Any], path: Path) -> None:
+def chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None) -> None:
+    """RSS, FDs, threads and the event rate over time; ``baseline``: an earlier run's RSS in grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,15 +290,23 @@ def chart(result: dict[str, Any], path: Path) -> None:
     t = [x["t"] / 60 for x in s]
     fig, axes = plt.subplots(4, 1, figsize=(8, 8), sharex=True)
     rate = [0.0] + [(b["handed"] - a["handed"]) / max(1e-6, b["t"] - a["t"]) for a, b in zip(s, s[1:])]
+    if baseline is not None:
+        b = baseline["samples"]
+        commit = baseline.get("machine", {}).get("git_commit", "")[:7]
+        axes[0].plot([x["t"] / 60 for x in b], [x["rss_mb"] for x in b], color="0.6", lw=0.9,
+                     label=f"earlier run ({commit}): +{baseline['rss_growth_after_5_min_pct']} %")
     for ax, key, label in zip(axes, ("rss_mb", "fds", "threads", None),
                               ("RSS (MB)", "open file descriptors", "threads", "events/s handed over")):
-        ax.plot(t, [x[key] for x in s] if key else rate)
+        ax.plot(t, [x[key] for x in s] if key else rate, label="this run" if key == "rss_mb" else None)
         ax.set_ylabel(label)
         ax.axvline(WARMUP_S / 60, color="grey", lw=0.8, ls="--")
         ax.grid(alpha=0.3)
+    if baseline is not None:
+        axes[0].legend(loc="lower right", fontsize=8)
     axes[-1].set_xlabel("minutes (dashed: end of the first 5 minutes)")
     fig.suptitle(f"soak: {result['events_per_s']} events/s, {result['events_lost']} lost, "
-                 f"RSS +{result['rss_growth_after_5_min_pct']} % after 5 min")
+                 f"RSS +{result['rss_growth_after_5_min_pct']} % after 5 min "
+                 f"(load average {result['machine_load_1min'][0]} to {result['machine_load_1min'][1]})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -308,6 +317,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("soak.json"))
     p.add_argument("--skip", default="", help="for diagnosis: camera,stalled,subscriber (no restarts / no stalled clients)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon's environment")
+    p.add_argument("--baseline", type=Path, help="an earlier run's JSON: its RSS is drawn beside this run's")
     p.add_argument("--daemon-nice", type=int, default=0,
                    help="for diagnosis: run the daemon this much nicer than the soak (a CPU-starved daemon: its queues fill)")
     args = p.parse_args()
@@ -318,7 +328,8 @@ def main() -> int:
     result["skipped"], result["daemon_env"], result["daemon_nice"] = sorted(skip), env, args.daemon_nice
     result["machine"] = machine_info()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    chart(result, args.out.with_suffix(".png"))
+    chart(result, args.out.with_suffix(".png"),
+          json.loads(args.baseline.read_text()) if args.baseline else None)
     shown = {k: v for k, v in result.items() if k not in ("samples", "machine")}
     width = max(len(k) for k in shown)
     for k, v in shown.items():
