@@ -11,7 +11,7 @@ from edge_inspector.features import LogMelParams, logmel
 from edge_inspector.inspectors import acoustic_model as am
 from edge_inspector.manifest import AcousticModel
 from edge_inspector.synthetic.machines import HELDOUT_ROTATION_HZ, LABELS, TRAIN_ROTATION_HZ, make_clip
-from training.acoustic.nuisances import HELDOUT_KINDS, TRAIN_KINDS
+from training.acoustic.nuisances import FRESH_KINDS, HELDOUT_KINDS, TRAIN_KINDS
 
 
 def plots(out: Path, engine: OnnxEngine, model: AcousticModel, confusion: np.ndarray) -> None:
@@ -72,10 +72,24 @@ def _snr_rows(r: dict[str, Any], key: str = "per_snr") -> str:
     return "\n".join(f"| {k} | {v.get('n', '')} | {v['auroc']:.3f} | {100 * v['detect']:.1f} % |" for k, v in r[key].items())
 
 
+def _fresh(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ""
+    return f"""
+*Fresh held-out nuisance kinds* ({", ".join(f"`{k}`" for k in FRESH_KINDS)}): a second held-out set, written after this
+model was trained and never used to train or choose anything (the first set's kinds have been looked at):
+
+| nuisance kind | healthy clips | flagged | AUROC |
+|---|---|---|---|
+{_tag_rows(r)}
+"""
+
+
 def model_card(model: AcousticModel, results: dict[str, dict[str, Any]], extra: dict[str, Any]) -> str:
     rec, sp = extra["recipe"], extra["speed"]
     rows = "\n".join(_row(k, v) for k, v in results.items())
     nuis = results["held-out nuisances, SNR −6…+6 dB"]
+    fresh = results.get("fresh held-out nuisances, SNR −6…+6 dB")
     aud = results["faults by audibility"]
     plant = results["evaluation plant machines, SNR −6…+6 dB"]
     fa, ss, sparse = extra["false_alarms"], extra["start_stop"], extra["sparse_episodes"]
@@ -135,7 +149,7 @@ Faults of that set by SNR (against all its healthy clips):
 | SNR | faults | AUROC | detected |
 |---|---|---|---|
 {_snr_rows(nuis)}
-
+{_fresh(fresh)}
 *Faults by audibility* (no nuisance; healthy clips of the same machines):
 
 | audibility | | AUROC | detected |
@@ -161,7 +175,11 @@ difference {extra['stream_diff']:.1e}. Speed (ONNX Runtime CPU, {extra['threads'
 **Limitations**: trained on synthetic sounds only; the three fault types are idealised. On kinds of machine it
 never heard it flags healthy sound (table above): on a real line run it with a model learnt from that machine
 (`edge-inspector learn acoustic`), which decides what is normal there, and measure with `replay --labels`. The
-held-out nuisance kinds are still synthetic and of the families it was trained on; a plant sound of another family
-(music at high level, a siren) may be flagged. Machine rotation beyond {TRAIN_ROTATION_HZ[1]:g} Hz was held out
+held-out nuisance kinds are still synthetic and of the families it was trained on. Harmless sounds that carry a
+fault's signature are flagged (fresh held-out table): a leak's whistle is a narrow band at 2.5–6 kHz where the
+`squeal` lives, a slam's rattle is a cluster of `knock`s, a fast limiter distorts the machine's hum into harmonics;
+a classifier of three idealised faults cannot tell them apart from the sound alone. Where such sounds are part of
+the line's normal life, raise the microphone's `onset` (configuration) and rely on the model learnt there, which
+hears them in its recording. Machine rotation beyond {TRAIN_ROTATION_HZ[1]:g} Hz was held out
 ({HELDOUT_ROTATION_HZ[0]:g}–{HELDOUT_ROTATION_HZ[1]:g} Hz row).
 """

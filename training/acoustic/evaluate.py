@@ -31,12 +31,13 @@ from training.acoustic.card import model_card, plots
 from training.acoustic.data import make_dataset
 from training.acoustic.evaluate_sets import ClipSet, audibility_set, clip_set, nuisance_set, plant_set, score_clips
 from training.acoustic.faults import sparse_knocks
-from training.acoustic.nuisances import TRAIN_KINDS
+from training.acoustic.nuisances import FRESH_KINDS, TRAIN_KINDS
 from training.acoustic.streams import closing, run_stream, start_stop_audio
 from training.common.metrics import auroc_of as auroc
 from training.common.modelcard import update_manifest_section, update_readme_section
 
 ROOT = Path(__file__).resolve().parents[2]
+FRESH = "fresh held-out nuisances, SNR −6…+6 dB"
 RECIPE = "acoustic_gru.recipe.json"  # how the shipped file was trained (written by training.acoustic.train)
 
 
@@ -80,27 +81,6 @@ def streaming_check(engine: OnnxEngine, model: AcousticModel, seed: int, n: int 
         parts = [runner.push(clip.samples[a : a + 1600]).scores for a in range(0, clip.samples.size, 1600)]
         worst = max(worst, float(np.abs(np.concatenate(parts) - whole).max()))
     return worst
-
-
-def speed(engine: OnnxEngine, model: AcousticModel) -> dict[str, float]:
-    x = np.random.default_rng(0).standard_normal((1, model.chunk_frames, model.n_mels)).astype(np.float32)
-    h = am.initial_state(model)
-    for _ in range(20):
-        am.run_frames(engine, model, x, h)
-    times = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        am.run_frames(engine, model, x, h)
-        times.append(time.perf_counter() - t0)
-    clip = make_clip(np.random.default_rng(1), 10.0, label="normal")
-    runner = am.AcousticStreamRunner(engine, model)
-    runner.push(clip.samples[:16000])
-    t0 = time.perf_counter()
-    for a in range(16000, clip.samples.size, 1600):
-        runner.push(clip.samples[a : a + 1600])
-    per_s = (time.perf_counter() - t0) / ((clip.samples.size - 16000) / 16000)
-    return {"chunk_ms": 1000 * float(np.median(times)), "chunk_p95_ms": 1000 * float(np.quantile(times, 0.95)),
-            "per_audio_s_ms": 1000 * per_s, "rtf": per_s}
 
 
 def speed(engine: OnnxEngine, model: AcousticModel) -> dict[str, float]:
@@ -195,6 +175,7 @@ def calibrate_and_evaluate(out: Path, model: AcousticModel, seed: int, smoke: bo
     t0 = time.time()
     sets = {
         "held-out nuisances, SNR −6…+6 dB": nuisance_set(seed + 70, 4 if smoke else 40, 12 if smoke else 240),
+        FRESH: nuisance_set(seed + 75, 4 if smoke else 40, 12 if smoke else 240, FRESH_KINDS),
         "faults by audibility": audibility_set(seed + 80, 6 if smoke else 60),
         "evaluation plant machines, SNR −6…+6 dB": plant_set(seed + 90, 2 if smoke else 24),
         "steady machine, SNR 0…+6 dB": clip_set(seed + 11, per_class, TRAIN_ROTATION_HZ, (0.0, 6.0)),

@@ -1,7 +1,8 @@
 """The acoustic classifier's evaluation sets, all from seeds and kinds never used in training.
 
 - :func:`nuisance_set`: healthy clips each hearing one *held-out* nuisance kind (never in
-  training), and faults at -6..+6 dB SNR, half of them with held-out nuisances too;
+  training; the first held-out set or the fresh one), and faults at -6..+6 dB SNR, half of
+  them with those nuisances too;
 - :func:`audibility_set`: faults at 0, 3, 6 and 10 dB audibility (barely audible upwards);
 - :func:`plant_set`: healthy clips and the classifier's own faults on the evaluation plant
   machines (fan, pump, compressor, gearbox): kinds of machine it never heard;
@@ -43,16 +44,16 @@ def clip_set(seed: int, per_class: int, rotation: tuple[float, float], snr: tupl
     return ClipSet(d.mel, d.labels, np.full(len(d.labels), ""), d.snr)
 
 
-def nuisance_set(seed: int, per_kind: int, faults: int) -> ClipSet:
-    """Healthy clips with one held-out nuisance each (``per_kind`` per kind) and ``faults`` fault
-    clips at -6..+6 dB SNR, half of them with held-out nuisances (module docstring)."""
+def nuisance_set(seed: int, per_kind: int, faults: int, kinds: tuple[str, ...] = HELDOUT_KINDS) -> ClipSet:
+    """Healthy clips with one held-out nuisance each (``per_kind`` per kind of ``kinds``) and ``faults``
+    fault clips at -6..+6 dB SNR, half of them with those nuisances (module docstring)."""
     parts = []
-    for i, kind in enumerate(HELDOUT_KINDS):
+    for i, kind in enumerate(kinds):
         d = make_dataset(seed + 100 * i, per_kind, LogMelParams(), labels=("normal",), desc=f"held-out {kind}",
                          nuisances=(kind,), nuisance_rate=1.0, plant=0.3)
         parts.append(ClipSet(d.mel, d.labels, np.full(per_kind, kind), d.snr))
     d = make_dataset(seed + 999, faults, LogMelParams(), labels=LABELS[1:], desc="faults with held-out nuisances",
-                     nuisances=HELDOUT_KINDS, nuisance_rate=0.5, plant=0.3, snr=(-6.0, 6.0))
+                     nuisances=kinds, nuisance_rate=0.5, plant=0.3, snr=(-6.0, 6.0))
     parts.append(ClipSet(d.mel, d.labels, np.array([str(x) for x in d.nuisance]), d.snr))
     return ClipSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("mel", "labels", "tag", "level")))
 

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
              if args.cache else None)
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
-            data = Dataset(**{k: z[k] for k in Dataset.__dataclass_fields__ if k in z.files})
+            fields = {k: z[k] for k in Dataset.__dataclass_fields__ if k in z.files}
+            data = Dataset(**{"nuisance": np.full(len(fields["labels"]), ""), **fields})  # not cached: only for cards
     else:
         data = make_dataset(args.seed, args.train_size, params, desc="train data", nuisances=TRAIN_KINDS,
                             nuisance_rate=args.nuisance_rate, plant=args.plant, audible=args.audible)
