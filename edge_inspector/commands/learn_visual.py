@@ -125,7 +125,7 @@ def learn_visual(args: argparse.Namespace) -> int:
         entry = VisualAnomalyModel(
             kind="anomaly", file=VISUAL_FILE, sha256=sha256_of(staged / VISUAL_FILE),
             **{k: getattr(contract, k) for k in ImageInput.model_fields},
-            method=(f"light-normalised patches of {scales}, each coded by {options.components} whitened principal "
+            method=(f"light-normalised patches of {scales}, each coded by {options.components} half-whitened principal "
                     f"components of the good parts' own patches; distance to the nearest of {options.bank} remembered "
                     f"good codes per scale, in units of the held-out spread at its position; {options.grid}x"
                     f"{options.grid} map, image score its maximum"),

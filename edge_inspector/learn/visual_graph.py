@@ -9,7 +9,7 @@ higher = further from the good parts) and ``anomaly_map [N, 1, G, G]`` (raw scor
    ``(x - L) / (L + offset)``.  Gain, gradients, vignetting and slow gamma drift cancel; the
    offset keeps a dark background's sensor noise from being blown up.
 2. **Patch codes** at three scales (the image, its half and its quarter): a strided Conv whose
-   filters are the leading principal components of the good parts' own 8x8 patches, whitened
+   filters are the leading principal components of the good parts' own 8x8 patches, half-whitened
    (:mod:`edge_inspector.learn.visual`): every scale gives a ``G x G`` map of ``d``-dimensional codes.
 3. **Nearest good patch**: per scale, the distance of each code to the nearest of ``K``
    remembered good codes (MatMul + ReduceMin: ``|y|^2 - 2 y.b + |b|^2``).
@@ -42,11 +42,11 @@ class ScaleCodes:
     down: int  # the image averaged down by this factor first
     patch: int  # patch side (pixels of the downscaled image)
     stride: int
-    weight: np.ndarray  # [d, 3, patch, patch] whitened principal components
+    weight: np.ndarray  # [d, 3, patch, patch] scaled principal components
     bias: np.ndarray  # [d]
     residual: float = 0.0  # weight of the extra code: what the components leave unexplained (0: none)
     centre: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [C*patch*patch] mean patch
-    variance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [d] per code (eigenvalue + noise)
+    variance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [d] patch energy per unit of each code
     noise: float = 1.0  # mean variance of the left-out components
     bank: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [K, d(+1)]
     mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [G, G] held-out distances

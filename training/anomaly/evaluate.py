@@ -105,6 +105,22 @@ def measures(parts: list[Any], alone: list[Any], both: list[Any], truth_boxes: l
     }
     kinds = sorted({p.defect for p in parts if isinstance(p, Part) and p.defect})
     out["per_kind"] = {k: float(np.mean([a_flag[i] for i, p in enumerate(parts) if p.defect == k])) for k in kinds}
+    out["per_size"] = found_by_size(parts, a_flag)
+    return out
+
+
+SIZE_BINS = (0, 4, 8, 16, 32, 10_000)  # a defect's size: the side of a square of its area, pixels at 256 x 256
+
+
+def found_by_size(parts: list[Any], flags: np.ndarray) -> dict[str, list[float]]:
+    """Share of defects found per size bin (``"4-8 px": [share, count]``): how small a defect the
+    model still sees, whatever its kind."""
+    sizes = np.array([np.sqrt(p.mask.sum()) if isinstance(p, Part) and p.defect else np.nan for p in parts])
+    out: dict[str, list[float]] = {}
+    for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):
+        on = (sizes >= lo) & (sizes < hi)
+        if on.any():
+            out[f"{lo}-{hi} px" if hi < 10_000 else f">={lo} px"] = [float(flags[on].mean()), int(on.sum())]
     return out
 
 
@@ -121,7 +137,8 @@ def evaluate_family(family: str, product: int, base: Path, work: Path) -> tuple[
           f"box IoU>=0.3 {m['box_iou_0.3']:.1%} | directory AUROC {m['dir_auroc']:.3f}, rejected "
           f"{m['dir_good_rejected']:.1%}, found {m['dir_recall']:.1%} | learn {learn_s:.0f} s, "
           f"{m['ms_per_frame']:.1f} ms/frame | per kind found: "
-          + ", ".join(f"{k} {v:.0%}" for k, v in m["per_kind"].items()), flush=True)
+          + ", ".join(f"{k} {v:.0%}" for k, v in m["per_kind"].items()) + " | per size found: "
+          + ", ".join(f"{k} {v:.0%} of {n}" for k, (v, n) in m["per_size"].items()), flush=True)
     picks = [i for i in range(N_GOOD, N_GOOD + N_BAD)][:6] + [int(np.argmax([r.anomaly_score for r in alone[:N_GOOD]]))]
     pictures = {"images": [images[i] for i in picks], "results": [alone[i] for i in picks],
                 "truth": [parts[i].bbox for i in picks], "captions": [parts[i].defect or "good" for i in picks]}
