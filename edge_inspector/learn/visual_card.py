@@ -67,5 +67,10 @@ Held-out good images with their score maps, the highest-scoring first (red: at t
 **Limits**: it knows only the good parts it was shown. A normal variation missing from them (another batch
 of material, a new light, the part turned further than before) will be flagged `anomaly`: learn again with
 it included, or raise the camera's `anomaly_threshold`. It compares patches relative to the local brightness,
-so a slow, uniform change of colour or brightness across the whole part is not seen as a defect.
+so a slow, uniform change of colour or brightness across the whole part is not seen as a defect. Small and
+faint defects pass: on the products the method was developed on, a round spot 4 px across or smaller (at
+256 x 256) was never found, a 60 grey-level spot needed 6-16 px depending on how busy the surface is, a
+30 grey-level one 12 px on the plainest texture only, a 15 grey-level one none up to 16 px
+(`python -m training.anomaly.sensitivity`). A defect whose patches look like good ones elsewhere on the part
+(a missing or misplaced print or component) is not seen either.
 """
