@@ -204,6 +204,10 @@ class CsvWriter(TextWriter):
         return Position(int(row[0]), row[1])
 
 
+CHECKPOINT_WAIT_MS = 10_000  # longest a reader's query may hold back closing (or rotating) the file
+MODE_SWITCH_WAIT_S = 1.0  # then how long a connected reader may keep the closed file in WAL mode
+
+
 class SqliteWriter(LogWriter):
     """A table ``events`` keyed by seq (the payload kept whole in ``payload``)."""
 
@@ -221,8 +225,24 @@ class SqliteWriter(LogWriter):
             raise UserError(f"log: {self.path} is not a usable SQLite file ({err})") from None
 
     def close(self) -> None:
+        """Everything into the database file itself before it is closed (and perhaps renamed), and the
+        file back in rollback mode: a reader in the middle of a query makes a checkpoint give up, and
+        a rotated file whose last events were left in ``-wal`` would lose them (the sidecar keeps the
+        old name)."""
         try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")  # wait for readers to finish
+            deadline = time.monotonic() + CHECKPOINT_WAIT_MS / 1000.0
+            while self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # a closed log is a plain file again: a read-only reader of a WAL-mode file needs its
+            # -shm, which it cannot create ("disk I/O error" for a dashboard or the next resume)
+            # (only once no other connection is open; a reader that stays connected leaves it in WAL)
+            deadline = time.monotonic() + MODE_SWITCH_WAIT_S
+            while self._db.execute("PRAGMA journal_mode=DELETE").fetchone()[0] != "delete" \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except sqlite3.OperationalError:  # still busy after the wait: it stays in WAL mode, complete
+            pass
         finally:
             self._db.close()
 
@@ -241,8 +261,12 @@ class SqliteWriter(LogWriter):
         if path == self.path:
             row = self._db.execute("SELECT seq, id FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         else:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            # not mode=ro: a file left in WAL mode needs its -shm, which a read-only connection cannot make
+            db = sqlite3.connect(path)
+            try:
                 row = db.execute("SELECT seq, id FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            finally:
+                db.close()
         return Position(int(row[0]), str(row[1])) if row else None
 
 
