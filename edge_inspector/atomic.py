@@ -6,9 +6,11 @@ power cut may come at any moment.  Each helper leaves either the old content or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -32,6 +34,21 @@ def staging_dir(target: Path) -> Path:
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+
+
+@contextlib.contextmanager
+def replacing_dir(target: Path, check: Callable[[Path], object]) -> Iterator[Path]:
+    """A staging directory to fill in the ``with`` block; once ``check`` accepts it, it takes the
+    place of ``target`` (:func:`replace_dir`).  Anything that fails on the way removes it, so
+    ``target`` stays as it was."""
+    staged = staging_dir(target)
+    try:
+        yield staged
+        check(staged)
+        replace_dir(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
 
 
 def replace_dir(staged: Path, target: Path) -> None:

@@ -65,7 +65,7 @@ def _stage(base: Path, staged: Path, replaced: set[str]) -> Any:
 def learn_acoustic(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edge_inspector.atomic import replace_dir, staging_dir
+    from edge_inspector.atomic import replacing_dir
     from edge_inspector.learn.acoustic import LearnOptions, learn
     from edge_inspector.learn.acoustic_graph import write_graph
     from edge_inspector.learn.audio import read_good_audio
@@ -87,8 +87,7 @@ def learn_acoustic(args: argparse.Namespace) -> int:
     audio = read_good_audio(args.sources, params.sample_rate, args.microphone)
     options = LearnOptions(max_false_alarms_per_hour=args.max_false_alarms_per_hour)
     model, cal, gate = learn(audio, params, options, _progress)
-    staged = staging_dir(out)
-    try:
+    with replacing_dir(out, check=load_manifest) as staged:  # checked as the daemon will read it
         manifest = _stage(base, staged, {ACOUSTIC_FILE, ACOUSTIC_CARD, ACOUSTIC_PNG})
         write_graph(model, staged / ACOUSTIC_FILE, params.n_mels)
         w = options.window_frames
@@ -116,11 +115,6 @@ def learn_acoustic(args: argparse.Namespace) -> int:
                 "segments": len(audio.segments), "typical": cal.typical, "offset_raw": cal.offset_raw,
                 "learn_s": time.monotonic() - t0, "histogram": ACOUSTIC_PNG}
         (staged / ACOUSTIC_CARD).write_text(card_markdown(entry, info))
-        load_manifest(staged)  # the directory as the daemon will read it
-        replace_dir(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     flagged = float(np.mean(cal.held_out >= cal.threshold))
     print(f"{out}: learnt {entry.name} from {info['seconds']:.0f} s of good audio in {info['learn_s']:.0f} s; threshold "
           f"{entry.threshold:.3f} (extreme-value estimate {entry.false_alarms_per_hour:.2g} false alarm(s) per hour, "

@@ -17,7 +17,6 @@ rest.  ``--keep-classifier`` leaves the classifier as it is, ``--no-classifier``
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -76,7 +75,7 @@ def share_budget(classifier: Any, scores: np.ndarray, budget: float, sources: li
 
 
 def learn_visual(args: argparse.Namespace) -> int:
-    from edge_inspector.atomic import replace_dir, staging_dir
+    from edge_inspector.atomic import replacing_dir
     from edge_inspector.inspectors.visual_model import Preprocessor
     from edge_inspector.learn.card import histogram_png
     from edge_inspector.learn.images import read_good_images
@@ -112,8 +111,7 @@ def learn_visual(args: argparse.Namespace) -> int:
     options = LearnOptions(max_false_reject=anomaly_budget)
     learnt = learn(inputs, contract, options, _progress)
     cal = learnt.calibrated
-    staged = staging_dir(out)
-    try:
+    with replacing_dir(out, check=load_manifest) as staged:  # checked as the daemon will read it
         manifest = _stage(base, staged, {VISUAL_FILE, VISUAL_CARD, VISUAL_HISTOGRAM, VISUAL_HEATMAPS})
         if args.no_classifier and manifest.classifier("visual") is not None:
             manifest = manifest.model_copy(update={"visual": tuple(e for e in manifest.visual if e.kind != "classifier")})
@@ -144,11 +142,6 @@ def learn_visual(args: argparse.Namespace) -> int:
                 "classifier": sentence, "warning": cal.warning,
                 "thinned": f" ({good.skipped} video frames left out to spread them evenly)" if good.skipped else ""}
         (staged / VISUAL_CARD).write_text(card_markdown(entry, info))
-        load_manifest(staged)  # the directory as the daemon will read it
-        replace_dir(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     if cal.warning:
         print(f"learn: warning: {cal.warning}", file=sys.stderr)
     print(f"{out}: learnt {entry.name} from {len(good)} good image(s) in {info['learn_s']:.0f} s; threshold "
