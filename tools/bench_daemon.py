@@ -103,46 +103,53 @@ def replay_max(clip: Path, engines: Path, max_batch: int | None, precision: str 
 def paired_replays(clip: Path, engines: Path, precision: str, max_batch: int | None, repeats: int, engine_s: float,
                    decode_cpu_ms: float | None, progress: Progress | None = None, decoder: str = "opencv") -> dict[str, Any]:
     """``repeats`` daemon replays at ``precision``, each followed at once by its own measurement of
-    the model's and the preprocessing's CPU cost per frame at the batch the daemon ran (the
-    preprocessing on the clip's own distinct frames).
+    the CPU per frame of the work every frame needs, at the batch the daemon ran.
 
-    A shared VM's speed drifts by 10-15 % over minutes, so each run gets its own CPU ceiling
-    (every usable core busy with decode + preprocess + inference CPU time per frame, decode
-    measured earlier in the run) and its own share of it; returns the median-fps run, every run's
-    fps, ceiling and ``daemon_vs_ceiling``, and their median.  Beside it, each run's **CPU share**:
-    the three parts' CPU per frame over the whole daemon process's CPU per frame in the same run,
-    i.e. its share of the ceiling per core it was given.  On a machine shared with other work the
-    frames/s ratio also measures how many cores the neighbours left (a fair scheduler gives a
-    session its share, whatever it needs); the CPU share measures only the daemon.  ``decoder`` is the
-    camera's (``pyav``: frames kept YUV, the model's input made from them, and the ceiling's
-    preprocessing timed on such frames; ``decode_cpu_ms`` must be that decoder's).
+    A shared VM's speed drifts by 10-15 % over minutes, so each run gets its own CPU ceiling: every
+    usable core busy with a one-thread decode -> preprocess -> inference loop over the same clip
+    (:func:`~bench_engine.pipeline_cpu_ms`, its process CPU per frame), and its own share of it.
+    Beside it, each run's **CPU share**: that loop's CPU per frame over the whole daemon process's
+    CPU per frame in the same run, i.e. its share of the ceiling per core it was given.  On a
+    machine shared with other work the frames/s ratio also measures how many cores the neighbours
+    left (a fair scheduler gives a session its share, whatever it needs); the CPU share measures
+    only the daemon.  The parts are also timed each alone (inference on one input, preprocessing
+    on the clip's own distinct frames, ``decode_cpu_ms`` measured earlier in the run with the same
+    decoder): ``runs_parts_cpu_ms`` is their sum, below the loop's by what the three cost each other
+    in the caches.  ``decoder`` is the camera's (``pyav``: frames kept YUV, the model's input made
+    from them).
     """
     from bench_common import clip_frames
-    from bench_engine import ceiling_fps, inference_cpu_ms, preprocess_cpu_ms
+    from bench_engine import ceiling_fps, inference_cpu_ms, pipeline_cpu_ms, preprocess_cpu_ms
 
     from edge_inspector.inspectors.policy import usable_cores
 
     frames = clip_frames(clip, 24, decoder)
-    runs, ceilings, ratios, infer, prep, shares = [], [], [], [], [], []
+    runs, ceilings, ratios, infer, prep, loops, parts, shares = [], [], [], [], [], [], [], []
     for _ in range(max(1, repeats)):
         replay = replay_max(clip, engines, max_batch, precision, progress=progress, decoder=decoder)
         replay.pop("decisions")
         batch = replay["policy"]["batch"]
         if progress:
-            progress(f"model and preprocessing alone at batch {batch} ({precision}) right after the replay")
+            progress(f"decode -> preprocess -> inference on one thread, and each alone, at batch {batch} ({precision}) "
+                     "right after the replay")
+        loop_ms = pipeline_cpu_ms(clip, engines, precision, batch, engine_s, decoder)
         cpu_ms = inference_cpu_ms(engines, precision, batch, engine_s)
         prep_ms = preprocess_cpu_ms(engines, frames, batch, engine_s / 2)
         runs.append(replay)
+        loops.append(loop_ms)
         infer.append(cpu_ms)
         prep.append(prep_ms)
         if decode_cpu_ms is not None:
-            ceilings.append(ceiling_fps(usable_cores(), decode_cpu_ms, prep_ms, cpu_ms))
-            ratios.append(round(replay["fps"] / ceilings[-1], 3))
-            if replay["window"]:  # the ceiling's CPU per frame over the daemon's
-                shares.append(round((decode_cpu_ms + prep_ms + cpu_ms) / replay["window"]["cpu_ms_per_frame"], 3))
+            parts.append(round(decode_cpu_ms + prep_ms + cpu_ms, 3))
+        ceilings.append(ceiling_fps(usable_cores(), loop_ms))
+        ratios.append(round(replay["fps"] / ceilings[-1], 3))
+        if replay["window"]:  # the ceiling's CPU per frame over the daemon's
+            shares.append(round(loop_ms / replay["window"]["cpu_ms_per_frame"], 3))
     out = median_fps_run(runs)  # runs_fps in run order, beside the ceiling of each
     out["precision"] = precision
     out["decoder"] = decoder
+    out["runs_pipeline_cpu_ms"] = loops
+    out["runs_parts_cpu_ms"] = parts
     out["runs_inference_cpu_ms"] = infer
     out["runs_preprocess_cpu_ms"] = prep
     out["runs_ceiling_fps"] = ceilings
