@@ -7,8 +7,9 @@ over days with each new peak.  ``malloc_trim(0)`` returns every free page of eve
 system; the service calls it every ``TRIM_INTERVAL_S`` (a few milliseconds each time).  Once a
 minute was too seldom: a catch-up burst or a subscriber's backlog (tens of MB, freed again within
 seconds) then stayed in RSS for up to a minute, and a soak sampling RSS every 10 s read those
-bursts as growth (samples 5 to 10 MB above the level before and after).  Elsewhere than glibc
-(musl, macOS) it is a no-op.
+bursts as growth (samples 5 to 10 MB above the level before and after).  What an inference
+engine's arena frees after a larger batch than usual (``runtime/onnx.py``) goes back the same
+way.  Elsewhere than glibc (musl, macOS) it is a no-op.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import re
+import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,11 @@ TRIM_INTERVAL_S = 10.0
 
 _libc: ctypes.CDLL | None = None
 _checked = False
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -35,6 +44,12 @@ def _glibc() -> ctypes.CDLL | None:
             if lib is not None and hasattr(lib, "malloc_trim"):
                 lib.malloc_trim.argtypes = [ctypes.c_size_t]
                 lib.malloc_trim.restype = ctypes.c_int
+                if hasattr(lib, "mallinfo2"):  # glibc >= 2.33
+                    lib.mallinfo2.restype = _MallInfo2
+                lib.open_memstream.restype = ctypes.c_void_p
+                lib.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+                lib.fclose.argtypes = [ctypes.c_void_p]
+                lib.free.argtypes = [ctypes.c_void_p]
                 _libc = lib
         except OSError as err:
             log.debug("no malloc_trim here: %s", err)
@@ -45,3 +60,70 @@ def release_free_memory() -> bool:
     """Return the allocator's free pages to the system; True if anything could be released."""
     lib = _glibc()
     return bool(lib.malloc_trim(0)) if lib is not None else False
+
+
+def memory_parts() -> dict[str, float]:
+    """Bytes held by each part of the process's memory that can be told apart, for /metrics.
+
+    ``native_in_use``: C allocations live now (glibc: SQLite, ZeroMQ, ONNX Runtime, FFmpeg, NumPy
+    arrays, large Python objects); ``native_free``: freed, still inside the allocator's arenas
+    (``release_free_memory`` gives its whole pages back, so most of it is not resident);
+    ``python_arenas``: CPython's small-object arenas (1 MiB each, given back only when empty) and
+    ``python_objects``: the small objects living in them; ``sqlite``: SQLite's own count (part
+    of ``native_in_use``).  A part this platform cannot report is absent.
+    """
+    parts: dict[str, float] = {}
+    lib = _glibc()
+    if lib is not None and hasattr(lib, "mallinfo2"):
+        info = lib.mallinfo2()
+        parts["native_in_use"] = float(info.uordblks + info.hblkhd)
+        parts["native_free"] = float(info.fordblks)
+    parts.update(_pymalloc(lib))
+    used = _sqlite_memory_used()
+    if used is not None:
+        parts["sqlite"] = float(used)
+    return parts
+
+
+def _pymalloc(lib: ctypes.CDLL | None) -> dict[str, float]:
+    """CPython's small-object allocator, from its own statistics (what ``sys._debugmallocstats``
+    prints), written to memory rather than to stderr; empty where it is not available."""
+    stats = getattr(ctypes.pythonapi, "_PyObject_DebugMallocStats", None)
+    if lib is None or stats is None or sys.implementation.name != "cpython":
+        return {}
+    buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = lib.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    if not stream:
+        return {}
+    stats.argtypes = [ctypes.c_void_p]
+    try:
+        stats(stream)  # prints nothing when pymalloc is not in use (tracemalloc, PYTHONMALLOC=malloc)
+    finally:
+        lib.fclose(stream)
+        text = ctypes.string_at(buf.value, size.value).decode("ascii", "replace") if buf.value else ""
+        lib.free(buf)
+    arenas = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
+    objects = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    if arenas is None or objects is None:
+        return {}
+    return {"python_arenas": float(int(arenas[1].replace(",", "")) * 1024 * 1024),
+            "python_objects": float(objects[1].replace(",", ""))}
+
+
+_sqlite_used: list[Any] = []  # [the C function or None], looked up once
+
+
+def _sqlite_memory_used() -> int | None:
+    """SQLite's own count of the heap it holds (page caches of every connection, statements)."""
+    if not _sqlite_used:
+        import sqlite3  # noqa: F401  (loads the library the journal uses, so the name finds that one)
+
+        try:
+            fn = getattr(ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0"), "sqlite3_memory_used", None)
+        except OSError:
+            fn = None
+        if fn is not None:
+            fn.restype = ctypes.c_int64
+        _sqlite_used.append(fn)
+    fn = _sqlite_used[0]
+    return None if fn is None else int(fn())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_inspector.health import MetricSnapshot
 from edge_inspector.log_writer import log_lines_dropped
+from edge_inspector.memory import memory_parts
 
 if TYPE_CHECKING:
     from edge_inspector.service import Service
@@ -108,6 +109,9 @@ def metric_snapshot(service: "Service") -> MetricSnapshot:
         (("thread", name),): float(n) for name, n in restarts.items()})
     snap["edge_inspector_log_lines_dropped"] = ("log lines dropped because nobody read the daemon's stderr", "counter", {
         (): float(log_lines_dropped())})
+    snap["edge_inspector_memory_bytes"] = ("the process's memory by part: native_in_use, native_free (mostly given back), "
+                                           "python_arenas, python_objects, sqlite (see README)", "gauge", {
+        (("part", part),): value for part, value in memory_parts().items()})
     snap["edge_inspector_failed"] = ("1 when a thread failed for good and the daemon is stopping", "gauge", {
         (): float(service.broken() is not None)})
     bus = service.bus.counters()
