@@ -30,9 +30,9 @@ STATE_STYLE = {"online": "green", "offline": "red", "reconnecting": "yellow", "e
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
-        origin = getattr(record, "origin", None)
+        origin = getattr(record, "origin", None) or ("ffmpeg" if record.name.startswith("libav.") else None)
         if origin:
-            out["origin"] = origin  # ffmpeg / opencv / native: a line a C library wrote to stderr
+            out["origin"] = origin  # ffmpeg / opencv / native: a line a C library wrote (to stderr, or through PyAV)
         if record.exc_info:
             out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out)

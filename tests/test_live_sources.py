@@ -171,7 +171,8 @@ def unanswering_port_closed() -> int:
     return port
 
 
-def test_rtsp_transport_udp_and_tcp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_rtsp_transport_udp_and_tcp(tmp_path: Path, decoder: str) -> None:
     """``rtsp_transport`` per camera reaches FFmpeg: UDP sockets exist only for the UDP camera."""
     import os
 
@@ -181,7 +182,8 @@ def test_rtsp_transport_udp_and_tcp(tmp_path: Path) -> None:
     try:
         counts = {}
         for transport in ("udp", "tcp"):
-            src, _queue = open_source(source_settings("camera", name="c", uri=cam.url(), rtsp_transport=transport))
+            src, _queue = open_source(source_settings("camera", name="c", uri=cam.url(), rtsp_transport=transport,
+                                                      decoder=decoder))
             src.open()
             assert src.cap is not None and src.cap.read()[0]
             ss = subprocess.run(["ss", "-uanp"], capture_output=True, text=True).stdout
@@ -286,7 +288,8 @@ def wait_listening(port: int, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
 
 
-def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path, decoder: str) -> None:
     """MJPEG over HTTP carries no timestamps: FFmpeg numbers its frames at an assumed 25 fps.
 
     Mapped as if they were capture times, a 10 fps camera's frames would look older and older and
@@ -301,7 +304,8 @@ def test_mjpeg_over_http_is_not_judged_by_invented_timestamps(tmp_path: Path) ->
                                "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"])
     try:
         wait_listening(port)  # FFmpeg serves one client: a probe connection would take its place
-        src, _queue = open_source(source_settings("camera", name="c", uri=f"http://127.0.0.1:{port}/s.mjpg"))
+        src, _queue = open_source(source_settings("camera", name="c", uri=f"http://127.0.0.1:{port}/s.mjpg",
+                                                  decoder=decoder))
         src.open()
         frames = []
         for frame in src.read_items():

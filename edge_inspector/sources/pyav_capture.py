@@ -1,21 +1,25 @@
-"""Video files decoded with PyAV: the frames stay YUV until someone needs their pixels.
+"""Video files and network streams decoded with PyAV: the frames stay YUV until someone needs their pixels.
 
 :class:`AvCapture` offers the part of ``cv2.VideoCapture`` the camera thread uses (``isOpened``,
 ``read``, ``get``, ``set``, ``release``), so :class:`~edge_inspector.sources.camera.CameraSource`
 runs it unchanged; ``read`` gives a :class:`~edge_inspector.sources.decoded.DecodedPicture`
 instead of a full-size BGR array, and the model's input is made from the YUV planes (see
 ``decoded.py`` for what that saves).  PyAV ships FFmpeg in its wheel (also for aarch64 and
-Python 3.10); without it, or with ``decoder = "opencv"``, files are read with OpenCV as before.
+Python 3.10); without it, or with ``decoder = "opencv"``, cameras are read with OpenCV as before.
+A network stream (rtsp, http) is opened with FFmpeg's demuxer options and an open and a read
+timeout: a stream that stops sending ends the read, and the camera thread reconnects.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import cv2
 
+from edge_inspector.errors import UserError
+from edge_inspector.redact import redact_text, redact_uri
 from edge_inspector.sources.decoded import DecodedPicture
 
 log = logging.getLogger(__name__)
@@ -29,14 +33,48 @@ def pyav_available() -> bool:
     return True
 
 
-class AvCapture:
-    """A video file read with PyAV, behind the ``cv2.VideoCapture`` calls the camera thread makes."""
+_log_routed = False
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+
+def route_ffmpeg_log() -> None:
+    """FFmpeg's warnings and errors inside PyAV into logging (``libav.<component>`` loggers, through
+    the same handler, redaction and JSON format as every other line, ``origin`` "ffmpeg"); PyAV
+    drops them by default, and with them the reason a stream would not open.  Once per process."""
+    global _log_routed
+    if _log_routed:
+        return
+    import av.logging
+
+    av.logging.set_level(av.logging.WARNING)
+    _log_routed = True
+
+
+Decoder = Literal["auto", "pyav", "opencv"]
+PYAV_MISSING = 'decoder: "pyav" needs PyAV (pip install av, or ./setup.sh); "auto" falls back to OpenCV'
+
+
+def decodes_with_pyav(decoder: Decoder, camera: str) -> bool:
+    """Whether a camera with this ``decoder`` key reads through PyAV (``auto``: where installed);
+    ``pyav`` without PyAV installed is a :class:`UserError` naming the camera."""
+    if decoder == "pyav" and not pyav_available():
+        raise UserError(f'camera {camera}: decoder = "pyav" needs PyAV (pip install av, or ./setup.sh)')
+    return decoder != "opencv" and pyav_available()
+
+
+class AvCapture:
+    """A video file or network stream read with PyAV, behind the ``cv2.VideoCapture`` calls the
+    camera thread makes.  ``options``: FFmpeg's demuxer options (``rtsp_transport``...);
+    ``timeout``: (open, read) seconds, for streams."""
+
+    def __init__(self, path: Path | str, threads: int = 1, options: dict[str, str] | None = None,
+                 timeout: tuple[float, float] | None = None) -> None:
         import av
 
+        route_ffmpeg_log()
         self._av = av
         self.path, self.threads = path, threads
+        self.options, self.timeout = dict(options or {}), timeout
+        self.name = redact_uri(str(path))  # for logs: no password of a stream's URI
         self.corrupt_packets = 0  # packets FFmpeg could not decode (skipped, as OpenCV skips them)
         self._container: Any = None
         self._stream: Any = None
@@ -47,9 +85,9 @@ class AvCapture:
     def _open(self) -> None:
         av = self._av
         try:
-            container = av.open(str(self.path))
+            container = av.open(str(self.path), options=self.options, timeout=self.timeout)
         except (av.FFmpegError, OSError) as exc:
-            log.debug("PyAV cannot open %s: %s", self.path, exc)
+            log.debug("PyAV cannot open %s: %s", self.name, redact_text(str(exc)))
             return
         if not container.streams.video:
             container.close()
@@ -83,7 +121,7 @@ class AvCapture:
         except StopIteration:
             return False, None
         except self._av.FFmpegError as exc:
-            log.warning("decoding %s stopped: %s", self.path, exc)
+            log.warning("decoding %s stopped: %s", self.name, redact_text(str(exc)))
             return False, None
         if frame.time is not None:
             self._last_ms = frame.time * 1000.0

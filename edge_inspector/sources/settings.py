@@ -9,6 +9,7 @@ rejects unknown keys: a misspelt ``treshold`` is an error, not a silently ignore
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -94,6 +95,10 @@ class FFmpegDecoder(Settings):
     # One thread is the cheapest per frame and adds no frame of delay; 0 lets FFmpeg use one per
     # core (only for streams one core cannot decode).
     decode_threads: int = Field(1, ge=0, le=64, description="0 = FFmpeg's choice")
+    # pyav: frames stay YUV and the model's input is made from them at its size (the full-size BGR
+    # frame only for snapshots, the preview and record); opencv: cv2.VideoCapture, full-size BGR;
+    # auto: pyav where PyAV is installed (./setup.sh installs it)
+    decoder: Literal["auto", "pyav", "opencv"] = "auto"
 
 
 class FilePlayback(Settings):

@@ -1,6 +1,8 @@
 """IP cameras: ``rtsp://`` and ``rtsps://`` (H.264/H.265 over RTP) and ``http(s)://`` (MJPEG).
 
-Opened by FFmpeg with short timeouts so a dead stream is noticed quickly; each frame's capture
+Opened by FFmpeg with short timeouts so a dead stream is noticed quickly: through PyAV, frames
+kept YUV and the model's input made from them at its size (``decoder = "auto"`` where PyAV is
+installed, or ``"pyav"``), or through ``cv2.VideoCapture`` (``"opencv"``). Each frame's capture
 time comes from the stream's own clock (:class:`~edge_inspector.sources.stream_clock.StreamClock`)
 and a frame that arrives too late is dropped as stale rather than inspected as if captured now.
 ``check-config`` asks each camera for its stream (``sources/probe.py``) and says why not.
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 from pydantic import Field
 
 from edge_inspector.sources.base import BoundedQueue, Frame, StatusCallback
 from edge_inspector.sources.camera import Capture, CameraSource, ffmpeg_decoder_params
+from edge_inspector.sources.pyav_capture import PYAV_MISSING, AvCapture, decodes_with_pyav, pyav_available
 from edge_inspector.sources.registry import OpenContext, SourceKind
 from edge_inspector.sources.settings import CameraSettings, FFmpegDecoder, LiveStream, uri_scheme
 
@@ -57,9 +60,19 @@ def open_network_capture(uri: str, transport: str, read_timeout_s: float, extra:
                 os.environ[_FFMPEG_OPTIONS_ENV] = previous
 
 
+def open_network_av(uri: str, transport: str, read_timeout_s: float, threads: int) -> AvCapture:
+    """The stream through PyAV, with the same transport and timeouts as :func:`open_network_capture`."""
+    options = {"rtsp_transport": transport} if uri_scheme(uri) in ("rtsp", "rtsps") else {}
+    return AvCapture(uri, threads, options=options, timeout=(OPEN_TIMEOUT_MS / 1000.0, max(0.1, read_timeout_s)))
+
+
 def open_network_camera(s: NetworkCameraSettings, queue: BoundedQueue[Frame], on_status: StatusCallback | None,
                         context: OpenContext) -> CameraSource:
-    def open_capture() -> cv2.VideoCapture:
+    use_pyav = decodes_with_pyav(s.decoder, s.name)
+
+    def open_capture() -> Any:
+        if use_pyav:
+            return open_network_av(s.uri, s.rtsp_transport, s.stall_timeout_s, s.decode_threads)
         return open_network_capture(s.uri, s.rtsp_transport, s.stall_timeout_s, ffmpeg_decoder_params(s.decode_threads))
 
     # RTP carries real capture timestamps; MJPEG over HTTP has none (FFmpeg numbers its frames at an
@@ -74,7 +87,10 @@ def check(s: NetworkCameraSettings, devices: bool) -> list[str]:
     from edge_inspector.sources.probe import probe_stream
 
     problem = probe_stream(s.uri) if devices else None
-    return [f"uri: {problem}"] if problem else []
+    problems = [f"uri: {problem}"] if problem else []
+    if s.decoder == "pyav" and not pyav_available():
+        problems.append(PYAV_MISSING)
+    return problems
 
 
 KINDS = (SourceKind("camera", ("rtsp", "rtsps", "http", "https"), NetworkCameraSettings, open_network_camera,

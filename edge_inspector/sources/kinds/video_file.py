@@ -8,14 +8,14 @@ beside it, or read as fast as it is inspected (``realtime = false``: determinist
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 
 from edge_inspector.errors import UserError
 from edge_inspector.sources.base import BoundedQueue, Frame, StatusCallback
 from edge_inspector.sources.camera import Capture, CameraSource, ffmpeg_decoder_params
-from edge_inspector.sources.pyav_capture import AvCapture, pyav_available
+from edge_inspector.sources.pyav_capture import PYAV_MISSING, AvCapture, decodes_with_pyav, pyav_available
 from edge_inspector.sources.registry import OpenContext, SourceKind
 from edge_inspector.sources.settings import CameraSettings, FFmpegDecoder, FilePlayback, check_file, file_path
 
@@ -27,11 +27,6 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mjpeg", ".m
 class VideoFileSettings(FFmpegDecoder, FilePlayback, CameraSettings):
     """A ``file://`` camera."""
 
-    # pyav: frames stay YUV and the model's input is made from them at its size (the full-size BGR
-    # frame only for snapshots, the preview and record); opencv: cv2.VideoCapture, full-size BGR;
-    # auto: pyav where PyAV is installed (./setup.sh installs it)
-    decoder: Literal["auto", "pyav", "opencv"] = "auto"
-
     def paced_by_inspector(self) -> bool:
         return not self.realtime
 
@@ -40,9 +35,7 @@ def open_video_file(s: VideoFileSettings, queue: BoundedQueue[Frame], on_status:
                     context: OpenContext) -> CameraSource:
     path = file_path(s.uri)
 
-    if s.decoder == "pyav" and not pyav_available():
-        raise UserError(f'camera {s.name}: decoder = "pyav" needs PyAV (pip install av, or ./setup.sh)')
-    use_pyav = s.decoder != "opencv" and pyav_available()
+    use_pyav = decodes_with_pyav(s.decoder, s.name)
     log.info("camera %s: %s decodes %s", s.name, "PyAV" if use_pyav else "OpenCV", path.name)
 
     def open_capture() -> Any:
@@ -62,7 +55,7 @@ def check(s: VideoFileSettings, _devices: bool) -> list[str]:
     if problem:
         problems.append(f"uri: {problem}")
     if s.decoder == "pyav" and not pyav_available():
-        problems.append('decoder: "pyav" needs PyAV (pip install av, or ./setup.sh); "auto" falls back to OpenCV')
+        problems.append(PYAV_MISSING)
     return problems
 
 
