@@ -86,5 +86,16 @@ def test_a_refused_password_is_reported_without_it(camera: RtspCamera, caplog: p
     with pytest.raises(SourceError) as err:
         src.open()
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("edge_inspector")]
-    assert "admin:***@" in str(err.value) and any("401" in m for m in ours), ours
+    assert "admin:***@" in str(err.value) and "401" in str(err.value), err.value  # what the status event says
+    assert any("401" in m for m in ours), ours
     assert PASSWORD not in str(err.value) + "".join(ours)
+
+
+def test_a_closed_port_is_named_as_refused() -> None:
+    from rtsp_camera import unanswering_port
+
+    sock, port = unanswering_port()
+    sock.close()  # type: ignore[attr-defined]
+    src, _queue = open_source(source_settings("camera", name="ipcam", uri=f"rtsp://127.0.0.1:{port}/cam", decoder="pyav"))
+    with pytest.raises(SourceError, match="refused"):
+        src.open()

@@ -115,8 +115,9 @@ class CameraSource(SourceThread[Frame]):
         self.release()
         cap = self.capture.open()
         if not cap.isOpened():
+            reason = getattr(cap, "open_error", "")  # PyAV says why; OpenCV cannot
             cap.release()
-            raise SourceError(f"cannot open {redact_uri(self.cfg.uri)}")
+            raise SourceError(f"cannot open {redact_uri(self.cfg.uri)}" + (f": {reason}" if reason else ""))
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
         if self.clock is not None:

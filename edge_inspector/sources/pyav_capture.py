@@ -61,6 +61,16 @@ def decodes_with_pyav(decoder: Decoder, camera: str) -> bool:
     return decoder != "opencv" and pyav_available()
 
 
+def _reason(exc: BaseException, timeout: tuple[float, float] | None) -> str:
+    """FFmpeg's reason for a failed open, without the URI it names (``Server returned 401
+    Unauthorized (authorization failed)``, ``Connection refused``, no answer in time)."""
+    import av
+
+    if isinstance(exc, av.error.ExitError) and timeout is not None:
+        return f"no answer within {timeout[0]:g} s"
+    return redact_text(str(getattr(exc, "strerror", None) or exc))
+
+
 class AvCapture:
     """A video file or network stream read with PyAV, behind the ``cv2.VideoCapture`` calls the
     camera thread makes.  ``options``: FFmpeg's demuxer options (``rtsp_transport``...);
@@ -76,6 +86,7 @@ class AvCapture:
         self.options, self.timeout = dict(options or {}), timeout
         self.name = redact_uri(str(path))  # for logs: no password of a stream's URI
         self.corrupt_packets = 0  # packets FFmpeg could not decode (skipped, as OpenCV skips them)
+        self.open_error = ""  # why the last open failed, credentials masked ("" when it did not)
         self._container: Any = None
         self._stream: Any = None
         self._frames: Iterator[Any] = iter(())
@@ -88,6 +99,7 @@ class AvCapture:
             container = av.open(str(self.path), options=self.options, timeout=self.timeout)
         except (av.FFmpegError, OSError) as exc:
             log.debug("PyAV cannot open %s: %s", self.name, redact_text(str(exc)))
+            self.open_error = _reason(exc, self.timeout)
             return
         if not container.streams.video:
             container.close()
