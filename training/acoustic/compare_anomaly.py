@@ -29,7 +29,7 @@ from training.acoustic.plant import DEV_KINDS
 from training.common.metrics import auroc_of
 
 PARAMS = LogMelParams()
-CACHE = Path("/tmp/compare_anomaly_cache")
+CACHE = Path("/tmp/compare_anomaly_cache_events")  # the development kinds with their rare normal sounds
 HOLD_FRAMES = 300  # the learnt model's hold_s
 
 BASE = LearnOptions()

@@ -6,7 +6,8 @@ relative to nominal and load, sampled every 10 ms.  Its normal life has idle and
 load changes, slow speed drift and slip under load, starts and stops (speed and sound ramp down
 to the room's own sound and back up), and the events of its own cycle: a compressor's unloader
 blowing off when it goes idle, a pump's check valve clunking at a stop, a gearbox's clutch at a
-load change.  Synthesis is stateful (shaft phase, filter states, pending event tails), so
+load change (and, on the development kinds, a mixer's charge of ingredients, a product bumping a
+conveyor's rail).  Synthesis is stateful (shaft phase, filter states, pending event tails), so
 :meth:`PlantMachine.stream` is continuous block after block and an hour of it costs seconds.
 
 Kinds are split: :data:`DEV_KINDS` tune the normal-only model (features, hyper-parameters,
@@ -107,6 +108,16 @@ class PlantMachine:
             env = np.exp(-np.arange(n) / (rng.uniform(0.08, 0.3) * SR))
             sos = butter(2, rng.uniform(1500, 4000), btype="highpass", fs=SR, output="sos")
             return rng.uniform(1.0, 3.0) * env * sosfilt(sos, rng.standard_normal(n))
+        if name == "charge":  # a mixer's ingredients poured in: a crackle of grains hitting the bowl
+            n = int(rng.uniform(0.4, 1.5) * SR)
+            clicks = (rng.random(n) < rng.uniform(40, 150) / SR) * rng.uniform(0.3, 1.0, n)
+            grain = np.exp(-np.arange(int(0.004 * SR)) / (0.0008 * SR)) * rng.standard_normal(int(0.004 * SR))
+            sos = butter(2, sorted(rng.uniform(1000, 5000, 2) * (1.0, 1.6)), btype="bandpass", fs=SR, output="sos")
+            return rng.uniform(1.5, 4.0) * sosfilt(sos, np.convolve(clicks, grain)[:n])
+        if name == "bump":  # a conveyor's product knocking against a guide rail: a dull thud
+            n = int(rng.uniform(0.06, 0.12) * SR)
+            sos = butter(2, rng.uniform(150, 500), btype="lowpass", fs=SR, output="sos")
+            return rng.uniform(4.0, 10.0) * np.exp(-np.arange(n) / (0.02 * SR)) * sosfilt(sos, rng.standard_normal(n))
         n = int(0.15 * SR)  # "clunk": check valve or clutch
         x = np.zeros(n)
         x[0] = 1.0
@@ -193,7 +204,9 @@ class NormalLife:
     around the set point (±1.5 %) and slip under load (the machine's); with ``stops`` a spell is a stop of 3-20 s one time in eight (ramp
     down and up over 1-4 s; never two in a row; ``first_stop_s``: at least one stop by then, as a
     user records a start and a stop for learning).  Events: a compressor blows off when it unloads, a pump's check
-    valve clunks at each stop, a gearbox's clutch at each load change.
+    valve clunks at each stop, a gearbox's clutch at each load change; and on the development kinds (so the
+    normal-only model's options are chosen on machines with rare normal sounds too) a mixer's charge of
+    ingredients crackles once it is loaded up, a product bumps a conveyor's guide rail after a load change.
 
     With ``tour_s``, the first ``tour_s`` seconds visit every operating state once, in a random
     order and for random shares of the time: each set point loaded and idle, and one stop (not
@@ -264,6 +277,10 @@ class NormalLife:
                     events.append((0, "blowoff"))
                 if self.kind == "gearbox":
                     events.append((0, "clunk"))
+                if self.kind == "mixer" and target > self.load:
+                    events.append((ramp, "charge"))
+                if self.kind == "conveyor":
+                    events.append((int(rng.integers(0, max(1, n // 2))), "bump"))
             self.load = float(target)
             self.speed = float(setpoint)
         base = self.buf_speed.size
