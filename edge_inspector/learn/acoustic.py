@@ -39,7 +39,6 @@ from edge_inspector.learn.acoustic_graph import ContextKnn
 from edge_inspector.learn.audio import GoodAudio
 
 FOLDS = 3
-FOLD_BLOCK_S = 10.0
 SPREAD_ABOVE = (0.5, 0.75)  # the threshold's bounds over the top held-out scores (:func:`calibrate`)
 TOP_QUANTILE = 0.999
 MIN_SECONDS = 30.0  # less cannot set a threshold for a rate per hour (3 minutes recommended)
@@ -53,6 +52,8 @@ class LearnOptions:
     bank: int = 4000  # remembered good contexts
     smoothing_s: float = 0.3  # the daemon's moving average of the frame score
     max_false_alarms_per_hour: float = 1.0
+    folds: int = FOLDS  # held-out folds (each scored by a model fitted on the others)
+    fold_block_s: float = 10.0  # ... dealt the recording round-robin in blocks this long
     # the level gate (manifest ``gate_*``): a start or stop is caught within a few tenths of a second
     gate_window_s: float = 0.3
     gate_db: float = 1.5
@@ -173,16 +174,16 @@ def learn(audio: GoodAudio, params: LogMelParams, options: LearnOptions,
                            gate_floor_db=running_floor_db(mels, options.gate_below_running_db))
     per_segment = [contexts_of(mel, params, w, LevelGate(gate)) for mel in mels]
     frames_per_s = params.sample_rate / params.hop_length
-    block = int(FOLD_BLOCK_S * frames_per_s)
-    folds: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(FOLDS)]
+    block = int(options.fold_block_s * frames_per_s)
+    folds: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(options.folds)]
     counter = 0
     for ctx, gated in per_segment:
         for a in range(0, ctx.shape[0], block):
-            folds[counter % FOLDS].append((ctx[a : a + block], gated[a : a + block]))
+            folds[counter % options.folds].append((ctx[a : a + block], gated[a : a + block]))
             counter += 1
     held_out: list[np.ndarray] = []
-    for j in range(FOLDS):
-        progress(f"held-out fold {j + 1}/{FOLDS}")
+    for j in range(options.folds):
+        progress(f"held-out fold {j + 1}/{options.folds}")
         rest = [x for i, f in enumerate(folds) if i != j for x, _ in f]
         if not rest or not folds[j]:
             continue

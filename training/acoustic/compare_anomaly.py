@@ -40,6 +40,10 @@ VARIANTS: dict[str, LearnOptions] = {
     "64d": BASE,  # the default
     "64d-0.5s": replace(BASE, window_frames=50),
     "128d": replace(BASE, components=128, floor=0.01),
+    "64d-fold2s": replace(BASE, fold_block_s=2.0),  # folds of finer blocks: each fold's model hears every state
+    "64d-6folds": replace(BASE, folds=6),  # each fold's model hears five sixths of the recording
+    "64d-floor0.1": replace(BASE, floor=0.1),  # rare normal sounds: a coarser whitening
+    "64d-smooth0.6": replace(BASE, smoothing_s=0.6),  # ... or a longer moving average
 }
 
 

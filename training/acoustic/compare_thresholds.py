@@ -62,12 +62,23 @@ def _with(spread: tuple[float, float] | None = None, top: float | None = None) -
     return rule
 
 
+def _typical_times(factor: float, cap: bool) -> Callable[[list[np.ndarray]], float]:
+    """``factor`` times the typical (median) held-out score; with ``cap`` only where the current rule is
+    higher: the median is the one statistic that a state or an event heard once does not move."""
+    def rule(blocks: list[np.ndarray]) -> float:
+        typical = float(np.median(np.concatenate([la.moving_average(b, SMOOTH) for b in blocks if b.size])))
+        return min(rule_current(blocks), factor * typical) if cap else factor * typical
+    return rule
+
+
 RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
     "current": rule_current,
     "fold-median": rule_fold_median,
     "spread-0.25-0.5": _with(spread=(0.25, 0.5)),
     "spread-0-0.5": _with(spread=(0.0, 0.5)),
     "top-0.995": _with(top=0.995),
+    **{f"typical-x{f:g}": _typical_times(f, False) for f in (1.4, 1.6, 1.8)},
+    **{f"capped-typical-x{f:g}": _typical_times(f, True) for f in (1.4, 1.6, 1.8)},
 }
 
 

@@ -197,7 +197,27 @@ units, 64 test clips and 40 minutes of normal life each): the rule above detects
 episodes in those 4 hours; a lower spread bound (0.25–0.5), the 99.5th percentile as the top, or the median of the
 three folds' own thresholds detect 62–74 % but give 9–26 false episodes, because the margin between the threshold and
 a unit's highest normal score varies from unit to unit more than any common shift can follow; on two of the units, a memory of 12000
-contexts instead of 4000 moved neither scores nor thresholds. The rule was kept.
+contexts instead of 4000 moved neither scores nor thresholds. The rule was kept. (These comparisons were made before
+the development kinds had rare normal sounds of their own.)
+**Rare normal sounds** (why the compressor and the fan detect little, the gearbox alarms): the evaluation kinds make
+sounds of their cycle (blow-off, clutch) that three minutes hold once or a few times; the development kinds now do
+too (a mixer's charge of ingredients after loading up, a product bumping a conveyor's rail: `training/acoustic/plant.py`).
+On them (`python -m training.acoustic.compare_thresholds --stream 1200`: six units, 64 clips and 20 minutes of normal
+life each) the rule above detects 39 % of the test faults with 12 false episodes in the 2 hours, 10 of them on the
+mixer whose charges (each in another band, heard a few times while recording) reach 33 against a threshold of 5.8;
+no threshold rule helps: 1.6 or 1.8 times the typical held-out score, or the lower of that and the rule above
+(the median is the one statistic a sound heard once does not move), detect 46–59 % with 15–21 false episodes;
+the median of the folds' thresholds 54 % with 25, the 99.5th percentile as the top 59 % with 26. The model's
+options, each learnt as shipped otherwise (`python -m training.acoustic.compare_anomaly --variants 64d-6folds 64d-smooth0.6 --stream 1200`): six folds
+instead of three (each fold's model hears five sixths of the recording) detect 33 % with the same 12 false episodes; a
+moving average over 0.6 s instead of 0.3 s raises the clip AUROC from 0.961 to 0.963 and detection to 45 % with 9
+false episodes (the mixer's charges still 24 per hour), for 0.15 s more lag before an episode is reported (not
+adopted: its cost in onset is not measured yet).
+Also tried and not kept (exploratory, on three or four of these units): a whitening floor of 10 % (mixer: 21 false
+episodes per hour as before), the median or 25th percentile of each band over 1 s, alone or beside the 0.25 s
+context (clip AUROC 0.83–0.96 against 0.93–0.97), the per-band spread or frame-to-frame flux added to the context
+(AUROC 0.90 and 0.92 against 0.97 on a mixer unit), a score held for 0.3–0.6 s before it counts, the mean of the 4 nearest contexts, and a
+memory half chosen to cover rare contexts (greedy coreset): none lowered the charges' false episodes.
 
 **Evaluation machines** (`training/acoustic/plant.py`: {", ".join(EVAL_KINDS)}, no feature, parameter or rule
 was chosen on them; {", ".join(FRESH_KINDS)}, a kind added after every option and rule was fixed): each unit lives a normal life (idle and loaded spells, load ramps, speed set points and
