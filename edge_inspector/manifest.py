@@ -44,6 +44,7 @@ from edge_inspector.model_entries import (  # noqa: F401 - the entry types, re-e
     AcousticAnomalyModel,
     AcousticEntry,
     AcousticModel,
+    Alignment,
     AnomalyDecision,
     Calibration,
     Episodes,
@@ -175,10 +176,12 @@ def load_manifest(engines_dir: Path, verify: bool = True) -> Manifest:
                 verify_file(manifest, model, path)
                 for variant in getattr(model, "int8", ()):
                     verify_file(manifest, variant, path)
+                if getattr(model, "alignment", None) is not None:
+                    verify_file(manifest, model.alignment, path)
     return manifest
 
 
-def verify_file(manifest: Manifest, model: ModelEntry | QuantizedFile, where: Path | None = None) -> None:
+def verify_file(manifest: Manifest, model: ModelEntry | QuantizedFile | Alignment, where: Path | None = None) -> None:
     """Refuse a missing model file or one whose sha256 is not the manifest's."""
     file = manifest.directory / model.file
     if not file.is_file():

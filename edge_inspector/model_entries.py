@@ -105,6 +105,15 @@ class AnomalyDecision(StrictModel):
     calibrations: tuple[Calibration, ...] = ()
 
 
+class Alignment(StrictModel):
+    """Frames are registered to a learnt reference view before the model runs (aligned products:
+    :mod:`edge_inspector.inspectors.alignment`)."""
+
+    file: str  # .npy beside the model: the 128 x 128 float32 grey reference view
+    sha256: str
+    motion: Literal["rigid"] = "rigid"  # shift and turn
+
+
 class VisualAnomalyModel(ImageInput, AnomalyDecision):
     """A good-parts-only image model: image in, an image score and a per-cell score map out."""
 
@@ -119,6 +128,7 @@ class VisualAnomalyModel(ImageInput, AnomalyDecision):
     # to the map's peak, so it hugs the defect however strongly it scores (None: at map_threshold)
     typical: float | None = None
     int8: tuple[QuantizedFile, ...] = ()  # verified INT8 versions, one per runtime target
+    alignment: Alignment | None = None  # None: the model takes frames as they come
 
 
 class LogMelInput(StrictModel):

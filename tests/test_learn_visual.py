@@ -48,7 +48,7 @@ def learnt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good = folder(work / "good", [p.image for p in good_parts(FAMILY, 0, 24)])
     code, out, err = run_cli("learn", "visual", str(good), "--out", str(work / "learnt"))
     assert code == 0, err
-    assert "learnt visual_anomaly from 24 good image(s)" in out and "learn: held-out fold 5/5" in err
+    assert "learnt visual_anomaly from 24 good image(s)" in out and "memory: held-out fold 5/5" in err
     assert "warning: only 24 good images held out" in err  # too few for 1 %: said, not guessed silently
     return work / "learnt"
 

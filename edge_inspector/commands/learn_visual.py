@@ -32,6 +32,7 @@ VISUAL_FILE = "visual_anomaly.onnx"
 VISUAL_CARD = "visual_anomaly.md"
 VISUAL_HISTOGRAM = "visual_anomaly_scores.png"
 VISUAL_HEATMAPS = "visual_anomaly_heatmaps.png"
+VISUAL_REFERENCE = "visual_anomaly_reference.npy"  # aligned products: the view frames are registered to
 DEFAULT_CONTRACT = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
 
@@ -82,8 +83,8 @@ def learn_visual(args: argparse.Namespace) -> int:
     from edge_inspector.learn.visual import LearnOptions, learn
     from edge_inspector.learn.visual_card import card_markdown, heatmaps_png
     from edge_inspector.learn.visual_graph import write_graph
-    from edge_inspector.manifest import (ImageInput, Provenance, VisualAnomalyModel, load_manifest, replace_entry,
-                                         sha256_of, write_manifest)
+    from edge_inspector.manifest import (Alignment, ImageInput, Provenance, VisualAnomalyModel, load_manifest,
+                                         replace_entry, sha256_of, write_manifest)
 
     t0 = time.monotonic()
     if not 0.0 < args.max_false_reject < 0.5:
@@ -108,11 +109,11 @@ def learn_visual(args: argparse.Namespace) -> int:
         classifier_rate = float(np.mean(classifier_scores(base_manifest, inputs) >= classifier.threshold))
         sentence = f"The classifier beside it was kept as it is; it rejects {classifier_rate:.2%} of these good images."
     anomaly_budget = max(budget - classifier_rate, budget / 2) if classifier is not None else budget
-    options = LearnOptions(max_false_reject=anomaly_budget)
+    options = LearnOptions(max_false_reject=anomaly_budget, layout=args.layout)
     learnt = learn(inputs, contract, options, _progress)
     cal = learnt.calibrated
     with replacing_dir(out, check=load_manifest) as staged:  # checked as the daemon will read it
-        manifest = _stage(base, staged, {VISUAL_FILE, VISUAL_CARD, VISUAL_HISTOGRAM, VISUAL_HEATMAPS})
+        manifest = _stage(base, staged, {VISUAL_FILE, VISUAL_CARD, VISUAL_HISTOGRAM, VISUAL_HEATMAPS, VISUAL_REFERENCE})
         if args.no_classifier and manifest.classifier("visual") is not None:
             manifest = manifest.model_copy(update={"visual": tuple(e for e in manifest.visual if e.kind != "classifier")})
             (staged / base_manifest.classifier("visual").file).unlink(missing_ok=True)
@@ -120,16 +121,23 @@ def learn_visual(args: argparse.Namespace) -> int:
             manifest = replace_entry(manifest, "visual", classifier)
         write_graph(learnt.model, staged / VISUAL_FILE, contract.input_shape)
         scales = ", ".join(f"{s.patch * s.down} px" for s in learnt.model.scales)
+        alignment = None
+        if learnt.reference is not None:
+            np.save(staged / VISUAL_REFERENCE, learnt.reference, allow_pickle=False)
+            alignment = Alignment(file=VISUAL_REFERENCE, sha256=sha256_of(staged / VISUAL_REFERENCE))
+            scoring = ("frames registered (shift and turn) to the good parts' reference view; per cell the Mahalanobis "
+                       "distance to the good parts' codes at that cell")
+        else:
+            scoring = f"distance to the nearest of {options.bank} remembered good codes per scale"
         entry = VisualAnomalyModel(
             kind="anomaly", file=VISUAL_FILE, sha256=sha256_of(staged / VISUAL_FILE),
             **{k: getattr(contract, k) for k in ImageInput.model_fields},
             method=(f"light-normalised patches of {scales}, each coded by {options.components} half-whitened principal "
-                    f"components of the good parts' own patches; distance to the nearest of {options.bank} remembered "
-                    f"good codes per scale, in units of the held-out spread at its position; {options.grid}x"
-                    f"{options.grid} map, image score its maximum"),
+                    f"components of the good parts' own patches; {scoring}, in units of the held-out spread at its "
+                    f"position; {options.grid}x{options.grid} map, image score its maximum. Layout: {learnt.choice}"),
             threshold=round(cal.threshold, 6), score_scale=round(cal.score_scale, 6),
             map_threshold=round(cal.map_threshold, 6), typical=round(cal.typical, 6),
-            max_false_reject=round(anomaly_budget, 6),
+            max_false_reject=round(anomaly_budget, 6), alignment=alignment,
             learnt_from=Provenance(items=len(good), sha256=good.sha256(), sources=tuple(good.sources), date=_now()),
         )
         write_manifest(replace_entry(manifest, "visual", entry), staged)
@@ -157,6 +165,11 @@ def add_visual_parser(modality: Any, fmt: dict[str, Any]) -> None:
     v.add_argument("--max-false-reject", type=float, default=0.01, metavar="RATE",
                    help="share of good parts the directory's models may reject together (default 0.01)")
     add_source_options(v)
+    v.add_argument("--layout", choices=("auto", "free", "aligned"), default="auto",
+                   help="free: compare patches wherever they are (textures, parts at any angle); aligned: register "
+                        "each frame to the good parts' reference view and compare cell by cell (labels, boards, parts "
+                        "that arrive the same way up); auto (default): the one that better finds defects painted on "
+                        "held-out good parts")
     group = v.add_mutually_exclusive_group()
     group.add_argument("--keep-classifier", action="store_true",
                        help="leave the classifier's threshold as it is, whatever it rejects of these good parts")

@@ -71,12 +71,29 @@ def open_visual(manifest: Manifest, open_engine: EngineOpener, max_batch: int,
     try:
         for entry in entries:
             file = model_file(manifest.directory, entry, precision, _backend_of(open_engine))
-            models.append(LoadedModel(entry, head_for(entry), open_engine(file, max_batch), file))
+            models.append(LoadedModel(entry, head_for(entry), open_engine(file, max_batch), file,
+                                      aligner_for(manifest, entry)))
         return VisualModelRunner(models)
     except BaseException:
         for m in models:
             m.engine.close()
         raise
+
+
+def aligner_for(manifest: Manifest, entry: Any) -> Any:
+    """The registration step of a model learnt on an aligned product (None for any other model)."""
+    alignment = getattr(entry, "alignment", None)
+    if alignment is None:
+        return None
+    import numpy as np
+
+    from edge_inspector.inspectors.alignment import Aligner
+
+    path = manifest.directory / alignment.file
+    try:
+        return Aligner(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a usable alignment reference ({exc})") from None
 
 
 def open_acoustic(manifest: Manifest, open_engine: EngineOpener, max_batch: int = 1,

@@ -51,6 +51,19 @@ class LoadedModel:
     head: Head
     engine: Engine
     file: ModelFile | None = None  # None: the entry's own (float) file
+    aligner: Any = None  # an inspectors.alignment.Aligner when the model takes registered frames
+
+    def run(self, x: np.ndarray) -> Mapping[str, np.ndarray]:
+        """The engine's outputs on the preprocessed batch ``x``; a model of an aligned product gets
+        the frames registered to its reference, and its map is put back in the frames' coordinates."""
+        if self.aligner is None:
+            return self.engine.run({self.entry.input: x})
+        registered, warps = self.aligner.register(x)
+        out = dict(self.engine.run({self.entry.input: registered}))
+        name = getattr(self.entry, "output_map", None)
+        if name and name in out:
+            out[name] = self.aligner.unwarp_maps(np.asarray(out[name], np.float32), warps)
+        return out
 
     @property
     def sha256(self) -> str:
@@ -118,7 +131,7 @@ class VisualModelRunner:
 
     def run(self, x: np.ndarray) -> list[dict[str, np.ndarray]]:
         """One engine call per model on the preprocessed batch: each model's raw outputs."""
-        return [m.engine.run({m.entry.input: x}) for m in self.models]
+        return [m.run(x) for m in self.models]
 
     def infer(self, images: Sequence[np.ndarray], thresholds: Thresholds | None = None) -> list[VisualResult]:
         """Inspect ``images``: one engine call per model per ``max_batch`` frames."""

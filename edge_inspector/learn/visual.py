@@ -9,6 +9,14 @@ regions look nothing alike (print and paper, pads and solder mask).  ``training/
 the comparison with the alternatives measured (the shipped CNN's early layers, random filters,
 PCA reconstruction error) on development products.
 
+Two layouts of the same codes, chosen per product from its good parts (``LearnOptions.layout``):
+the position-free memory above, for textures and parts that do not line up, and per-position
+statistics of frames registered to the good parts' reference view
+(:mod:`edge_inspector.learn.visual_aligned`, :mod:`edge_inspector.inspectors.alignment`), for
+printed, assembled and machined parts that arrive the same way up, where a familiar patch in the
+wrong place is the defect.  ``auto`` fits both on the same folds and keeps the one that better
+tells held-out good parts from the same parts with a painted defect.
+
 Every figure that sets the threshold comes from good images the model did not see: the images
 are dealt round-robin into :data:`FOLDS` folds, each scored by a model fitted on the others.
 Those held-out scores give the per-position spread (step 4 of the graph) and, through a Gumbel
@@ -46,6 +54,8 @@ class LearnOptions:
     candidates: int = 20000  # codes the memory is chosen from (greedy k-centre)
     residual: float = 0.0  # weight of the unexplained-energy code (0: left out)
     whiten: float = 0.5  # each code direction divided by its spread ** this (1: all alike, 0: plain PCA)
+    layout: str = "auto"  # "free" memory, "aligned" per-position statistics, or "auto": decided per product
+    shrink: float = 0.05  # aligned: covariance shrinkage towards this x identity
     max_false_reject: float = 0.01
     threads: int = 0  # ONNX Runtime threads while learning (0: all cores)
 
@@ -69,6 +79,8 @@ class Learnt:
     model: PatchKnn
     calibrated: Calibrated
     held_out_maps: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    reference: np.ndarray | None = None  # aligned layout: the mean registered good input tensor [C, H, W]
+    choice: str = ""  # which layout, and why (for the card and the manifest's method)
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -225,25 +237,98 @@ def learn(inputs: np.ndarray, contract: Any, options: LearnOptions,
     progress(f"patch codes at {len(model.scales)} scales")
     codes = _run(model, "codes", inputs, shape, options.threads)
     folds = np.arange(n) % FOLDS
-    held = [np.empty((n, *c.shape[2:]), np.float32) for c in codes]
-    for f in range(FOLDS):
-        progress(f"held-out fold {f + 1}/{FOLDS}")
-        for s, c in enumerate(codes):
-            bank = coreset(_flat(c[folds != f]), options.bank, rng, options.candidates)
-            held[s][folds == f] = nearest(_flat(c[folds == f]), bank).reshape(-1, *c.shape[2:])
-    zmaps = [np.empty_like(h) for h in held]
-    for s, scale in enumerate(model.scales):
-        for f in range(FOLDS):  # a fold's positions are normalised by the other folds' spread, as new parts are
-            mean, inv = _spread(held[s][folds != f])
-            zmaps[s][folds == f] = (held[s][folds == f] - mean) * inv
-        scale.mean, scale.inv_std = _spread(held[s])
-    maps, scores = combine(zmaps, options.grid, options.smooth)
+    memory = _layout_free(options, rng)
+    free = held_out(codes, folds, memory, "memory", progress, options.grid, options.smooth)
+    chosen, reference, choice = free, None, "position-free memory (asked)"
+    if options.layout != "free":
+        from edge_inspector.inspectors.alignment import Aligner, learn_reference
+        from edge_inspector.learn.visual_aligned import choose, gauss_layout
+
+        progress("registering the good parts to their reference view")
+        reference = learn_reference(inputs)
+        aligner = Aligner(reference)
+        registered, warps = aligner.register(inputs)
+        aligned = held_out(_run(model, "codes", registered, shape, options.threads), folds,
+                           gauss_layout(options.shrink), "per-position statistics", progress, options.grid,
+                           options.smooth)
+        if options.layout == "aligned":
+            chosen, choice = aligned, "per-position statistics of registered parts (asked)"
+        else:
+            progress("choosing: painted defects on held-out good parts")
+            chosen, choice = choose(free, aligned, inputs, aligner, warps, tuple(contract.std),
+                                    lambda x: _run(model, "codes", x, shape, options.threads))
+        if chosen is free:
+            reference = None
+        else:  # the card draws the held-out maps over the frames as they came
+            chosen.maps = Aligner.unwarp_maps(chosen.maps[:, None], warps)[:, 0]
     progress("threshold")
-    calibrated = calibrate(scores, options.max_false_reject)
-    progress("final memory from every image")
-    for s, c in enumerate(codes):
-        model.scales[s].bank = coreset(_flat(c), options.bank, rng, options.candidates)
-    return Learnt(model, calibrated, maps)
+    calibrated = calibrate(chosen.scores, options.max_false_reject)
+    progress("final model from every image")
+    for s, c in enumerate(chosen.codes):
+        scale = model.scales[s]
+        scale.mean, scale.inv_std = chosen.spreads[s]
+        if chosen is free:
+            scale.bank = coreset(_flat(c), options.bank, rng, options.candidates)
+        else:
+            scale.centres, scale.chol = chosen.layout.fit(c)
+    return Learnt(model, calibrated, chosen.maps, reference, choice)
+
+
+@dataclass
+class Layout:
+    """How one scale's good codes are remembered (``fit``) and a code map is scored (``distance``)."""
+
+    fit: Callable[[np.ndarray], Any]  # codes [N, d, G, G] -> state
+    distance: Callable[[np.ndarray, Any], np.ndarray]  # codes, state -> [N, G, G]
+
+
+@dataclass
+class HeldOut:
+    """One layout's held-out figures: every good image scored by a model fitted on the other folds."""
+
+    layout: Layout
+    codes: list[np.ndarray]  # per scale, every image's codes
+    folds: np.ndarray
+    states: list[list[Any]]  # [fold][scale]
+    fold_spreads: list[list[tuple[np.ndarray, np.ndarray]]]  # [fold][scale]: the other folds' spread
+    spreads: list[tuple[np.ndarray, np.ndarray]]  # per scale, over every image
+    maps: np.ndarray
+    scores: np.ndarray
+    smooth: int = 3
+    grid: int = 32
+
+    def score(self, codes: list[np.ndarray], fold: int) -> np.ndarray:
+        """Image scores of ``codes`` by the model of ``fold`` (a model that did not see that fold)."""
+        z = [(self.layout.distance(c, st) - m) * inv
+             for c, st, (m, inv) in zip(codes, self.states[fold], self.fold_spreads[fold])]
+        return combine(z, self.grid, self.smooth)[1]
+
+
+def _layout_free(options: LearnOptions, rng: np.random.Generator) -> Layout:
+    return Layout(lambda c: coreset(_flat(c), options.bank, rng, options.candidates),
+                  lambda c, bank: nearest(_flat(c), bank).reshape(-1, *c.shape[2:]))
+
+
+def held_out(codes: list[np.ndarray], folds: np.ndarray, layout: Layout, what: str,
+             progress: Callable[[str], None], grid: int = 32, smooth: int = 3) -> HeldOut:
+    """Score each fold with ``layout`` fitted on the others; a fold's positions are normalised by
+    the other folds' spread, as new parts are."""
+    n = len(folds)
+    held = [np.empty((n, *c.shape[2:]), np.float32) for c in codes]
+    states: list[list[Any]] = []
+    for f in range(FOLDS):
+        progress(f"{what}: held-out fold {f + 1}/{FOLDS}")
+        states.append([layout.fit(c[folds != f]) for c in codes])
+        for s, c in enumerate(codes):
+            held[s][folds == f] = layout.distance(c[folds == f], states[f][s])
+    fold_spreads = [[_spread(h[folds != f]) for h in held] for f in range(FOLDS)]
+    zmaps = [np.empty_like(h) for h in held]
+    for s, h in enumerate(held):
+        for f in range(FOLDS):
+            mean, inv = fold_spreads[f][s]
+            zmaps[s][folds == f] = (h[folds == f] - mean) * inv
+    maps, scores = combine(zmaps, grid, smooth)
+    return HeldOut(layout, codes, folds, states, fold_spreads, [_spread(h) for h in held], maps, scores, smooth, grid)
 
 
 def _spread(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +341,8 @@ def _spread(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def numpy_scores(model: PatchKnn, codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """What the final graph computes from the codes (a check of the written graph)."""
-    zmaps = [(nearest(_flat(c), s.bank).reshape(-1, *c.shape[2:]) - s.mean) * s.inv_std
-             for s, c in zip(model.scales, codes)]
+    from edge_inspector.learn.visual_aligned import gauss_distance
+
+    zmaps = [((gauss_distance(c, s.centres, s.chol) if s.chol.size else nearest(_flat(c), s.bank).reshape(-1, *c.shape[2:]))
+              - s.mean) * s.inv_std for s, c in zip(model.scales, codes)]
     return combine(zmaps, model.grid, model.smooth)

@@ -71,6 +71,17 @@ so a slow, uniform change of colour or brightness across the whole part is not s
 faint defects pass: on the products the method was developed on, a round spot 4 px across or smaller (at
 256 x 256) was never found, a 60 grey-level spot needed 6-16 px depending on how busy the surface is, a
 30 grey-level one 12 px on the plainest texture only, a 15 grey-level one none up to 16 px
-(`python -m training.anomaly.sensitivity`). A defect whose patches look like good ones elsewhere on the part
-(a missing or misplaced print or component) is not seen either.
+(`python -m training.anomaly.sensitivity`). {_layout_limits(entry)}
 """
+
+
+def _layout_limits(entry: Any) -> str:
+    """What the layout ``learn`` chose for this product cannot see."""
+    if getattr(entry, "alignment", None) is None:
+        return ("This model compares each patch with good patches from anywhere on the part (the position-free "
+                "memory), so a defect whose patches look like good ones elsewhere (a missing or misplaced print or "
+                "component) is not seen; if your parts arrive the same way up every time, try `--layout aligned`.")
+    return ("Each frame is first registered (shifted and turned) onto the good parts' reference view "
+            f"(`{entry.alignment.file}`), then compared cell by cell with the good parts at that cell: a part "
+            "turned or shifted further than the good ones, flipped, or of another variant is flagged `anomaly`; "
+            "if your parts can arrive at any angle, learn again with `--layout free`.")

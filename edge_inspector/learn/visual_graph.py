@@ -12,7 +12,9 @@ higher = further from the good parts) and ``anomaly_map [N, 1, G, G]`` (raw scor
    filters are the leading principal components of the good parts' own 8x8 patches, half-whitened
    (:mod:`edge_inspector.learn.visual`): every scale gives a ``G x G`` map of ``d``-dimensional codes.
 3. **Nearest good patch**: per scale, the distance of each code to the nearest of ``K``
-   remembered good codes (MatMul + ReduceMin: ``|y|^2 - 2 y.b + |b|^2``).
+   remembered good codes (MatMul + ReduceMin: ``|y|^2 - 2 y.b + |b|^2``); or, for an aligned
+   product (frames registered before the graph), the Mahalanobis distance to the good codes'
+   Gaussian *at that cell* (Sub + one MatMul batched over cells + ReduceSum).
 4. **Per position**: each distance in units of the spread of held-out good parts' distances
    *at that position* (``(d - mean) * inv_std``): borders, edges and busy regions of the part
    count no more than flat ones.
@@ -49,6 +51,10 @@ class ScaleCodes:
     variance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [d] patch energy per unit of each code
     noise: float = 1.0  # mean variance of the left-out components
     bank: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [K, d(+1)]
+    # aligned products instead of the bank: per position the good codes' mean and a Cholesky factor
+    # of their inverse covariance (distance = |(y - mean) @ chol|, a Mahalanobis distance)
+    centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [P, d]
+    chol: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))  # [P, d, d]
     mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [G, G] held-out distances
     inv_std: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -67,6 +73,11 @@ class PatchKnn:
     grid: int  # G
     scales: list[ScaleCodes]
     smooth: int = 3  # side of the mean over the final map (1: none)
+
+    @property
+    def aligned(self) -> bool:
+        """Per-position statistics (frames registered to a reference first) rather than a memory."""
+        return bool(self.scales) and self.scales[0].chol.size > 0
 
 
 class _Graph:
@@ -137,16 +148,13 @@ def _distance(g: _Graph, codes: str, s: ScaleCodes, grid: int) -> str:
     side = s.mean.shape[-1]
     d = s.weight.shape[0] + (1 if s.residual else 0)
     flat = g.op("Transpose", [g.op("Reshape", [codes, g.const([0, d, -1], np.int64)])], perm=[0, 2, 1])  # [N,P,d]
-    sq = g.op("ReduceSum", [g.op("Mul", [flat, flat]), g.const([-1], np.int64)], keepdims=0)  # [N,P]
-    # min_k |y - b_k|^2 = |y|^2 + min_k (|b_k|^2 - 2 y.b_k): one MatMul over [y, 1] and [-2 b; |b|^2],
-    # so no [P, K] tensor is touched twice
-    ones = g.op("Add", [g.op("Mul", [g.op("ReduceSum", [flat, g.const([-1], np.int64)], keepdims=1), g.const(0.0)]),
-                        g.const(1.0)])  # [N,P,1] of ones, whatever N
-    augmented = g.op("Concat", [flat, ones], axis=2)  # [N,P,d+1]
-    bank_sq = np.sum(s.bank.astype(np.float64) ** 2, axis=1)
-    table = np.concatenate([-2.0 * s.bank.T.astype(np.float64), bank_sq[None]], axis=0).astype(np.float32)  # [d+1,K]
-    nearest = g.op("ReduceMin", [g.op("MatMul", [augmented, g.const(table)])], axes=[-1], keepdims=0)  # [N,P]
-    dist = g.op("Sqrt", [g.op("Max", [g.op("Add", [nearest, sq]), g.const(0.0)])])
+    if s.chol.size:  # per position: |(y - mean_p) L_p|, one batched MatMul over positions
+        diff = g.op("Sub", [g.op("Transpose", [flat], perm=[1, 0, 2]), g.const(s.centres[:, None, :])])  # [P,N,d]
+        z = g.op("MatMul", [diff, g.const(s.chol)])  # [P,N,d]
+        mahal = g.op("ReduceSum", [g.op("Mul", [z, z]), g.const([-1], np.int64)], keepdims=0)  # [P,N]
+        dist = g.op("Sqrt", [g.op("Max", [g.op("Transpose", [mahal], perm=[1, 0]), g.const(0.0)])])  # [N,P]
+    else:
+        dist = _nearest(g, flat, s)
     dmap = g.op("Reshape", [dist, g.const([-1, 1, side, side], np.int64)])
     z = g.op("Mul", [g.op("Sub", [dmap, g.const(s.mean[None, None])]), g.const(s.inv_std[None, None])])
     if side > grid:
@@ -157,6 +165,20 @@ def _distance(g: _Graph, codes: str, s: ScaleCodes, grid: int) -> str:
         z = g.op("Resize", [z, "", g.const([1.0, 1.0, k, k])], mode="nearest",
                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     return z
+
+
+def _nearest(g: _Graph, flat: str, s: ScaleCodes) -> str:
+    """[N,P,d] codes -> [N,P] distance to the nearest remembered good code."""
+    sq = g.op("ReduceSum", [g.op("Mul", [flat, flat]), g.const([-1], np.int64)], keepdims=0)  # [N,P]
+    # min_k |y - b_k|^2 = |y|^2 + min_k (|b_k|^2 - 2 y.b_k): one MatMul over [y, 1] and [-2 b; |b|^2],
+    # so no [P, K] tensor is touched twice
+    ones = g.op("Add", [g.op("Mul", [g.op("ReduceSum", [flat, g.const([-1], np.int64)], keepdims=1), g.const(0.0)]),
+                        g.const(1.0)])  # [N,P,1] of ones, whatever N
+    augmented = g.op("Concat", [flat, ones], axis=2)  # [N,P,d+1]
+    bank_sq = np.sum(s.bank.astype(np.float64) ** 2, axis=1)
+    table = np.concatenate([-2.0 * s.bank.T.astype(np.float64), bank_sq[None]], axis=0).astype(np.float32)  # [d+1,K]
+    nearest = g.op("ReduceMin", [g.op("MatMul", [augmented, g.const(table)])], axes=[-1], keepdims=0)  # [N,P]
+    return g.op("Sqrt", [g.op("Max", [g.op("Add", [nearest, sq]), g.const(0.0)])])
 
 
 def write_graph(model: PatchKnn, path: Path, input_shape: tuple[int, int, int], name: str = "visual_anomaly",

@@ -133,7 +133,10 @@ def evaluate_family(family: str, product: int, base: Path, work: Path) -> tuple[
     alone, both = infer(directory, images, ("anomaly",)), infer(directory, images, None)
     m = measures(parts, alone, both, [p.bbox for p in parts])
     m.update(learn_s=learn_s, total_s=time.perf_counter() - t0, product=product, ms_per_frame=frame_cost(directory, images[0]))
-    print(f"{family:>10} p{product}: AUROC {m['auroc']:.3f}, rejected {m['good_rejected']:.1%}, found {m['recall']:.1%}, "
+    entry = load_manifest(directory).anomaly("visual")
+    m["layout"] = "aligned" if entry.alignment is not None else "free"
+    m["choice"] = entry.method.split("Layout: ", 1)[-1]
+    print(f"{family:>10} p{product} ({m['layout']}): AUROC {m['auroc']:.3f}, rejected {m['good_rejected']:.1%}, found {m['recall']:.1%}, "
           f"box IoU>=0.3 {m['box_iou_0.3']:.1%} | directory AUROC {m['dir_auroc']:.3f}, rejected "
           f"{m['dir_good_rejected']:.1%}, found {m['dir_recall']:.1%} | learn {learn_s:.0f} s, "
           f"{m['ms_per_frame']:.1f} ms/frame | per kind found: "

@@ -5,7 +5,8 @@ Four products that share nothing with the held-out ones (families_heldout.py) bu
 * ``fabric``     -- woven cloth (a periodic texture, any phase part to part);
 * ``tile``       -- a glazed tile with a printed geometric decor and glaze speckle;
 * ``washer``     -- a stamped washer on a dark belt (one object, aligned up to the line's jitter);
-* ``perforated`` -- a perforated sheet: a regular array of punched holes.
+* ``perforated`` -- a perforated sheet: a regular array of punched holes;
+* ``gear``, ``connector`` -- aligned parts (dev_structured.py): a stamped gear face, a pin header.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from training.anomaly import dev_structured
 from training.anomaly.scene import (
     CANVAS, PAD, SIZE, Nuisance, blob, grid, inside, light_from, metal, mix, shade, smooth_noise, stroke, wander,
 )
@@ -270,4 +272,4 @@ class Perforated:
         return (bump > 0.3).astype(np.float32)
 
 
-FAMILIES: tuple[Any, ...] = (Fabric(), Tile(), Washer(), Perforated())
+FAMILIES: tuple[Any, ...] = (Fabric(), Tile(), Washer(), Perforated(), *dev_structured.FAMILIES)
