@@ -242,14 +242,15 @@ def learn(inputs: np.ndarray, contract: Any, options: LearnOptions,
     chosen, reference, choice = free, None, "position-free memory (asked)"
     if options.layout != "free":
         from edge_inspector.inspectors.alignment import Aligner, learn_reference
-        from edge_inspector.learn.visual_aligned import choose, gauss_layout
+        from edge_inspector.learn.visual_aligned import choose, gauss_distance, gauss_fit
 
         progress("registering the good parts to their reference view")
         reference = learn_reference(inputs)
         aligner = Aligner(reference)
         registered, warps = aligner.register(inputs)
         aligned = held_out(_run(model, "codes", registered, shape, options.threads), folds,
-                           gauss_layout(options.shrink), "per-position statistics", progress, options.grid,
+                           Layout(lambda c: gauss_fit(c, options.shrink), lambda c, st: gauss_distance(c, *st)),
+                           "per-position statistics", progress, options.grid,
                            options.smooth)
         if options.layout == "aligned":
             chosen, choice = aligned, "per-position statistics of registered parts (asked)"

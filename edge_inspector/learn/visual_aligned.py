@@ -39,12 +39,6 @@ def gauss_distance(codes: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.
     return np.sqrt((z * z).sum(axis=-1)).T.reshape(n, h, w).astype(np.float32)
 
 
-def gauss_layout(shrink: float = SHRINK) -> Any:
-    from edge_inspector.learn.visual import Layout
-
-    return Layout(lambda c: gauss_fit(c, shrink), lambda c, st: gauss_distance(c, *st))
-
-
 # --------------------------------------------------------------------------- the choice
 MARGIN = 0.02  # the aligned layout must beat the memory by this much AUROC on painted defects
 MARGIN_PX = 24  # painted defects at least this far inside the frame (pixels at 256)
