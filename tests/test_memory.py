@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -87,3 +88,47 @@ def test_a_large_batch_does_not_raise_memory_for_good() -> None:
     out = subprocess.run([sys.executable, "-c", ENGINE], capture_output=True, text=True, cwd=ROOT, timeout=120)
     level, peak, after = json.loads(out.stdout)
     assert after - level < 3, (level, peak, after)
+
+
+ARENAS = """
+import ctypes, re, sys, threading
+from edge_inspector.memory import limit_malloc_arenas
+
+limited = limit_malloc_arenas() if sys.argv[1] == "limit" else False
+libc = ctypes.CDLL(None)
+libc.open_memstream.restype = ctypes.c_void_p
+libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+start, keep = threading.Barrier(8), []
+
+def allocate():
+    start.wait()  # all eight allocate at once, as the daemon's threads do
+    keep.extend(bytearray(4096) for _ in range(200))
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+print(limited, len(re.findall(r"<heap nr=", ctypes.string_at(buf.value, size.value).decode())))
+"""
+
+
+def _arenas(mode: str) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, env=env)
+    limited, arenas = out.stdout.split()
+    return limited, int(arenas)
+
+
+def test_the_daemon_keeps_two_malloc_arenas_however_many_threads_allocate() -> None:
+    # glibc's default gives each new allocating thread an arena of its own (up to 8 per core), and
+    # an arena keeps its heap for good: a thread first busy late in a run steps RSS up
+    assert _arenas("default")[1] > 2
+    assert _arenas("limit") == ("True", 2)

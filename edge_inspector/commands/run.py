@@ -39,7 +39,10 @@ def check_config_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from edge_inspector.memory import limit_malloc_arenas
     from edge_inspector.stop_signals import interrupt_on_stop_signals
+
+    limit_malloc_arenas()  # before any thread allocates: see edge_inspector.memory
 
     # Explicit handlers, also for a background job (which inherits SIGINT ignored): a stop while
     # the models load ends the command (exit 0); once running, the service drains and exits 0.
